@@ -1,0 +1,117 @@
+# clustermass: every target creates the virtualenv from requirements.lock first when it is
+# missing or stale, then calls the one CLI (`clustermass ...`).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PRESET ?= quick
+WORKERS ?= 1
+DATASET_SOURCE ?=
+SUBMISSION ?=
+SEEDS ?= 0
+PYTHON ?= python3
+STORE ?= $(CURDIR)/build/ria-store
+TAG ?=
+
+VENV := $(CURDIR)/.venv
+STAMP := $(VENV)/.installed
+CLI := $(VENV)/bin/clustermass
+BASELINES := --entry lx_iterative --entry lx_truth --entry mean --entry total_counts
+
+# Config, caches and scratch stay inside build/: runs leave nothing in the user's home.
+export XDG_CONFIG_HOME := $(CURDIR)/build/config
+export XDG_CACHE_HOME := $(CURDIR)/build/cache
+export MPLCONFIGDIR := $(CURDIR)/build/mpl
+export KERAS_HOME := $(CURDIR)/build/keras
+export MPLBACKEND := Agg
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONHASHSEED := 0
+export CLUSTERMASS_RESPONSES ?= $(abspath $(CURDIR)/../shared/data/chandra)
+export CLUSTERMASS_BUILD := $(CURDIR)/build
+export PATH := $(VENV)/bin:$(PATH)
+export PRESET WORKERS DATASET_SOURCE
+# DataLad commits need an identity; use the user's when git has one.
+GIT_NAME := $(shell git config user.name 2>/dev/null)
+ifeq ($(GIT_NAME),)
+export GIT_AUTHOR_NAME := clustermass
+export GIT_COMMITTER_NAME := clustermass
+export GIT_AUTHOR_EMAIL := clustermass@localhost
+export GIT_COMMITTER_EMAIL := clustermass@localhost
+endif
+
+.PHONY: help venv data reference baselines evaluate leaderboard demo test test-slow bench \
+        image image-check browser clean clean-data release report
+
+help: ## List the targets
+	@echo "clustermass: make <target> [PRESET=ci|quick|fast|full] [WORKERS=N] [DATASET_SOURCE=...]"
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@echo "Creating $(VENV) from requirements.lock"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@mkdir -p build/config build/cache build/mpl build/keras
+	@touch $@
+
+venv: $(STAMP) ## Create the virtualenv from the lock file
+
+data: $(STAMP) ## Fetch (DATASET_SOURCE=...) or regenerate data/$(PRESET), then verify it
+	$(CLI) data --preset $(PRESET) --workers $(WORKERS)
+
+reference: $(STAMP) ## Train the study's CNN over the ten folds and score it
+	$(CLI) train --preset $(PRESET) --entry reference --seeds $(SEEDS)
+
+baselines: $(STAMP) ## Fit the L_X and trivial baselines over the ten folds and score them
+	$(CLI) train --preset $(PRESET) $(BASELINES)
+
+evaluate: $(STAMP) ## Score a submission: make evaluate SUBMISSION=path
+	@if [ -z "$(SUBMISSION)" ]; then echo "error: SUBMISSION is not set: make evaluate SUBMISSION=path/to/submission (see: clustermass format)" >&2; exit 2; fi
+	@if [ ! -e "$(SUBMISSION)" ]; then echo "error: SUBMISSION=$(SUBMISSION) does not exist" >&2; exit 2; fi
+	$(CLI) evaluate --preset $(PRESET) "$(SUBMISSION)" --seeds $(SEEDS)
+
+leaderboard: $(STAMP) ## Render leaderboard/site (HTML + Markdown) from the entries of PRESET
+	$(CLI) leaderboard --preset $(PRESET)
+
+report: $(STAMP) ## Write the science report of data/$(PRESET)
+	$(CLI) report --preset $(PRESET)
+
+release: $(STAMP) ## Tag data/$(PRESET) as TAG and push it to the RIA store STORE
+	@if [ -z "$(TAG)" ]; then echo "error: TAG is not set: make release TAG=v1.0 [STORE=...]" >&2; exit 2; fi
+	$(CLI) release --preset $(PRESET) --store $(STORE) --tag $(TAG)
+
+demo: $(STAMP) ## The main job on the embedded default (PRESET=quick), timed stage by stage
+	@set -e; t0=$$(date +%s); log=build/demo-times.txt; mkdir -p build; : > $$log; \
+	for stage in data reference baselines leaderboard; do \
+	  s=$$(date +%s); $(MAKE) --no-print-directory $$stage PRESET=$(PRESET); \
+	  echo "$$stage: $$(( $$(date +%s) - s )) s" | tee -a $$log; \
+	done; \
+	echo "demo (PRESET=$(PRESET)) total: $$(( $$(date +%s) - t0 )) s" | tee -a $$log; \
+	echo "open leaderboard/site/index.html"
+
+browser: ## Install Debian's chromium for the page tests when missing (needs apt)
+	@command -v chromium >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium could not be installed: the browser tests will be skipped"; }
+
+test: $(STAMP) browser ## Run the test suite (slow and bench tests excluded)
+	$(VENV)/bin/pytest -q
+
+test-slow: $(STAMP) ## Run the slow end-to-end tests too
+	$(VENV)/bin/pytest -q -m "not bench"
+
+bench: $(STAMP) ## Run the pytest-benchmark suites; figures go to build/bench.json
+	@mkdir -p build
+	$(VENV)/bin/pytest -q -m bench --benchmark-json=build/bench.json
+	@echo "benchmark figures: build/bench.json"
+
+image: ## Build the container image (needs a running docker daemon)
+	docker build -t clustermass:latest .
+
+image-check: ## Build the image with a private dockerd and run make test inside it
+	bash .ci/image-check.sh
+
+clean: ## Remove build outputs, results and the rendered site (keeps data/ and .venv)
+	rm -rf build results leaderboard/site
+
+clean-data: ## Remove the dataset data/$(PRESET)
+	@if [ -d data/$(PRESET) ]; then chmod -R u+w data/$(PRESET) && rm -rf data/$(PRESET); fi
+	@echo "removed data/$(PRESET)"

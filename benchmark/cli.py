@@ -1,0 +1,204 @@
+"""The one command line of clustermass: ``clustermass <subcommand>``, behind every Make target.
+
+Imports are deferred to the subcommand that needs them, so that ``clustermass --help`` and
+input errors answer at once instead of after loading TensorFlow, yt and DataLad.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from benchmark.errors import ClusterMassError
+
+
+def data_dir(args) -> Path:
+    """The dataset folder of a preset: ``data/<preset>`` unless ``--dataset`` says otherwise."""
+    if getattr(args, "dataset", None):
+        return Path(args.dataset)
+    return Path(os.environ.get("CLUSTERMASS_DATA", "data")) / Path(args.preset).stem
+
+
+def results_dir(args) -> Path:
+    """Training outputs and entries of a preset: ``results/<preset>``."""
+    return Path(os.environ.get("CLUSTERMASS_RESULTS", "results")) / Path(args.preset).stem
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """Turn ``--set population.n_clusters=12`` items into per-section override dicts."""
+    import tomllib
+
+    overrides: dict[str, dict] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not (sep and dot and section and name):
+            raise ClusterMassError(
+                f"--set {item!r} is malformed: write --set section.key=value, "
+                "e.g. --set population.n_clusters=12"
+            )
+        try:
+            parsed = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value  # a bare word is a string
+        overrides.setdefault(section, {})[name] = parsed
+    return overrides
+
+
+def cmd_generate(args) -> None:
+    from pipeline.config import load_preset
+    from pipeline.generate import generate
+
+    config = load_preset(args.preset, **parse_overrides(args.set))
+    generate(config, Path(args.out), workers=args.workers, scheduler=args.scheduler)
+
+
+def cmd_check(args) -> None:
+    from pipeline.checker import check_dataset
+
+    report = check_dataset(Path(args.path))
+    print(report)
+
+
+def cmd_data(args) -> None:
+    from pipeline.versioning import ensure_dataset
+
+    ensure_dataset(
+        preset=args.preset,
+        path=data_dir(args),
+        source=args.source or os.environ.get("DATASET_SOURCE") or None,
+        workers=args.workers,
+    )
+
+
+def cmd_train(args) -> None:
+    from benchmark.baselines import train_baselines
+
+    train_baselines(
+        data_dir(args),
+        results_dir(args),
+        entries=args.entry,
+        seeds=tuple(args.seeds),
+        folds=tuple(args.folds) if args.folds else None,
+        preset=Path(args.preset).stem,
+    )
+
+
+def cmd_evaluate(args) -> None:
+    from benchmark.evaluate import evaluate_submission
+
+    entry_path = evaluate_submission(
+        Path(args.submission), data_dir(args), results_dir(args), seeds=tuple(args.seeds)
+    )
+    print(f"entry written: {entry_path}")
+
+
+def cmd_leaderboard(args) -> None:
+    from leaderboard.render import render_site
+    from benchmark.dataset import ClusterMassDataset
+
+    entries = [results_dir(args) / "entries"] + [Path(p) for p in args.entries]
+    site = render_site(entries, ClusterMassDataset(data_dir(args)), Path(args.out))
+    print(f"leaderboard: {site}")
+
+
+def cmd_diagnostics(args) -> None:
+    from benchmark.baselines import diagnose_entry
+
+    diagnose_entry(data_dir(args), results_dir(args), args.entry, n_clusters=args.clusters)
+
+
+def cmd_release(args) -> None:
+    from pipeline.versioning import release
+
+    release(data_dir(args), store=args.store, tag=args.tag, alias=args.alias)
+
+
+def cmd_report(args) -> None:
+    from pipeline.report import write_dataset_report
+
+    print(write_dataset_report(data_dir(args)))
+
+
+def cmd_format(args) -> None:
+    from benchmark.submission import EXPECTED_FORMAT
+
+    print(EXPECTED_FORMAT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clustermass", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help_):
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    def with_preset(p):
+        p.add_argument("--preset", default=os.environ.get("PRESET", "quick"),
+                       help="ci | quick | fast | full, or a preset .toml file (default: quick)")
+        p.add_argument("--dataset", help="dataset folder (default: data/<preset>)")
+        return p
+
+    p = add("generate", cmd_generate, "Generate mock images into a folder (the step `datalad run` records).")
+    p.add_argument("--preset", required=True)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (Dask)")
+    p.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER") or None,
+                   help="address of an existing Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override one preset value (repeatable)")
+
+    p = add("check", cmd_check, "Check a dataset folder against the HDF5 layout spec.")
+    p.add_argument("path")
+
+    p = with_preset(add("data", cmd_data, "Fetch (DATASET_SOURCE) or regenerate the dataset, then verify it."))
+    p.add_argument("--source", help="DataLad source: RIA URL with #~alias@tag, a path or a clone URL")
+    p.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")))
+
+    p = with_preset(add("train", cmd_train, "Train baseline entries fold by fold and score them."))
+    p.add_argument("--entry", action="append", required=True,
+                   help="reference, reference_z, lx_iterative, lx_truth, mean, total_counts (repeatable)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--folds", type=int, nargs="+", help="subset of folds (default: all)")
+
+    p = with_preset(add("evaluate", cmd_evaluate, "Validate and score a submission (predictions or code)."))
+    p.add_argument("submission", help="folder or file of the submission (see `clustermass format`)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds for code submissions")
+
+    p = with_preset(add("leaderboard", cmd_leaderboard, "Render the static leaderboard site."))
+    p.add_argument("--out", default="leaderboard/site")
+    p.add_argument("--entries", nargs="*", default=[], help="extra folders of entry files")
+
+    p = with_preset(add("diagnostics", cmd_diagnostics, "Interpretation diagnostics of a trained entry."))
+    p.add_argument("--entry", required=True)
+    p.add_argument("--clusters", type=int, default=None, help="test clusters per fold")
+
+    p = with_preset(add("release", cmd_release, "Tag the dataset and push it to a RIA store."))
+    p.add_argument("--store", default=os.environ.get("STORE", "build/ria-store"))
+    p.add_argument("--tag", required=True)
+    p.add_argument("--alias", default=None)
+
+    with_preset(add("report", cmd_report, "Write the dataset's science report (relations, plots)."))
+    add("format", cmd_format, "Print the expected submission format.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    start = time.perf_counter()
+    try:
+        args.func(args)
+    except ClusterMassError as err:
+        print(f"clustermass {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    if os.environ.get("CLUSTERMASS_TIMING"):
+        print(f"[{args.command} took {time.perf_counter() - start:.1f} s]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Presets: TOML files that override the defaults of the pipeline's parameter dataclasses.
+
+A preset names a size and a renderer, nothing else: every physical parameter keeps the
+default documented beside its dataclass unless the preset overrides it.  The loaded
+configuration is immutable and serialises to the dataset card, so a dataset records
+exactly what made it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from benchmark.errors import ClusterMassError
+
+SECTIONS = ("dataset", "population", "observation", "grid", "chain", "splits")
+PRESET_NAMES = ("ci", "quick", "fast", "full")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSettings:
+    """What a dataset is called, where its clusters come from and how they are rendered."""
+
+    name: str = "clustermass"
+    version: str = "0.1.0"
+    source: str = "synthetic"  # "synthetic" | "tng"
+    renderer: str = "chain"  # "chain" (pyXSIM + SOXS) | "analytic" (fast renderer)
+    master_seed: int = 20190521
+    tng_dir: str = ""  # folder of TNG cutouts when source == "tng"
+
+    def __post_init__(self):
+        if self.source not in ("synthetic", "tng"):
+            raise ClusterMassError(
+                f"dataset.source = {self.source!r} is unknown: use 'synthetic' or 'tng'."
+            )
+        if self.renderer not in ("chain", "analytic"):
+            raise ClusterMassError(
+                f"dataset.renderer = {self.renderer!r} is unknown: use 'chain' or 'analytic'."
+            )
+        if self.source == "tng" and not self.tng_dir:
+            raise ClusterMassError(
+                "dataset.source = 'tng' needs dataset.tng_dir: the folder of TNG cutout files."
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSettings:
+    """The fixed ten-fold cross-validation of the benchmark."""
+
+    n_folds: int = 10
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.n_folds < 3:
+            raise ClusterMassError(f"splits.n_folds = {self.n_folds}: need at least 3 folds.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A loaded preset: its name, source file and one mapping of overrides per section."""
+
+    preset: str
+    path: str
+    sections: Mapping[str, Mapping[str, Any]]
+
+    def section(self, name: str) -> dict:
+        """Return the overrides of one section (empty when the preset leaves it alone)."""
+        return dict(self.sections.get(name, {}))
+
+    @property
+    def dataset(self) -> DatasetSettings:
+        return build(DatasetSettings, self.section("dataset"), "dataset")
+
+    @property
+    def splits(self) -> SplitSettings:
+        return build(SplitSettings, self.section("splits"), "splits")
+
+    def to_dict(self) -> dict:
+        return {"preset": self.preset, **{k: dict(v) for k, v in self.sections.items()}}
+
+
+def build(cls, overrides: Mapping[str, Any], section: str):
+    """Build parameter dataclass ``cls`` from a preset section, naming any unknown key."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ClusterMassError(
+            f"Unknown key(s) {unknown} in preset section [{section}]. "
+            f"Valid keys: {sorted(known)}."
+        )
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return cls(**values)
+
+
+def preset_path(name_or_path: str | Path) -> Path:
+    """Resolve a preset name (``ci``, ``quick``, ``fast``, ``full``) or a TOML file path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml":
+        if not candidate.is_file():
+            raise ClusterMassError(f"Preset file {candidate} does not exist.")
+        return candidate
+    name = str(name_or_path)
+    if name not in PRESET_NAMES:
+        raise ClusterMassError(
+            f"Unknown preset {name!r}: choose one of {', '.join(PRESET_NAMES)} "
+            "or give the path of a .toml preset file."
+        )
+    return Path(str(resources.files("pipeline.presets") / f"{name}.toml"))
+
+
+def load_preset(name_or_path: str | Path, **overrides: Mapping[str, Any]) -> Config:
+    """Load a preset and apply per-section overrides, e.g. ``population={"n_clusters": 5}``."""
+    path = preset_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ClusterMassError(f"Preset {path} is not valid TOML: {err}") from None
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ClusterMassError(
+            f"Unknown section(s) {unknown} in preset {path}; valid sections: {list(SECTIONS)}."
+        )
+    sections = {name: dict(raw.get(name, {})) for name in SECTIONS}
+    for name, values in overrides.items():
+        if name not in SECTIONS:
+            raise ClusterMassError(f"Unknown section {name!r}; valid: {list(SECTIONS)}.")
+        sections[name].update(values)
+    preset = path.stem
+    config = Config(
+        preset=preset,
+        path=str(path),
+        sections=MappingProxyType({k: MappingProxyType(v) for k, v in sections.items()}),
+    )
+    config.dataset  # validate eagerly: bad input fails before any work starts
+    config.splits
+    return config

@@ -1,0 +1,1 @@
+"""Preset files (TOML): each overrides the defaults of the pipeline's parameter dataclasses."""
