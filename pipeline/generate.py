@@ -1,0 +1,464 @@
+"""Generate a mock dataset: population -> gas -> renderer -> one HDF5 file per cluster.
+
+The work unit is one cluster (its epochs x 3 projections), because a cluster's views share
+one gas model per epoch and one output file. Every random number of a view comes from a
+seed derived from the master seed and the view's (cluster, epoch, projection), so the bytes
+written do not depend on how many workers run or in which order.
+
+A cluster file is written under a temporary name and renamed when complete, so a file that
+exists is whole: a killed run restarted with the same command skips finished clusters and
+ends with the same bytes as an uninterrupted run. The catalog, splits and dataset card are
+assembled from the cluster files at the end.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import ClusterMassError
+from pipeline.checker import CATALOG_COLUMNS, LAYOUT_VERSION, check_dataset, sha256_file
+from pipeline.config import Config, build
+
+PROJECTIONS = ("x", "y", "z")
+CARD_PACKAGES = ("numpy", "scipy", "h5py", "astropy", "yt", "pyxsim", "soxs", "pandas")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything decided before any image is made (cheap, validated up front)."""
+
+    config: Config
+    population: pd.DataFrame
+    fingerprint: str
+
+    @property
+    def cluster_ids(self) -> list[int]:
+        return sorted(int(c) for c in self.population["cluster_id"].unique())
+
+    @property
+    def n_views(self) -> int:
+        return len(self.population) * len(PROJECTIONS)
+
+
+def settings(config: Config):
+    """Parameter objects of every stage, built from the preset (validates the preset)."""
+    from pipeline.gas import GridSpec
+    from pipeline.observation import Observation
+    from pipeline.population import PopulationParams
+
+    observation = build(Observation, config.section("observation"), "observation")
+    population = build(PopulationParams, config.section("population"), "population")
+    grid = build(GridSpec, config.section("grid"), "grid")
+    chain = None
+    if config.dataset.renderer == "chain":
+        from pipeline.chain import ChainSettings
+
+        chain = build(ChainSettings, config.section("chain"), "chain")
+    return observation, population, grid, chain
+
+
+def config_fingerprint(config: Config) -> str:
+    """SHA-256 of the configuration: a cluster file made with another one is not reused."""
+    text = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def plan_dataset(config: Config) -> Plan:
+    """Validate the configuration and draw the cluster population."""
+    from pipeline.population import make_population
+
+    observation, population_params, grid, chain = settings(config)
+    dataset = config.dataset
+    if dataset.renderer == "chain" or dataset.renderer == "analytic":
+        from pipeline.instrument import responses_dir
+
+        responses_dir()  # a missing ARF/RMF is named before any work starts
+    if dataset.source == "tng":
+        from pipeline.tng import tng_population
+
+        population = tng_population(Path(dataset.tng_dir), population_params, observation)
+    else:
+        population = make_population(population_params, dataset.master_seed, observation)
+    return Plan(config=config, population=population, fingerprint=config_fingerprint(config))
+
+
+def cluster_path(out_dir: Path, cluster_id: int) -> Path:
+    return Path(out_dir) / "images" / f"cluster_{cluster_id:04d}.h5"
+
+
+def cluster_done(path: Path, fingerprint: str) -> bool:
+    """A finished cluster file made with this configuration (else it is remade)."""
+    import h5py
+
+    if not path.exists():
+        return False
+    try:
+        with h5py.File(path, "r") as h5:
+            return int(h5.attrs.get("complete", 0)) == 1 and h5.attrs.get("fingerprint") == fingerprint
+    except OSError:
+        return False
+
+
+def stage_timings(infos: list[dict]) -> dict[str, float]:
+    """Seconds per stage from the renderer's info dicts (per-epoch stages counted once)."""
+    timings: dict[str, float] = defaultdict(float)
+    for i, info in enumerate(infos):
+        for key, value in info.items():
+            if not key.endswith("_s") or not isinstance(value, (int, float)):
+                continue
+            if key.startswith("epoch_"):
+                if i == 0:
+                    timings[key[len("epoch_"):-2]] += value
+            else:
+                timings[key[:-2]] += value
+    return timings
+
+
+def render_images(gas, row: dict, config: Config, workdir: Path) -> tuple[list[np.ndarray], list[dict]]:
+    """The three projections of one gas grid, with the chosen renderer."""
+    observation, _, _, chain_settings = settings(config)
+    seeds = [int(row[f"seed_{p}"]) for p in PROJECTIONS]
+    if config.dataset.renderer == "chain":
+        from pipeline.chain import render_views
+
+        rendered = render_views(gas, PROJECTIONS, chain_observation(observation, row), seeds,
+                                workdir=workdir, settings=chain_settings)
+        return [image for image, _ in rendered], [info for _, info in rendered]
+
+    from pipeline.analytic import background_counts_per_pixel, expected_counts
+
+    background = background_counts_per_pixel(observation) * observation.npix**2
+    images, infos = [], []
+    for projection, seed in zip(PROJECTIONS, seeds):
+        start = time.perf_counter()
+        lam = expected_counts(gas, projection, observation, redshift=float(row["redshift"]))
+        images.append(np.random.default_rng(seed).poisson(lam).astype(np.int32))
+        infos.append({"background_counts": background, "render_s": time.perf_counter() - start})
+    return images, infos
+
+
+def chain_observation(observation, row: dict) -> dict:
+    """What the real chain needs to know of the observation of one view."""
+    return {
+        "redshift": float(row["redshift"]),
+        "exposure_ks": observation.exposure_ks,
+        "npix": observation.npix,
+        "fov_arcmin": observation.fov_arcmin,
+        "band_kev": tuple(observation.band_kev),
+        "nH_1e22": observation.nH_1e22,
+    }
+
+
+def render_epoch(row: dict, config: Config, workdir: Path) -> tuple[list[np.ndarray], list[dict], dict]:
+    """Images and truth of the three projections of one cluster-epoch."""
+    from pipeline.gas import build_gas_grid, view_truth
+
+    observation, _, grid, _ = settings(config)
+    start = time.perf_counter()
+    gas = build_gas_grid(row, grid.resolved(observation, float(row["redshift"])),
+                         np.random.default_rng(int(row["seed"])))
+    gas_s = time.perf_counter() - start
+    images, infos = render_images(gas, row, config, workdir)
+    timings = stage_timings(infos)
+    timings["gas"] += gas_s
+    views = []
+    for projection, image, info in zip(PROJECTIONS, images, infos):
+        start = time.perf_counter()
+        truth = view_truth(gas, row, projection)
+        timings["truth"] += time.perf_counter() - start
+        views.append(
+            {
+                "image_id": f"c{int(row['cluster_id']):04d}_e{int(row['epoch'])}_{projection}",
+                "cluster_id": int(row["cluster_id"]),
+                "epoch": int(row["epoch"]),
+                "projection": projection,
+                "redshift": float(row["redshift"]),
+                "log10_m500c": float(row["log10_m500c"]),
+                "r500c_kpc": float(row["r500c_kpc"]),
+                "r500c_arcmin": float(row["r500c_arcmin"]),
+                "t500_kev": float(row["t500_kev"]),
+                "gas_fraction": float(row["gas_fraction"]),
+                "cool_core": int(row["cool_core"]),
+                "merger": int(row["merger"]),
+                "lx_total_erg_s": float(truth["lx_total_erg_s"]),
+                "lx_cex_erg_s": float(truth["lx_cex_erg_s"]),
+                "counts": int(image.sum()),
+                "background_counts": float(info["background_counts"]),
+                "seed": int(row[f"seed_{projection}"]),
+            }
+        )
+    return images, views, dict(timings)
+
+
+def render_cluster(config: Config, rows: list[dict], out_dir: str, fingerprint: str) -> dict:
+    """Render every view of one cluster and write its file atomically (a worker task)."""
+    import h5py
+
+    cluster_id = int(rows[0]["cluster_id"])
+    path = cluster_path(Path(out_dir), cluster_id)
+    workdir = Path(os.environ.get("CLUSTERMASS_BUILD", "build")) / "scratch" / f"cluster_{cluster_id:04d}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    images, views, timings = [], [], defaultdict(float)
+    for row in sorted(rows, key=lambda r: r["epoch"]):
+        epoch_images, epoch_views, epoch_timings = render_epoch(row, config, workdir)
+        images += epoch_images
+        views += epoch_views
+        for stage, seconds in epoch_timings.items():
+            timings[stage] += seconds
+    start = time.perf_counter()
+    observation, _, _, _ = settings(config)
+    attrs = {
+        "layout_version": LAYOUT_VERSION,
+        "cluster_id": cluster_id,
+        "source": config.dataset.source,
+        "renderer": config.dataset.renderer,
+        "npix": observation.npix,
+        "pixel_arcsec": observation.pixel_arcsec,
+        "fov_arcmin": observation.fov_arcmin,
+        "band_kev": np.asarray(observation.band_kev, dtype=np.float64),
+        "exposure_ks": observation.exposure_ks,
+        "fingerprint": fingerprint,
+        "complete": 1,
+    }
+    write_cluster_file(path, np.stack(images), views, attrs, h5py)
+    timings["write"] += time.perf_counter() - start
+    return {"cluster_id": cluster_id, "n_views": len(views), "timings": dict(timings)}
+
+
+def write_cluster_file(path: Path, counts: np.ndarray, views: list[dict], attrs: dict, h5py) -> None:
+    """Write one cluster's images; the file appears under its name only when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with h5py.File(tmp, "w", track_order=False) as h5:
+        npix = counts.shape[-1]
+        data = h5.create_dataset(
+            "counts", data=counts.astype(np.int32), chunks=(1, npix, npix),
+            compression="gzip", compression_opts=4, shuffle=True, track_times=False,
+        )
+        data.attrs["units"] = "count"
+        data.attrs["axes"] = "view, y, x"
+        h5.create_dataset(
+            "image_id", data=np.array([v["image_id"] for v in views], dtype=h5py.string_dtype()),
+            track_times=False,
+        )
+        h5.create_dataset("views", data=json.dumps(views, sort_keys=True), dtype=h5py.string_dtype(), track_times=False)
+        for key, value in attrs.items():
+            h5.attrs[key] = value
+    os.replace(tmp, path)
+
+
+def read_views(path: Path) -> list[dict]:
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        return json.loads(h5["views"][()])
+
+
+def run_tasks(plan: Plan, todo: list[int], out_dir: Path, workers: int, scheduler: str | None, progress: bool) -> dict:
+    """Render the clusters in ``todo``, serially or on Dask; return summed stage timings."""
+    from tqdm import tqdm
+
+    rows_by_cluster = {
+        int(cid): rows.to_dict("records") for cid, rows in plan.population.groupby("cluster_id")
+    }
+    timings: dict[str, float] = defaultdict(float)
+    total_views = plan.n_views
+    done_views = total_views - sum(len(rows_by_cluster[c]) * len(PROJECTIONS) for c in todo)
+    bar = tqdm(total=total_views, initial=done_views, unit="view", desc="mocks", disable=not progress,
+               dynamic_ncols=True)
+
+    def collect(result):
+        for stage, seconds in result["timings"].items():
+            timings[stage] += seconds
+        bar.update(result["n_views"])
+
+    if workers <= 1 and not scheduler:
+        for cid in todo:
+            collect(render_cluster(plan.config, rows_by_cluster[cid], str(out_dir), plan.fingerprint))
+    else:
+        from pipeline.distributed import map_on_dask
+
+        for result in map_on_dask(
+            render_cluster,
+            [(plan.config, rows_by_cluster[c], str(out_dir), plan.fingerprint) for c in todo],
+            keys=[f"cluster-{c:04d}" for c in todo],
+            workers=workers,
+            scheduler=scheduler,
+        ):
+            collect(result)
+    bar.close()
+    return dict(timings)
+
+
+def assemble_catalog(plan: Plan, out_dir: Path, folds: dict[int, int]) -> pd.DataFrame:
+    """One row per image, read back from the cluster files, in a fixed order."""
+    rows = []
+    for cid in plan.cluster_ids:
+        path = cluster_path(out_dir, cid)
+        for index, view in enumerate(read_views(path)):
+            view = dict(view, file=str(path.relative_to(out_dir)), index=index, fold=folds[cid])
+            rows.append(view)
+    catalog = pd.DataFrame(rows)[list(CATALOG_COLUMNS)]
+    return catalog.sort_values(["cluster_id", "epoch", "projection"], kind="stable").reset_index(drop=True)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in CARD_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def dataset_card(plan: Plan, catalog: pd.DataFrame, splits_sha256: str) -> dict:
+    """The dataset card: what the dataset is, how it was made, and how to check it."""
+    from pipeline import population as population_module
+
+    observation, population_params, grid, chain = settings(plan.config)
+    dataset = plan.config.dataset
+    checksums = {}
+    if dataset.renderer in ("chain", "analytic"):
+        from pipeline.instrument import checksums as instrument_checksums
+
+        checksums.update(instrument_checksums())
+    if dataset.renderer == "chain":
+        from pipeline.chain import emission_table_checksums
+
+        checksums.update(emission_table_checksums(chain))
+    source_text = (
+        "synthetic: a physically grounded analog of the IllustrisTNG clusters of Ntampaka et al. "
+        "(2019), built from published scaling relations and profiles (see references); not TNG data"
+        if dataset.source == "synthetic"
+        else f"tng: IllustrisTNG halo cutouts from {dataset.tng_dir}"
+    )
+    return {
+        "name": dataset.name,
+        "version": dataset.version,
+        "layout_version": LAYOUT_VERSION,
+        "preset": plan.config.preset,
+        "source": dataset.source,
+        "source_description": source_text,
+        "renderer": dataset.renderer,
+        "renderer_description": (
+            "yt + pyXSIM (CIESourceModel, project emission table) + SOXS instrument_simulator (ACIS-I)"
+            if dataset.renderer == "chain"
+            else "fast analytic renderer: projected emission measure x band emissivity x ARF, Poisson-sampled"
+        ),
+        "master_seed": dataset.master_seed,
+        "fingerprint": plan.fingerprint,
+        "n_clusters": len(plan.cluster_ids),
+        "n_images": int(len(catalog)),
+        "image": {
+            "npix": observation.npix,
+            "fov_arcmin": observation.fov_arcmin,
+            "pixel_arcsec": observation.pixel_arcsec,
+            "band_kev": list(observation.band_kev),
+            "exposure_ks": observation.exposure_ks,
+            "units": "count",
+        },
+        "config": {
+            "preset": plan.config.to_dict(),
+            "observation": _jsonable(asdict(observation)),
+            "population": _jsonable(asdict(population_params)),
+            "grid": _jsonable(asdict(grid)),
+            "chain": _jsonable(asdict(chain)) if chain is not None else None,
+            "splits": _jsonable(asdict(plan.config.splits)),
+        },
+        "checksums": checksums,
+        "splits_sha256": splits_sha256,
+        "packages": package_versions(),
+        "references": list(getattr(population_module, "REFERENCES", [])),
+        "units": {
+            "log10_m500c": "log10(Msun)", "r500c_kpc": "kpc", "r500c_arcmin": "arcmin",
+            "t500_kev": "keV", "lx_total_erg_s": "erg/s (0.5-2 keV rest frame)",
+            "lx_cex_erg_s": "erg/s (0.5-2 keV rest frame, 0.15-1 R500c)", "counts": "count",
+        },
+    }
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
+
+
+def generate(config: Config, out_dir: Path, workers: int = 1, scheduler: str | None = None,
+             progress: bool = True) -> Path:
+    """Generate (or finish) the dataset of ``config`` in ``out_dir`` and check it.
+
+    Parameters
+    ----------
+    config : Config
+        A loaded preset (:func:`pipeline.config.load_preset`).
+    out_dir : Path
+        Dataset folder; finished cluster files already there are kept.
+    workers : int
+        Worker processes; more than one runs the clusters on a Dask LocalCluster.
+    scheduler : str, optional
+        Address of an existing Dask scheduler (``tcp://host:8786``) instead.
+
+    Returns
+    -------
+    Path
+        The dataset folder.
+    """
+    from benchmark.splits import make_splits
+
+    if workers < 1:
+        raise ClusterMassError(f"workers = {workers}: need at least 1.")
+    start = time.perf_counter()
+    plan = plan_dataset(config)
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    latest = plan.population[plan.population["epoch"] == 0].sort_values("cluster_id")
+    splits = make_splits(latest["cluster_id"].to_numpy(), latest["log10_m500c"].to_numpy(),
+                         n_folds=config.splits.n_folds, seed=config.splits.seed)
+
+    todo = [c for c in plan.cluster_ids if not cluster_done(cluster_path(out_dir, c), plan.fingerprint)]
+    skipped = len(plan.cluster_ids) - len(todo)
+    if skipped and progress:
+        print(f"resuming: {skipped} of {len(plan.cluster_ids)} clusters already complete")
+    timings = run_tasks(plan, todo, out_dir, workers, scheduler, progress)
+
+    splits_bytes = splits.to_json()
+    write_bytes_atomic(out_dir / "splits.json", splits_bytes)
+    folds = {int(c): splits.fold_of(c) for c in plan.cluster_ids}
+    catalog = assemble_catalog(plan, out_dir, folds)
+    write_bytes_atomic(out_dir / "catalog.csv", catalog.to_csv(index=False, lineterminator="\n").encode())
+    card = dataset_card(plan, catalog, hashlib.sha256(splits_bytes).hexdigest())
+    write_bytes_atomic(out_dir / "dataset_card.json", (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    check_dataset(out_dir)
+    if progress:
+        print_timings(timings, len(todo) * len(PROJECTIONS) * config_epochs(plan), time.perf_counter() - start)
+    return out_dir
+
+
+def config_epochs(plan: Plan) -> int:
+    return int(plan.population.groupby("cluster_id").size().max())
+
+
+def print_timings(timings: dict[str, float], n_views: int, wall_s: float) -> None:
+    """Per-stage summary: where the time went (summed over workers)."""
+    if not n_views:
+        print(f"nothing to render; assembled and checked in {wall_s:.1f} s")
+        return
+    total = sum(timings.values()) or 1.0
+    print(f"rendered {n_views} views in {wall_s:.1f} s wall ({n_views / wall_s:.2f} views/s)")
+    for stage, seconds in sorted(timings.items(), key=lambda kv: -kv[1]):
+        print(f"  {stage:<16} {seconds:9.1f} s  {100 * seconds / total:5.1f}%  {1000 * seconds / n_views:8.1f} ms/view")
