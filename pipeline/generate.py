@@ -77,10 +77,9 @@ def plan_dataset(config: Config) -> Plan:
 
     observation, population_params, grid, chain = settings(config)
     dataset = config.dataset
-    if dataset.renderer == "chain" or dataset.renderer == "analytic":
-        from pipeline.instrument import responses_dir
+    from pipeline.instrument import responses_dir
 
-        responses_dir()  # a missing ARF/RMF is named before any work starts
+    responses_dir()  # a missing ARF/RMF is named before any work starts
     if dataset.source == "tng":
         from pipeline.tng import tng_population
 
@@ -335,14 +334,17 @@ def dataset_card(plan: Plan, catalog: pd.DataFrame, splits_sha256: str) -> dict:
     observation, population_params, grid, chain = settings(plan.config)
     dataset = plan.config.dataset
     checksums = {}
-    if dataset.renderer in ("chain", "analytic"):
-        from pipeline.instrument import checksums as instrument_checksums
-
-        checksums.update(instrument_checksums())
     if dataset.renderer == "chain":
         from pipeline.chain import emission_table_checksums
 
         checksums.update(emission_table_checksums(chain))
+    else:
+        from pipeline.emission import resolve_apec
+
+        checksums["emission_table"] = resolve_apec().combined_sha256
+    from pipeline.instrument import checksums as instrument_checksums
+
+    checksums.update(instrument_checksums())
     source_text = (
         "synthetic: a physically grounded analog of the IllustrisTNG clusters of Ntampaka et al. "
         "(2019), built from published scaling relations and profiles (see references); not TNG data"

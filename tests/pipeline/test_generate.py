@@ -1,0 +1,128 @@
+"""Generation: byte-identical whatever the workers, resumable, atomic, checked."""
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+
+from benchmark.dataset import ClusterMassDataset
+from benchmark.errors import ClusterMassError
+from pipeline.checker import check_dataset
+from pipeline.config import load_preset
+from pipeline.generate import cluster_path, generate
+
+SMALL = {"population": {"n_clusters": 10, "n_epochs": 1}}
+SMALL_ARGS = ["--set", "population.n_clusters=10", "--set", "population.n_epochs=1"]
+
+
+def digests(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".")
+    }
+
+
+@pytest.fixture(scope="module")
+def serial_dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("serial")
+    generate(load_preset("ci", **SMALL), out, workers=1, progress=False)
+    return out
+
+
+def test_dataset_passes_its_checker_and_loads(serial_dataset):
+    assert "10 files pass" in check_dataset(serial_dataset)
+    ds = ClusterMassDataset(serial_dataset)
+    images = ds.images()
+    assert images.shape == (30, 128, 128) and images.dtype == np.int32
+    catalog = ds.catalog
+    # Every image is a real observation: counts above the background, brighter for heavier clusters.
+    assert (catalog["counts"] > catalog["background_counts"]).all()
+    rho = catalog[["log10_m500c", "counts"]].corr(method="spearman").iloc[0, 1]
+    assert rho > 0.5
+    # The cluster sits at the image centre.
+    stacked = images.sum(axis=0).astype(float)
+    yy, xx = np.indices(stacked.shape)
+    centre = ((stacked * xx).sum() / stacked.sum(), (stacked * yy).sum() / stacked.sum())
+    assert np.allclose(centre, (63.5, 63.5), atol=4.0)
+
+
+def test_same_seed_gives_identical_bytes_and_other_seed_does_not(serial_dataset, tmp_path):
+    generate(load_preset("ci", **SMALL), tmp_path / "again", workers=1, progress=False)
+    assert digests(tmp_path / "again") == digests(serial_dataset)
+    other = load_preset("ci", population=SMALL["population"], dataset={"master_seed": 7})
+    generate(other, tmp_path / "other", workers=1, progress=False)
+    differ = digests(tmp_path / "other")
+    assert differ["images/cluster_0000.h5"] != digests(serial_dataset)["images/cluster_0000.h5"]
+
+
+def test_interrupted_run_resumes_to_the_same_bytes(serial_dataset, tmp_path):
+    out = tmp_path / "resumed"
+    config = load_preset("ci", **SMALL)
+    generate(config, out, workers=1, progress=False)
+    # Simulate a kill: two cluster files gone, one half-written temporary file left behind.
+    cluster_path(out, 3).unlink()
+    cluster_path(out, 7).unlink()
+    (out / "images" / ".cluster_0003.h5.999.tmp").write_bytes(b"half")
+    (out / "catalog.csv").unlink()
+    before = os.path.getmtime(cluster_path(out, 0))
+    generate(config, out, workers=1, progress=False)
+    assert os.path.getmtime(cluster_path(out, 0)) == before  # finished clusters are not redone
+    got = digests(out)
+    assert got == digests(serial_dataset)
+
+
+def test_a_file_from_another_configuration_is_remade(tmp_path):
+    out = tmp_path / "ds"
+    generate(load_preset("ci", **SMALL), out, workers=1, progress=False)
+    other = load_preset("ci", population=SMALL["population"], observation={"exposure_ks": 50.0})
+    generate(other, out, workers=1, progress=False)
+    with h5py.File(cluster_path(out, 0)) as h5:
+        assert h5.attrs["exposure_ks"] == 50.0
+
+
+def test_bad_configuration_fails_before_any_work(tmp_path):
+    with pytest.raises(ClusterMassError, match="exposure"):
+        generate(load_preset("ci", observation={"exposure_ks": -5.0}), tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad" / "images").exists() or not any((tmp_path / "bad" / "images").iterdir())
+
+
+def _worker_processes(parent: psutil.Process) -> list[psutil.Process]:
+    """Dask worker processes started (by the nannies, with multiprocessing spawn) below ``parent``."""
+    workers = []
+    for child in parent.children(recursive=True):
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                workers.append(child)
+        except psutil.Error:
+            pass
+    return workers
+
+
+def test_dask_two_workers_with_a_killed_worker_give_identical_bytes(serial_dataset, tmp_path):
+    out = tmp_path / "dask"
+    env = dict(os.environ)
+    command = [sys.executable, "-m", "benchmark.cli", "generate", "--preset", "ci", "--out", str(out),
+               "--workers", "2", *SMALL_ARGS]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    parent = psutil.Process(proc.pid)
+    killed = False
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline and not killed:
+        workers = _worker_processes(parent)
+        if len(workers) >= 2 and (out / "images").exists() and any((out / "images").glob("cluster_*.h5")):
+            workers[0].send_signal(signal.SIGKILL)
+            killed = True
+        time.sleep(0.2)
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output
+    assert killed, "no worker was killed: the run finished before the test could act"
+    assert digests(out) == digests(serial_dataset)
+    assert len(pd.read_csv(out / "catalog.csv")) == 30
