@@ -1,0 +1,656 @@
+"""Bias and scatter of log10 M500c predictions, exactly as BENCHMARK.md defines them.
+
+Per image, ``eps = log10 M_pred - log10 M_true`` (dex). For any set of images:
+
+- bias: ``bias_mean_dex`` = mean(eps), ``bias_median_dex`` = median(eps);
+- scatter, three ways, each in dex and as a fractional mass scatter ``ln(10) * sigma_dex``
+  (keys ``*_frac``, labelled "fractional"):
+
+  * ``sigma_gauss_dex``: sigma of the best-fit Gaussian to the histogram of eps, as the
+    study did (its centre is ``gauss_mu_dex``). The fit is a least-squares fit of
+    ``A exp(-(x - mu)^2 / 2 sigma^2)`` to the bin counts (``scipy.optimize.curve_fit``).
+    Binning (documented in :data:`DEFINITIONS`): ``nb`` bins (Rice rule
+    ``ceil(2 n^(1/3))``, made odd, clipped to 9..61) spanning ``median +- 4 w``, where
+    ``w`` is the robust half-width below (floored at 1e-3 dex), so the bins follow the
+    core of the distribution and far outliers do not widen them. Needs >= 10 images,
+    else null. When at least 68% of eps are identical (``w`` = 0) sigma is 0.
+  * ``sigma_std_dex``: the standard deviation (ddof = 1);
+  * ``sigma_robust_dex``: half the 16-84 percentile range.
+
+- outliers: ``outlier_frac`` = fraction with ``|eps| > 3 sigma_gauss_dex`` of the same set;
+- quantiles use the inverted-CDF definition (numpy ``method="inverted_cdf"``), computed
+  with exact integer arithmetic so the bootstrap and the point estimates agree.
+
+:func:`score` reports these pooled over all scored images, per fold, as mean +- std over
+folds with the best and worst fold, in bins of true mass and of redshift, split by
+cool-core and merger state, and, for entries with several seeds, per seed with mean +- std
+over seeds. 68% intervals come from a bootstrap over *clusters* (all views of a cluster
+move together), resampled within each fold so fold sizes are kept and the pooled and
+per-fold statistics come from the same resamples; the bootstrap is vectorised: a
+resample is a matrix of cluster multiplicities, and every statistic is computed from
+cumulative weights over the sorted eps of each group (histograms are the bins of the
+full sample; Gaussian fits of all resamples are one batched Levenberg-Marquardt solve).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import SubmissionError, format_problems
+
+__all__ = [
+    "score",
+    "residuals",
+    "summarize",
+    "fit_gaussian",
+    "fit_gaussian_batch",
+    "gaussian_binning",
+    "quantile",
+    "DEFINITIONS",
+    "STAT_KEYS",
+    "METRICS_VERSION",
+    "LN10",
+]
+
+METRICS_VERSION = "1"
+LN10 = math.log(10.0)
+MIN_FIT = 10
+N_SIGMA_OUTLIER = 3.0
+ROBUST_FLOOR_DEX = 1e-3
+N_MASS_BINS = 5
+N_REDSHIFT_BINS = 4
+
+#: Statistics reported for every set of images (dex unless *_frac; counts are n_images).
+STAT_KEYS = (
+    "bias_mean_dex", "bias_median_dex", "gauss_mu_dex",
+    "sigma_gauss_dex", "sigma_std_dex", "sigma_robust_dex",
+    "scatter_gauss_frac", "scatter_std_frac", "scatter_robust_frac",
+    "outlier_frac",
+)
+_DEX_TO_FRAC = {"sigma_gauss_dex": "scatter_gauss_frac", "sigma_std_dex": "scatter_std_frac",
+                "sigma_robust_dex": "scatter_robust_frac"}
+# Which direction is "best" when naming the best and worst fold.
+_BEST = {"bias_mean_dex": "abs", "bias_median_dex": "abs", "gauss_mu_dex": "abs"}
+
+DEFINITIONS = {
+    "eps": "log10(M500c_pred / Msun) - log10(M500c_true / Msun), per image, dex",
+    "bias_mean_dex": "mean of eps (dex)",
+    "bias_median_dex": "median of eps (dex; inverted-CDF quantile)",
+    "gauss_mu_dex": "centre of the best-fit Gaussian to the histogram of eps (dex)",
+    "sigma_gauss_dex": "sigma of the best-fit Gaussian to the histogram of eps (dex): "
+                       "least squares on bin counts; bins: ceil(2 n^(1/3)) made odd, clipped "
+                       "to 9..61, spanning median +- 4 w, w = sigma_robust_dex floored at "
+                       "1e-3 dex; >= 10 images needed",
+    "sigma_std_dex": "standard deviation of eps, ddof=1 (dex)",
+    "sigma_robust_dex": "half the 16-84 percentile range of eps (dex)",
+    "scatter_gauss_frac": "fractional mass scatter ln(10) * sigma_gauss_dex",
+    "scatter_std_frac": "fractional mass scatter ln(10) * sigma_std_dex",
+    "scatter_robust_frac": "fractional mass scatter ln(10) * sigma_robust_dex",
+    "outlier_frac": "fraction of images with |eps| > 3 sigma_gauss_dex of the same set",
+    "ci68": "16th-84th percentiles of a bootstrap over clusters (resampled within folds)",
+    "folds": "per test fold; fold summary: mean and std (ddof=1) over folds, best and worst",
+    "seeds": "statistics are computed per seed and averaged; std over seeds (ddof=1)",
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Basic statistics
+# ---------------------------------------------------------------------------------------
+
+def quantile(x_sorted: np.ndarray, percent: int) -> float:
+    """Inverted-CDF quantile of sorted values at an integer percent (exact arithmetic)."""
+    n = len(x_sorted)
+    k = -(-percent * n // 100) - 1  # smallest k with (k + 1) * 100 >= percent * n
+    return float(x_sorted[max(k, 0)])
+
+
+def gaussian_binning(x_sorted: np.ndarray) -> np.ndarray:
+    """Bin edges of the Gaussian fit for sorted eps (see module docstring)."""
+    n = len(x_sorted)
+    med = quantile(x_sorted, 50)
+    w = max((quantile(x_sorted, 84) - quantile(x_sorted, 16)) / 2, ROBUST_FLOOR_DEX)
+    nb = int(np.clip(math.ceil(2 * n ** (1 / 3)), 9, 61))
+    nb += 1 - nb % 2
+    return np.linspace(med - 4 * w, med + 4 * w, nb + 1)
+
+
+def _hist_sorted(x_sorted: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    # Bins [e_j, e_j+1), from positions in the sorted values (as the bootstrap does).
+    pos = np.searchsorted(x_sorted, edges, side="left")
+    return np.diff(pos).astype(float)
+
+
+def _gauss(x, amp, mu, sigma):
+    return amp * np.exp(-0.5 * ((x - mu) / sigma) ** 2)
+
+
+def fit_gaussian(eps) -> dict:
+    """Best-fit Gaussian to the histogram of ``eps`` (``scipy.optimize.curve_fit``).
+
+    Returns
+    -------
+    dict
+        ``amplitude, mu_dex, sigma_dex`` (NaN when the fit is impossible), ``edges``,
+        ``counts``, ``ok``.
+    """
+    from scipy.optimize import OptimizeWarning, curve_fit
+
+    x = np.sort(np.asarray(eps, dtype=float))
+    out = {"amplitude": math.nan, "mu_dex": math.nan, "sigma_dex": math.nan,
+           "edges": np.zeros(0), "counts": np.zeros(0), "ok": False}
+    if len(x) < MIN_FIT:
+        return out
+    edges = gaussian_binning(x)
+    counts = _hist_sorted(x, edges)
+    out.update(edges=edges, counts=counts)
+    med = quantile(x, 50)
+    w = (quantile(x, 84) - quantile(x, 16)) / 2
+    if w <= 0:
+        # At least 68% of eps identical: the best Gaussian is a spike at that value.
+        out.update(amplitude=float(counts.max()), mu_dex=med, sigma_dex=0.0, ok=True)
+        return out
+    centers = (edges[:-1] + edges[1:]) / 2
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            popt, _ = curve_fit(_gauss, centers, counts, p0=[counts.max(), med, w], maxfev=4000)
+    except (RuntimeError, ValueError):
+        return out
+    sigma = abs(float(popt[2]))
+    if not np.all(np.isfinite(popt)) or sigma > 10 * (edges[-1] - edges[0]):
+        return out
+    out.update(amplitude=float(popt[0]), mu_dex=float(popt[1]), sigma_dex=sigma, ok=True)
+    return out
+
+
+def fit_gaussian_batch(counts: np.ndarray, centers: np.ndarray, p0: np.ndarray,
+                       n_iter: int = 100) -> np.ndarray:
+    """Least-squares Gaussian fits of many histograms at once (Levenberg-Marquardt).
+
+    Parameters
+    ----------
+    counts : (B, nb) array
+        Bin counts of B histograms sharing the bin ``centers``.
+    centers : (nb,) array
+    p0 : (B, 3) array
+        Starting ``(amplitude, mu, sigma)`` per histogram.
+
+    Returns
+    -------
+    (B, 3) array
+        ``(amplitude, mu, |sigma|)``; the same minimum as :func:`fit_gaussian`.
+    """
+    y = np.asarray(counts, dtype=float)
+    p = np.array(p0, dtype=float)
+    x = np.asarray(centers, dtype=float)[None, :]
+    # The amplitude is linear: start from its least-squares value for the start mu, sigma.
+    g0 = np.exp(-0.5 * ((x - p[:, 1:2]) / p[:, 2:3]) ** 2)
+    p[:, 0] = np.einsum("bn,bn->b", g0, y) / np.maximum(np.einsum("bn,bn->b", g0, g0), 1e-300)
+
+    def resid(par, yy):
+        z = (x - par[:, 1:2]) / par[:, 2:3]
+        g = np.exp(-0.5 * z * z)
+        return yy - par[:, 0:1] * g, g, z
+
+    r, g, z = resid(p, y)
+    cost = np.einsum("ij,ij->i", r, r)
+    lam = np.full(len(p), 1e-3)
+    eye = np.eye(3)[None]
+    act = np.arange(len(p))  # rows still iterating; converged rows drop out
+    for _ in range(n_iter):
+        if len(act) == 0:
+            break
+        pa, ra, ga, za, la = p[act], r[act], g[act], z[act], lam[act]
+        a, s = pa[:, 0:1], pa[:, 2:3]
+        j1 = a * ga * za / s  # d model / d (amplitude, mu, sigma) = (g, j1, j1 z)
+        jac = (ga, j1, j1 * za)
+        jtj = np.empty((len(act), 3, 3))
+        for i in range(3):
+            for j in range(i, 3):
+                jtj[:, i, j] = jtj[:, j, i] = np.einsum("bn,bn->b", jac[i], jac[j])
+        jtr = np.stack([np.einsum("bn,bn->b", ji, ra) for ji in jac], axis=1)
+        damp = jtj + la[:, None, None] * (jtj * eye + 1e-12 * eye)
+        try:
+            step = np.linalg.solve(damp, jtr[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            break
+        trial = pa + step
+        trial[:, 2] = np.where(trial[:, 2] == 0, 1e-12, trial[:, 2])
+        r_t, g_t, z_t = resid(trial, y[act])
+        cost_t = np.einsum("ij,ij->i", r_t, r_t)
+        better = cost_t < cost[act]
+        upd = act[better]
+        p[upd], r[upd], g[upd], z[upd] = trial[better], r_t[better], g_t[better], z_t[better]
+        cost[upd] = cost_t[better]
+        lam[act] = np.where(better, la / 3, la * 4)
+        # A row has converged when its proposed step (accepted or not) moves no parameter
+        # by more than 1e-9 of its scale (amplitude: itself; mu and sigma: sigma), as
+        # MINPACK's xtol in curve_fit; rejected steps shrink as lambda grows.
+        scale = np.abs(pa[:, [0, 2, 2]]) + 1e-300
+        moving = (np.abs(step) > 1e-9 * scale).any(axis=1) & (lam[act] < 1e16)
+        act = act[moving]
+    p[:, 2] = np.abs(p[:, 2])
+    return p
+
+
+def summarize(eps) -> dict:
+    """Every statistic of :data:`STAT_KEYS` for one set of eps, plus ``n_images``.
+
+    Values are floats, or NaN where undefined (e.g. a Gaussian fit of < 10 images).
+    """
+    x = np.sort(np.asarray(eps, dtype=float))
+    n = len(x)
+    out = {k: math.nan for k in STAT_KEYS}
+    out["n_images"] = n
+    if n == 0:
+        return out
+    fit = fit_gaussian(x)
+    out["bias_mean_dex"] = float(x.mean())
+    out["bias_median_dex"] = quantile(x, 50)
+    out["gauss_mu_dex"] = fit["mu_dex"]
+    out["sigma_gauss_dex"] = fit["sigma_dex"]
+    out["sigma_std_dex"] = float(x.std(ddof=1)) if n > 1 else math.nan
+    out["sigma_robust_dex"] = (quantile(x, 84) - quantile(x, 16)) / 2
+    for dex, frac in _DEX_TO_FRAC.items():
+        out[frac] = LN10 * out[dex]
+    if math.isfinite(fit["sigma_dex"]):
+        out["outlier_frac"] = float(np.mean(np.abs(x) > N_SIGMA_OUTLIER * fit["sigma_dex"]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Vectorised bootstrap
+# ---------------------------------------------------------------------------------------
+
+def _cluster_multiplicities(fold_of_cluster: np.ndarray, n_boot: int,
+                            rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n_clusters) draws with replacement of clusters within each fold."""
+    mult = np.zeros((n_boot, len(fold_of_cluster)), dtype=np.int32)
+    for f in np.unique(fold_of_cluster):
+        cols = np.flatnonzero(fold_of_cluster == f)
+        m = len(cols)
+        draws = rng.integers(0, m, size=(n_boot, m))
+        flat = (draws + (np.arange(n_boot) * m)[:, None]).ravel()
+        mult[:, cols] = np.bincount(flat, minlength=n_boot * m).reshape(n_boot, m)
+    return mult
+
+
+def _boot_group(eps: np.ndarray, cpos: np.ndarray, mult: np.ndarray, point: dict,
+                edges: np.ndarray) -> dict:
+    """Bootstrap distributions (arrays of length B) of the statistics of one group."""
+    n_boot = mult.shape[0]
+    out = {}
+    # Means and variances from per-cluster sums: cheap matrix-vector products.
+    n_c = np.bincount(cpos, minlength=mult.shape[1]).astype(float)
+    s1 = np.bincount(cpos, weights=eps, minlength=mult.shape[1])
+    s2 = np.bincount(cpos, weights=eps * eps, minlength=mult.shape[1])
+    tot = mult @ n_c
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (mult @ s1) / tot
+        var = ((mult @ s2) - tot * mean * mean) / (tot - 1)
+    out["bias_mean_dex"] = mean
+    out["sigma_std_dex"] = np.sqrt(np.maximum(var, 0))
+    # Quantiles, histograms, outliers: cumulative weights over the sorted eps. One
+    # cumsum over the flattened (B, n) weights gives a globally increasing array G, so
+    # every row's quantile is one np.searchsorted and counts are differences of G.
+    order = np.argsort(eps, kind="stable")
+    x = eps[order]
+    n = len(x)
+    w = np.take(mult, cpos[order], axis=1)  # C-contiguous, so ravel() is a view
+    dtype = np.int64 if w.size * int(mult.max(initial=1)) > 2**31 - 1 else np.int32
+    g_cum = np.empty(w.size + 1, dtype=dtype)
+    g_cum[0] = 0
+    np.cumsum(w.ravel(), out=g_cum[1:])
+    del w
+    rows = np.arange(n_boot, dtype=dtype)
+    start = g_cum[rows * n]
+    total = g_cum[rows * n + n] - start
+
+    def at(k):  # cumulative weight of the first k sorted values, per row (k: (B,) or (B, m))
+        return g_cum[(rows * n).reshape((-1,) + (1,) * (np.ndim(k) - 1)) + k]
+
+    def q(percent):
+        need = -(-percent * total.astype(np.int64) // 100)  # ceil(p T / 100), exact
+        # Same dtype as g_cum, else searchsorted silently converts the whole array.
+        target = (start + np.maximum(need, 1)).astype(g_cum.dtype)
+        k = np.searchsorted(g_cum, target, side="left") - rows * n - 1
+        return x[np.clip(k, 0, n - 1)]
+
+    q16, q50, q84 = q(16), q(50), q(84)
+    robust = (q84 - q16) / 2
+    out["bias_median_dex"] = q50
+    out["sigma_robust_dex"] = robust
+    if math.isfinite(point["sigma_gauss_dex"]) and len(edges):
+        if point["sigma_gauss_dex"] == 0:
+            mu, sig = np.full(n_boot, point["gauss_mu_dex"]), np.zeros(n_boot)
+        else:
+            pos = np.searchsorted(x, edges, side="left")
+            counts = np.diff(at(np.broadcast_to(pos, (n_boot, len(pos)))), axis=1).astype(float)
+            centers = (edges[:-1] + edges[1:]) / 2
+            p0 = np.stack([counts.max(axis=1), q50,
+                           np.maximum(robust, ROBUST_FLOOR_DEX)], axis=1)
+            fit = fit_gaussian_batch(counts, centers, p0)
+            mu, sig = fit[:, 1], fit[:, 2]
+        out["gauss_mu_dex"], out["sigma_gauss_dex"] = mu, sig
+        thr = N_SIGMA_OUTLIER * sig
+        hi = np.searchsorted(x, thr, side="right")
+        lo = np.searchsorted(x, -thr, side="left")
+        inside = at(hi) - at(lo)
+        out["outlier_frac"] = (total - inside) / total
+    else:
+        for k in ("gauss_mu_dex", "sigma_gauss_dex", "outlier_frac"):
+            out[k] = np.full(n_boot, math.nan)
+    for dex, frac in _DEX_TO_FRAC.items():
+        out[frac] = LN10 * out[dex]
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------------------
+
+def residuals(pred: pd.DataFrame, catalog: pd.DataFrame, image_ids=None) -> dict:
+    """eps per seed, aligned to ``image_ids`` (default: every catalog image).
+
+    Returns
+    -------
+    dict of seed -> ndarray
+        eps in the order of ``image_ids``.
+
+    Raises
+    ------
+    SubmissionError
+        Listing missing, duplicate, unknown or non-finite predictions.
+    """
+    if not isinstance(pred, pd.DataFrame):
+        raise SubmissionError("predictions must be a pandas DataFrame with columns image_id, "
+                              "log10_m500c_pred[, seed]; see `clustermass format`")
+    missing_cols = [c for c in ("image_id", "log10_m500c_pred") if c not in pred.columns]
+    if missing_cols:
+        raise SubmissionError(f"predictions lack columns {missing_cols}; see "
+                              "`clustermass format`")
+    cat_ids = catalog["image_id"].to_numpy(dtype=object)
+    ids = cat_ids if image_ids is None else np.asarray(image_ids, dtype=object)
+    cat_pos = pd.Index(cat_ids).get_indexer(ids)
+    if (cat_pos < 0).any():
+        raise SubmissionError(f"image ids not in the catalog: {_head(ids[cat_pos < 0])}")
+    truth = catalog["log10_m500c"].to_numpy(dtype=float)[cat_pos]
+    target = pd.Index(ids)
+    seeds = pred["seed"] if "seed" in pred.columns else pd.Series(0, index=pred.index)
+    try:
+        seeds = seeds.astype(np.int64)
+    except (TypeError, ValueError):
+        raise SubmissionError("column 'seed' must hold integers") from None
+    all_pid = pred["image_id"].to_numpy(dtype=object)
+    all_vals = pd.to_numeric(pred["log10_m500c_pred"], errors="coerce").to_numpy(dtype=float)
+    all_seeds = seeds.to_numpy()
+    problems, out = [], {}
+    for seed in np.unique(all_seeds).tolist():
+        sel = all_seeds == seed
+        pid, vals = all_pid[sel], all_vals[sel]
+        pos = target.get_indexer(pid)  # position of each prediction among scored ids
+        dup = pd.unique(pid[pd.Series(pid).duplicated().to_numpy()])
+        if len(dup):
+            problems.append(f"seed {seed}: {len(dup)} image(s) predicted more than once: "
+                            f"{_head(dup)}")
+        if (pos < 0).any():
+            unknown = sorted({str(v) for v in pid[pos < 0]})
+            problems.append(f"seed {seed}: {len(unknown)} image id(s) not among the images "
+                            f"scored: {_head(unknown)}")
+        aligned = np.full(len(ids), np.nan)
+        present = np.zeros(len(ids), bool)
+        aligned[pos[pos >= 0]] = vals[pos >= 0]
+        present[pos[pos >= 0]] = True
+        if not present.all():
+            miss = ids[~present]
+            problems.append(f"seed {seed}: {len(miss)} image(s) without a prediction: "
+                            f"{_head(miss)}")
+        bad = ids[~np.isfinite(aligned) & present]
+        if len(bad):
+            problems.append(f"seed {seed}: {len(bad)} non-finite prediction(s): {_head(bad)}")
+        out[int(seed)] = aligned - truth
+    if problems:
+        raise SubmissionError(format_problems(
+            f"predictions cannot be scored ({len(problems)} problem(s))", problems,
+            "Validate first with benchmark.submission.validate_predictions; nothing was scored."))
+    return out
+
+
+def _head(items, n: int = 10) -> str:
+    items = list(items)
+    s = ", ".join(str(i) for i in items[:n])
+    return s + (f", ... and {len(items) - n} more" if len(items) > n else "")
+
+
+def _bin_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
+    # Equal-count edges of the true values (fixed by the catalog, so equal for all entries).
+    uniq = np.unique(values)
+    if len(uniq) <= 1:
+        return np.array([values.min(), values.max()]) if len(values) else np.zeros(0)
+    edges = np.unique(np.round(np.quantile(values, np.linspace(0, 1, n_bins + 1)), 4))
+    edges[0], edges[-1] = min(edges[0], values.min()), max(edges[-1], values.max())
+    return edges
+
+
+def _binned(eps_by_seed: dict, values: np.ndarray, edges: np.ndarray) -> list:
+    rows = []
+    for i in range(len(edges) - 1):
+        last = i == len(edges) - 2
+        sel = (values >= edges[i]) & ((values <= edges[i + 1]) if last else
+                                      (values < edges[i + 1]))
+        stats = _mean_over_seeds([summarize(e[sel]) for e in eps_by_seed.values()])
+        rows.append({"lo": float(edges[i]), "hi": float(edges[i + 1]),
+                     "center": float((edges[i] + edges[i + 1]) / 2), **stats})
+    return rows
+
+
+def _mean_over_seeds(per_seed: list[dict]) -> dict:
+    out = {"n_images": per_seed[0]["n_images"]}
+    for k in STAT_KEYS:
+        vals = np.array([d[k] for d in per_seed], dtype=float)
+        out[k] = float(np.mean(vals)) if np.all(np.isfinite(vals)) else math.nan
+    return out
+
+
+def _std(vals) -> float:
+    vals = np.asarray(vals, dtype=float)
+    if len(vals) < 2 or not np.all(np.isfinite(vals)):
+        return math.nan
+    return float(np.std(vals, ddof=1))
+
+
+def _ci(samples: np.ndarray) -> list:
+    s = np.asarray(samples, dtype=float)
+    s = s[np.isfinite(s)]
+    if len(s) == 0:
+        return [math.nan, math.nan]
+    lo, hi = np.percentile(s, [16, 84])
+    return [float(lo), float(hi)]
+
+
+def _best_worst(values: dict, key: str) -> dict:
+    folds = [f for f, v in values.items() if math.isfinite(v)]
+    if not folds:
+        return {"best": math.nan, "best_fold": None, "worst": math.nan, "worst_fold": None}
+    keyf = (lambda f: abs(values[f])) if _BEST.get(key) == "abs" else (lambda f: values[f])
+    best, worst = min(folds, key=keyf), max(folds, key=keyf)
+    return {"best": values[best], "best_fold": int(best),
+            "worst": values[worst], "worst_fold": int(worst)}
+
+
+def _clean(obj):
+    """JSON-safe: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_clean(v) for v in obj.tolist()]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
+          rng_seed: int = 0, folds=None) -> dict:
+    """Score out-of-fold predictions against the truth of the catalog.
+
+    Parameters
+    ----------
+    pred : DataFrame
+        Columns ``image_id``, ``log10_m500c_pred`` and optionally ``seed``; exactly one
+        finite prediction per scored image and seed (validate with
+        :func:`benchmark.submission.validate_predictions` first for full messages).
+    catalog : DataFrame
+        The dataset catalog (``image_id, cluster_id, log10_m500c, redshift, cool_core,
+        merger``).
+    splits : benchmark.splits.Splits
+    n_boot : int
+        Bootstrap resamples of clusters (0: no intervals).
+    rng_seed : int
+        Seed of the bootstrap.
+    folds : sequence of int, optional
+        Score only the test images of these folds (default all; ``complete`` says which).
+
+    Returns
+    -------
+    dict
+        JSON-serialisable (NaN written as null); see :data:`DEFINITIONS` and the keys
+        ``pooled``, ``pooled_ci68``, ``folds``, ``fold_summary``, ``seed_summary``,
+        ``mass_bins``, ``redshift_bins``, ``by_cool_core``, ``by_merger``, ``pdf``,
+        ``headline``.
+    """
+    need = ["image_id", "cluster_id", "log10_m500c", "redshift", "cool_core", "merger"]
+    miss = [c for c in need if c not in catalog.columns]
+    if miss:
+        from benchmark.errors import DatasetError
+        raise DatasetError(f"catalog lacks columns {miss}")
+    fold_all = splits.folds_of(catalog["cluster_id"].to_numpy())
+    scored = list(range(splits.n_folds)) if folds is None else sorted({int(f) for f in folds})
+    for f in scored:
+        splits._check_k(f)
+    cat = catalog[np.isin(fold_all, scored)].reset_index(drop=True)
+    fold = fold_all[np.isin(fold_all, scored)]
+    eps_by_seed = residuals(pred, cat)
+    seeds = list(eps_by_seed)
+    cid = cat["cluster_id"].to_numpy()
+    clusters, cpos = np.unique(cid, return_inverse=True)
+    fold_of_cluster = np.zeros(len(clusters), dtype=np.int64)
+    fold_of_cluster[cpos] = fold
+
+    # Point estimates, per seed.
+    per_seed_pooled, per_seed_folds = [], []
+    for s in seeds:
+        per_seed_pooled.append(summarize(eps_by_seed[s]))
+        per_seed_folds.append({f: summarize(eps_by_seed[s][fold == f]) for f in scored})
+    pooled = _mean_over_seeds(per_seed_pooled)
+    fold_stats = {f: _mean_over_seeds([d[f] for d in per_seed_folds]) for f in scored}
+
+    # Bootstrap over clusters (within folds), averaged over seeds per resample.
+    pooled_ci = {k: [math.nan, math.nan] for k in STAT_KEYS}
+    fold_mean_ci = {k: [math.nan, math.nan] for k in STAT_KEYS}
+    if n_boot and n_boot > 0:
+        mult = _cluster_multiplicities(fold_of_cluster, int(n_boot),
+                                       np.random.default_rng(rng_seed))
+        boot_pooled = {k: np.zeros(n_boot) for k in STAT_KEYS}
+        boot_folds = {k: np.zeros((n_boot, len(scored))) for k in STAT_KEYS}
+        for si, s in enumerate(seeds):
+            e = eps_by_seed[s]
+            b = _boot_group(e, cpos, mult, per_seed_pooled[si],
+                            fit_gaussian(e)["edges"])
+            for k in STAT_KEYS:
+                boot_pooled[k] += b[k] / len(seeds)
+            for j, f in enumerate(scored):
+                sel = fold == f
+                # The fold's own clusters, resampled within the fold by the same draws.
+                bf = _boot_group(e[sel], cpos[sel], mult, per_seed_folds[si][f],
+                                 fit_gaussian(e[sel])["edges"])
+                for k in STAT_KEYS:
+                    boot_folds[k][:, j] += bf[k] / len(seeds)
+        pooled_ci = {k: _ci(boot_pooled[k]) for k in STAT_KEYS}
+        fold_mean_ci = {k: _ci(boot_folds[k].mean(axis=1)) for k in STAT_KEYS}
+
+    fold_rows = []
+    for f in scored:
+        sel = fold == f
+        fold_rows.append({"fold": int(f), "n_clusters": int(len(np.unique(cid[sel]))),
+                          **fold_stats[f]})
+    fold_summary = {}
+    for k in STAT_KEYS:
+        vals = {f: fold_stats[f][k] for f in scored}
+        arr = np.array(list(vals.values()), dtype=float)
+        fold_summary[k] = {
+            "mean": float(arr.mean()) if np.all(np.isfinite(arr)) else math.nan,
+            "std": _std(arr), **_best_worst(vals, k), "mean_ci68": fold_mean_ci[k]}
+
+    seed_summary = {
+        "n_seeds": len(seeds),
+        "per_seed": [{"seed": s, **d} for s, d in zip(seeds, per_seed_pooled)],
+        "std": {k: _std([d[k] for d in per_seed_pooled]) for k in STAT_KEYS},
+        "fold_mean_std": {k: _std([np.mean([d[f][k] for f in scored]) for d in per_seed_folds])
+                          for k in STAT_KEYS},
+    }
+
+    logm = cat["log10_m500c"].to_numpy(dtype=float)
+    z = cat["redshift"].to_numpy(dtype=float)
+    mass_edges = _bin_edges(logm, N_MASS_BINS)
+    z_edges = _bin_edges(z, N_REDSHIFT_BINS)
+
+    def split_by(col):
+        vals = cat[col].to_numpy()
+        return {str(int(v)): _mean_over_seeds([summarize(e[vals == v])
+                                               for e in eps_by_seed.values()])
+                for v in np.unique(vals)}
+
+    first = eps_by_seed[seeds[0]]
+    fit = fit_gaussian(first)
+    g = fold_summary["scatter_gauss_frac"]
+    result = {
+        "metrics_version": METRICS_VERSION,
+        "definitions": DEFINITIONS,
+        "n_images": int(len(cat)),
+        "n_clusters": int(len(clusters)),
+        "n_folds": int(splits.n_folds),
+        "splits_sha256": splits.sha256(),
+        "folds_scored": scored,
+        "complete": len(scored) == splits.n_folds,
+        "seeds": seeds,
+        "n_boot": int(n_boot or 0),
+        "rng_seed": int(rng_seed),
+        "pooled": pooled,
+        "pooled_ci68": pooled_ci,
+        "folds": fold_rows,
+        "fold_summary": fold_summary,
+        "seed_summary": seed_summary,
+        "mass_bins": {"variable": "log10_m500c", "edges": mass_edges,
+                      "bins": _binned(eps_by_seed, logm, mass_edges)},
+        "redshift_bins": {"variable": "redshift", "edges": z_edges,
+                          "bins": _binned(eps_by_seed, z, z_edges)},
+        "by_cool_core": split_by("cool_core"),
+        "by_merger": split_by("merger"),
+        "pdf": {"seed": seeds[0], "bin_edges_dex": fit["edges"],
+                "counts": [int(c) for c in fit["counts"]],
+                "gauss": {"amplitude": fit["amplitude"], "mu_dex": fit["mu_dex"],
+                          "sigma_dex": fit["sigma_dex"]}},
+        "headline": {
+            "scatter_frac": pooled["scatter_gauss_frac"],
+            "scatter_frac_ci68": pooled_ci["scatter_gauss_frac"],
+            "scatter_frac_fold_mean": g["mean"],
+            "scatter_frac_fold_std": g["std"],
+            "scatter_frac_best_fold": g["best"],
+            "scatter_frac_worst_fold": g["worst"],
+            "bias_dex": pooled["bias_mean_dex"],
+            "bias_dex_ci68": pooled_ci["bias_mean_dex"],
+            "label": "scatter_frac = ln(10) x sigma of the best-fit Gaussian to eps (pooled); "
+                     "bias in dex",
+        },
+    }
+    return _clean(result)

@@ -1,0 +1,35 @@
+"""Speed of scoring a full submission (7,896 rows, 1,000 cluster bootstraps): `make bench`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.metrics import score
+
+
+@pytest.mark.bench
+def test_bench_score_full_submission(benchmark, make_catalog):
+    cat, splits = make_catalog()  # 329 clusters x 24 views = 7,896 images
+    assert len(cat) == 7896
+    rng = np.random.default_rng(0)
+    pred = pd.DataFrame({"image_id": cat["image_id"],
+                         "log10_m500c_pred": cat["log10_m500c"] + rng.normal(-0.02, 0.052,
+                                                                             len(cat))})
+    score(pred, cat, splits, n_boot=10)  # imports (scipy) outside the timing
+    result = benchmark.pedantic(score, args=(pred, cat, splits),
+                                kwargs={"n_boot": 1000, "rng_seed": 0}, rounds=5, iterations=1)
+    assert result["n_boot"] == 1000 and result["pooled_ci68"]["sigma_gauss_dex"][0] is not None
+
+
+@pytest.mark.bench
+def test_bench_score_three_seeds(benchmark, make_catalog):
+    cat, splits = make_catalog()
+    rng = np.random.default_rng(1)
+    pred = pd.concat([pd.DataFrame({"image_id": cat["image_id"], "seed": s,
+                                    "log10_m500c_pred": cat["log10_m500c"]
+                                    + rng.normal(0, 0.05, len(cat))}) for s in range(3)])
+    score(pred, cat, splits, n_boot=10)
+    benchmark.pedantic(score, args=(pred, cat, splits), kwargs={"n_boot": 1000},
+                       rounds=3, iterations=1)
