@@ -1,0 +1,776 @@
+"""Render the leaderboard as a static site (``index.html`` + one page per entry) and Markdown.
+
+Input: entry files (``<slug>.json``, one per entry, written by ``benchmark.entries``) with
+their predictions beside them (``<slug>.predictions.csv``: image_id, log10_m500c_pred,
+optional seed) and, optionally, the interpretation-diagnostics plots of code entries in
+``<slug>.diagnostics/*.png`` (written by :func:`leaderboard.diagnostics.run_diagnostics`).
+
+The table takes its numbers from the entry's harness-computed ``metrics`` when present and
+otherwise computes them here from the predictions and the dataset's truth (marked so on
+the entry page). The figures are always drawn from the predictions and the truth:
+error PDF with its Gaussian fit (as in the study's figure), predicted vs true mass,
+per-fold scatter, mass-binned bias and scatter, residuals by cool-core and merger state,
+and the diagnostics.
+
+Safety: everything a submitter wrote (names, authors, metadata, links) is passed through
+:func:`html.escape`; links are kept only with an http or https scheme; file names on the
+site come from a sanitised slug, never from submitted text; pages carry a strict
+Content-Security-Policy (scripts only from the site's own ``assets/sort.js``). The site
+works from disk: no server, no CDN, no external fonts.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+import shutil
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import EntryError
+from leaderboard.svg import COLORS, Axes
+
+__all__ = ["render_site", "load_entries", "entry_statistics", "table_row", "LoadedEntry", "esc", "safe_url"]
+
+LN10 = math.log(10.0)
+ASSETS = Path(__file__).with_name("assets")
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "base-uri 'none'; form-action 'none'")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SITE_MARKER = ".leaderboard-site"  # marks a folder render_site may rebuild
+
+
+# --------------------------------------------------------------------------------------
+# escaping
+# --------------------------------------------------------------------------------------
+def esc(value) -> str:
+    """HTML-escape any value (quotes too: safe inside attributes)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def safe_url(value) -> str | None:
+    """The URL if its scheme is http or https and it has a host, else None."""
+    if not isinstance(value, str):
+        return None
+    url = value.strip()
+    if any(ord(ch) < 32 for ch in url):
+        return None
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return url
+
+
+def link(value, text=None) -> str:
+    """An <a> for a safe http(s) URL, else the escaped text alone."""
+    url = safe_url(value)
+    label = esc(text if text is not None else value)
+    if url is None:
+        return label
+    return f'<a href="{esc(url)}" rel="noopener noreferrer nofollow">{label}</a>'
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+
+
+def md_escape(value) -> str:
+    """Text safe inside a Markdown table cell: HTML-escaped, Markdown punctuation escaped."""
+    text = " ".join(str("" if value is None else value).split())
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=True))
+
+
+def slugify(text: str) -> str:
+    """File-name-safe slug (letters, digits, '-', '_'); never empty."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", str(text)).strip("-_")[:80]
+    return slug or "entry"
+
+
+# --------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------
+@dataclass
+class LoadedEntry:
+    """One entry file with its predictions and everything computed for the site."""
+
+    path: Path
+    entry: dict
+    slug: str
+    predictions: pd.DataFrame | None
+    problems: list[str] = field(default_factory=list)
+    stats: dict | None = None
+    row: dict = field(default_factory=dict)
+
+
+def _entry_files(entries_dirs) -> list[Path]:
+    if isinstance(entries_dirs, (str, os.PathLike)):
+        entries_dirs = [entries_dirs]
+    files = []
+    for d in entries_dirs:
+        d = Path(d)
+        if d.is_file() and d.suffix == ".json":
+            files.append(d)
+        elif d.is_dir():
+            files.extend(sorted(p for p in d.glob("*.json") if p.is_file() and not p.is_symlink()))
+    return files
+
+
+def _validate(entry: dict) -> list[str]:
+    """Schema problems of one entry: benchmark.entries.validate_entry when available."""
+    try:
+        from benchmark.entries import validate_entry
+    except ImportError:
+        validate_entry = None
+    if validate_entry is not None:
+        try:
+            validate_entry(entry)
+        except ValueError as exc:
+            return [str(exc)]
+        return []
+    return [] if _name(entry) else ["entry has no name"]
+
+
+def _read_predictions(path: Path, entry: dict) -> tuple[pd.DataFrame | None, list[str]]:
+    name = entry.get("predictions_file") or entry.get("predictions")
+    if isinstance(name, str) and name:
+        cand = (path.parent / name).resolve()
+        # Never read outside the entries folder, whatever the entry file says.
+        if path.parent.resolve() not in cand.parents:
+            return None, [f"predictions path {name!r} leaves the entries folder"]
+    else:
+        cand = path.with_name(path.name[: -len(".json")] + ".predictions.csv")
+    if not cand.is_file():
+        return None, [f"no predictions file {cand.name} beside the entry"]
+    try:
+        df = pd.read_csv(cand, dtype={"image_id": str})
+    except (OSError, ValueError) as exc:
+        return None, [f"unreadable predictions {cand.name}: {exc}"]
+    if not {"image_id", "log10_m500c_pred"} <= set(df.columns):
+        return None, [f"{cand.name} lacks the columns image_id, log10_m500c_pred"]
+    return df, []
+
+
+def load_entries(entries_dirs, strict: bool = True) -> list[LoadedEntry]:
+    """Read every ``*.json`` entry of the folders given, with its predictions.
+
+    Parameters
+    ----------
+    entries_dirs : path or list of paths
+        Folders of entry files (or single entry files).
+    strict : bool
+        Raise one :class:`~benchmark.errors.EntryError` listing every invalid entry file;
+        with False, invalid entries are dropped.
+
+    Returns
+    -------
+    list of LoadedEntry, with unique slugs.
+    """
+    out, errors, seen = [], [], set()
+    for path in _entry_files(entries_dirs):
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            errors.append(f"{path}: not valid JSON ({exc})")
+            continue
+        if not isinstance(entry, dict):
+            errors.append(f"{path}: an entry must be a JSON object")
+            continue
+        problems = _validate(entry)
+        if problems:
+            errors.extend(f"{path}: {p}" for p in problems)
+            continue
+        # The entry's own slug (validated by the schema) names its page; else the file's stem.
+        slug = slugify(entry.get("slug") if isinstance(entry.get("slug"), str) else path.name[: -len(".json")])
+        base, i = slug, 2
+        while slug in seen:
+            slug, i = f"{base}-{i}", i + 1
+        seen.add(slug)
+        preds, probs = _read_predictions(path, entry)
+        out.append(LoadedEntry(path, entry, slug, preds, probs))
+    if errors and strict:
+        from benchmark.errors import format_problems
+
+        raise EntryError(format_problems(f"{len(errors)} invalid leaderboard entr{'y' if len(errors) == 1 else 'ies'}",
+                                         errors, "fix or remove these files, then render again"))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# statistics: benchmark.metrics is the one definition; the renderer only joins the truth
+# --------------------------------------------------------------------------------------
+def is_metrics(m) -> bool:
+    """Whether ``m`` looks like the output of :func:`benchmark.metrics.score`."""
+    return isinstance(m, dict) and isinstance(m.get("headline"), dict) and isinstance(m.get("pooled"), dict)
+
+
+def entry_statistics(pred: pd.DataFrame, catalog: pd.DataFrame, metrics: dict | None = None,
+                     splits=None, n_boot: int = 200) -> dict:
+    """What an entry page needs: the per-image errors and the harness metrics.
+
+    Parameters
+    ----------
+    pred : DataFrame
+        image_id, log10_m500c_pred (, seed); with several seeds the first is plotted.
+    catalog : DataFrame
+        The dataset's catalog (truth).
+    metrics : dict, optional
+        The entry's harness metrics (:func:`benchmark.metrics.score` output); computed here
+        with ``splits`` when missing.
+    splits : benchmark.splits.Splits, optional
+    n_boot : int
+        Bootstrap resamples when the metrics are computed here.
+
+    Returns
+    -------
+    dict: ``df`` (image_id, truth, prediction, eps, ...), ``metrics`` (or None),
+    ``metrics_source`` ("harness", "renderer" or None), ``problems`` (list of str).
+    """
+    problems = []
+    if "seed" in pred.columns and pred["seed"].nunique() > 1:
+        first = sorted(pred["seed"].unique())[0]
+        plotted = pred[pred["seed"] == first]
+    else:
+        plotted = pred
+    cols = [c for c in ("image_id", "cluster_id", "log10_m500c", "fold", "cool_core", "merger", "redshift")
+            if c in catalog.columns]
+    df = plotted[["image_id", "log10_m500c_pred"]].merge(catalog[cols], on="image_id", how="inner")
+    if len(df) < len(plotted):
+        problems.append(f"{len(plotted) - len(df)} predicted image ids are not in this dataset")
+    if len(df) < len(catalog):
+        problems.append(f"{len(catalog) - len(df)} images of this dataset have no prediction")
+    df = df[np.isfinite(df["log10_m500c_pred"].to_numpy(dtype=float))].copy()
+    df["eps"] = df["log10_m500c_pred"].astype(float) - df["log10_m500c"].astype(float)
+    source = "harness" if is_metrics(metrics) else None
+    if source is None and splits is not None and len(df):
+        from benchmark.metrics import score
+
+        try:
+            metrics, source = score(pred, catalog, splits, n_boot=n_boot), "renderer"
+        except ValueError as exc:
+            problems.append(f"cannot score the predictions against this dataset: {exc}")
+            metrics = None
+    return {"df": df, "metrics": metrics if source else None, "metrics_source": source, "problems": problems}
+
+
+# --------------------------------------------------------------------------------------
+# entry fields (defensive: entry schema from benchmark.entries)
+# --------------------------------------------------------------------------------------
+def _dig(d, path: str):
+    for part in path.split("."):
+        if isinstance(d, dict) and part in d:
+            d = d[part]
+        elif isinstance(d, list) and part.isdigit() and int(part) < len(d):
+            d = d[int(part)]
+        else:
+            return None
+    return d
+
+
+def _first(d, *paths):
+    for p in paths:
+        v = _dig(d, p)
+        if v is not None:
+            return v
+    return None
+
+
+def _num(v) -> float | None:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _name(entry: dict):
+    return _first(entry, "name", "metadata.name", "title")
+
+
+def _metadata(entry: dict) -> dict:
+    meta = dict(entry.get("metadata") or {}) if isinstance(entry.get("metadata"), dict) else {}
+    return meta
+
+
+def table_row(le: LoadedEntry, dataset_version: str | None, dataset_splits: str | None = None) -> dict:
+    """The leaderboard row of one entry (numbers from its harness metrics)."""
+    e, st = le.entry, le.stats or {}
+    m = st.get("metrics") or {}
+    head = m.get("headline") or {}
+    g = _dig(m, "fold_summary.scatter_gauss_frac") or {}
+    ci = head.get("scatter_frac_ci68")
+    if not (isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_num(c) is not None for c in ci)):
+        ci = None
+    diag = e.get("diagnostics") if isinstance(e.get("diagnostics"), dict) else {}
+    version = _first(e, "dataset.version", "dataset_version")
+    date = _first(e, "created", "date")
+    splits = _first(e, "dataset.splits_sha256", "splits_sha256")
+
+    def fold(which):
+        val, k = _num(g.get(which)), g.get(f"{which}_fold")
+        return None if val is None or k is None else (int(k), val)
+
+    return {
+        "name": _name(e) or le.slug, "slug": le.slug, "source": st.get("metrics_source"),
+        "scatter_frac": _num(head.get("scatter_frac")),
+        "scatter_ci_frac": None if ci is None else [float(c) for c in ci],
+        "bias_dex": _num(head.get("bias_dex")),
+        "fold_mean_frac": _num(head.get("scatter_frac_fold_mean")),
+        "fold_std_frac": _num(head.get("scatter_frac_fold_std")),
+        "best_fold": fold("best"), "worst_fold": fold("worst"),
+        "core_ratio": _num(_first(diag, "core_sensitivity_ratio", "core_sensitivity")),
+        "core_method": diag.get("core_sensitivity_method"),
+        "dataset_version": None if version is None else str(version),
+        "stale": ((version is not None and dataset_version is not None and str(version) != str(dataset_version))
+                  or (splits is not None and dataset_splits is not None and splits != dataset_splits)),
+        "date": None if date is None else str(date)[:19].replace("T", " "),
+        "kind": e.get("kind") if isinstance(e.get("kind"), str) else None,
+        "trusted": e.get("trusted") is True,
+        "n_seeds": len(m.get("seeds") or []) or None,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# HTML
+# --------------------------------------------------------------------------------------
+def _pct(v, digits=1) -> str:
+    return "" if v is None else f"{100 * v:.{digits}f}%"
+
+
+def _page(title: str, body: str, root: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f'<meta http-equiv="Content-Security-Policy" content="{esc(CSP)}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="referrer" content="no-referrer">'
+        f"<title>{esc(title)}</title>"
+        f'<link rel="stylesheet" href="{root}assets/style.css">'
+        f'<script src="{root}assets/sort.js" defer></script></head>\n<body>\n{body}\n</body></html>\n'
+    )
+
+
+def _index_html(rows: list[dict], dataset_info: dict) -> str:
+    head = [("#", "number", "rank"), ("Entry", "text", "name"), ("Scatter (Gauss, ln10 σ)", "number", "scatter"),
+            ("Bias (dex)", "number", "bias"), ("Fold scatter mean ± std", "number", "fold"),
+            ("Best fold", "number", "best"), ("Worst fold", "number", "worst"),
+            ("Core sensitivity", "number", "core"), ("Dataset", "text", "dataset"), ("Date", "text", "date")]
+    ths = "".join(f'<th data-type="{t}" data-key="{k}" class="{"text" if t == "text" else ""}">{esc(h)}</th>'
+                  for h, t, k in head)
+    trs = []
+    ranked = sorted(rows, key=lambda r: (r["scatter_frac"] is None, r["scatter_frac"] or 0))
+    for i, r in enumerate(ranked, 1):
+        ci = r["scatter_ci_frac"]
+        ci_txt = f' <span class="muted">[{_pct(ci[0])}, {_pct(ci[1])}]</span>' if ci else ""
+        fold = ("" if r["fold_mean_frac"] is None else
+                f"{_pct(r['fold_mean_frac'])} ± {_pct(r['fold_std_frac'])}")
+        best = "" if r["best_fold"] is None else f"{_pct(r['best_fold'][1])} <span class=\"muted\">(fold {r['best_fold'][0]})</span>"
+        worst = "" if r["worst_fold"] is None else f"{_pct(r['worst_fold'][1])} <span class=\"muted\">(fold {r['worst_fold'][0]})</span>"
+        core = "" if r["core_ratio"] is None else f"{r['core_ratio']:.2f} <span class=\"muted\">({esc(r['core_method'])})</span>"
+        stale = ' <span class="badge warn">other dataset version</span>' if r["stale"] else ""
+        kind = f' <span class="badge">{esc(r["kind"])}</span>' if r.get("kind") else ""
+        if r.get("trusted"):
+            kind += ' <span class="badge" title="trained by the harness">trusted</span>'
+
+        def ds(v):
+            return "" if v is None else esc(f"{v:.6g}")
+
+        bias_txt = "" if r["bias_dex"] is None else f"{r['bias_dex']:+.3f}"
+
+        trs.append(
+            "<tr>"
+            f'<td data-sort="{i}">{i}</td>'
+            f'<td class="text" data-sort="{esc(r["name"])}"><a href="entries/{esc(r["slug"])}.html">{esc(r["name"])}</a>{kind}</td>'
+            f'<td data-sort="{ds(r["scatter_frac"])}">{_pct(r["scatter_frac"])}{ci_txt}</td>'
+            f'<td data-sort="{ds(r["bias_dex"])}">{bias_txt}</td>'
+            f'<td data-sort="{ds(r["fold_mean_frac"])}">{fold}</td>'
+            f'<td data-sort="{ds(r["best_fold"][1] if r["best_fold"] else None)}">{best}</td>'
+            f'<td data-sort="{ds(r["worst_fold"][1] if r["worst_fold"] else None)}">{worst}</td>'
+            f'<td data-sort="{ds(r["core_ratio"])}">{core}</td>'
+            f'<td class="text" data-sort="{esc(r["dataset_version"] or "")}">{esc(r["dataset_version"] or "")}{stale}</td>'
+            f'<td class="text" data-sort="{esc(r["date"] or "")}">{esc(r["date"] or "")}</td>'
+            "</tr>"
+        )
+    info = " · ".join(f"{esc(k)}: {esc(v if k != 'splits_sha256' else str(v)[:12])}"
+                      for k, v in dataset_info.items() if v is not None)
+    body = (
+        "<h1>clustermass leaderboard</h1>"
+        f'<p class="muted">{info}</p>'
+        f'<table class="sortable" id="leaderboard"><thead><tr>{ths}</tr></thead><tbody>{"".join(trs)}</tbody></table>'
+        '<p class="muted">Scatter: σ of the best-fit Gaussian to ε = log10 M_pred − log10 M_true over all images '
+        "(out of fold), as a fractional mass scatter ln(10)·σ; brackets: 68% bootstrap interval over clusters. "
+        "Bias: mean ε. Fold columns: the same scatter per test fold (a best fold never stands alone). "
+        "Core sensitivity: share of the model's sensitivity inside 0.15 R500c divided by the share of photons "
+        "there (1: every photon weighs alike; ~0: the core is ignored); the method is given. "
+        "Click a column header to sort.</p>"
+    )
+    return _page("clustermass leaderboard", body, "")
+
+
+def _nums(values) -> np.ndarray:
+    return np.array([np.nan if _num(v) is None else _num(v) for v in values], dtype=float)
+
+
+def _figures(st: dict) -> list[tuple[str, str]]:
+    """(svg, caption) of the entry's figures, from its metrics and per-image errors."""
+    figs = []
+    df, m = st.get("df"), st.get("metrics") or {}
+    pdf = m.get("pdf") or {}
+    edges, counts = _nums(pdf.get("bin_edges_dex") or []), _nums(pdf.get("counts") or [])
+    gauss = pdf.get("gauss") or {}
+    amp, mu, sig = (_num(gauss.get(k)) for k in ("amplitude", "mu_dex", "sigma_dex"))
+    if len(edges) > 1 and len(counts) == len(edges) - 1:
+        top = max(np.nanmax(counts), amp or 0) * 1.15 or 1
+        ax = Axes((edges[0], edges[-1]), (0, top), title="Error PDF", ylabel="images per bin",
+                  xlabel="ε = log10 M_pred − log10 M_true (dex)")
+        ax.step_hist(edges, counts, COLORS[0], label=f"all images (seed {pdf.get('seed', 0)})")
+        if None not in (amp, mu, sig) and sig > 0:
+            xs = np.linspace(edges[0], edges[-1], 200)
+            ax.line(xs, amp * np.exp(-0.5 * ((xs - mu) / sig) ** 2), COLORS[1],
+                    label=f"Gaussian: μ={mu:+.3f}, σ={sig:.3f} dex")
+            cap = f"Error PDF with its best-fit Gaussian: scatter ln(10)σ = {100 * LN10 * sig:.1f}%."
+        else:
+            cap = "Error PDF (too few images for a Gaussian fit)."
+        ax.vline(0)
+        figs.append((ax.to_svg(), cap))
+
+    if df is not None and len(df):
+        t, p = df["log10_m500c"].to_numpy(float), df["log10_m500c_pred"].to_numpy(float)
+        lo = float(np.floor(min(t.min(), np.percentile(p, 0.5)) * 10) / 10)
+        hi = float(np.ceil(max(t.max(), np.percentile(p, 99.5)) * 10) / 10)
+        ax = Axes((lo, hi), (lo, hi), title="Predicted vs true", xlabel="true log10 M500c",
+                  ylabel="predicted log10 M500c")
+        ax.density(t, p, bins=50)
+        ax.line([lo, hi], [lo, hi], "#d62728", 1, "4,3")
+        figs.append((ax.to_svg(), f"{len(df)} images, shaded by density (log scale); dashed: 1:1."))
+
+    rows = [r for r in (m.get("folds") or []) if isinstance(r, dict) and "fold" in r]
+    if rows:
+        folds = [int(r["fold"]) for r in rows]
+        key, what = "scatter_gauss_frac", "Gaussian-fit scatter (ln10 σ)"
+        if not np.isfinite(_nums([r.get(key) for r in rows])).any():
+            # Folds too small for a Gaussian fit: show the standard deviation instead.
+            key, what = "scatter_std_frac", "standard deviation (ln10 σ_std)"
+        vals = 100 * _nums([r.get(key) for r in rows])
+        top = np.nanmax(vals) * 1.25 if np.isfinite(vals).any() else 1.0
+        ax = Axes((-0.7, len(folds) - 0.3), (0, top), title="Scatter per test fold", xlabel="test fold",
+                  ylabel="scatter (%)")
+        ax.bars(range(len(folds)), vals, 0.7, COLORS[0],
+                labels=[f"fold {k}: {v:.1f}%" for k, v in zip(folds, vals)])
+        mean = _num(_dig(m, f"fold_summary.{key}.mean"))
+        std = _num(_dig(m, f"fold_summary.{key}.std"))
+        if mean is not None:
+            ax.hline(100 * mean, COLORS[1])
+            ax.note(f"mean {100 * mean:.1f}%" + ("" if std is None else f" ± {100 * std:.1f}%"))
+        figs.append((ax.to_svg(xticks=list(range(len(folds))), xticklabels=[str(k) for k in folds]),
+                     f"{what} of each test fold; line: mean over folds."))
+
+    bins = [b for b in (_dig(m, "mass_bins.bins") or []) if isinstance(b, dict)]
+    if bins:
+        c = _nums([b.get("center") for b in bins])
+        bias = _nums([b.get("bias_mean_dex") for b in bins])
+        sig = _nums([b.get("sigma_gauss_dex") for b in bins])
+        span = np.nanmax(np.abs(bias) + np.nan_to_num(sig)) if np.isfinite(bias).any() else 0.1
+        span = span if span > 0 else 0.1
+        ax = Axes((_num(bins[0].get("lo")) or c[0] - 0.1, _num(bins[-1].get("hi")) or c[-1] + 0.1),
+                  (-1.3 * span, 1.3 * span), title="Bias and scatter by mass", xlabel="true log10 M500c",
+                  ylabel="ε (dex)")
+        ax.hline(0)
+        ax.errorbar(c, bias, sig, COLORS[0], label="mean ε ± Gaussian σ")
+        figs.append((ax.to_svg(), "Mass bins (quantiles of the true mass): mean ε, bar: Gaussian-fit scatter."))
+
+    groups = []
+    for key, names in (("by_cool_core", ("non-CC", "cool core")), ("by_merger", ("relaxed", "merger"))):
+        split = m.get(key) or {}
+        for val, name in enumerate(names):
+            if isinstance(split.get(str(val)), dict):
+                groups.append((name, split[str(val)]))
+    if groups:
+        mean = _nums([g.get("bias_mean_dex") for _, g in groups])
+        sd = _nums([g.get("sigma_std_dex") for _, g in groups])
+        span = np.nanmax(np.abs(mean) + np.nan_to_num(sd)) if np.isfinite(mean).any() else 0.1
+        span = span if span > 0 else 0.1
+        ax = Axes((-0.6, len(groups) - 0.4), (-1.3 * span, 1.3 * span), title="Residuals by physical state",
+                  ylabel="ε (dex)")
+        ax.hline(0)
+        ax.errorbar(range(len(groups)), mean, sd, COLORS[2])
+        labels = [f"{n} ({g.get('n_images', '?')})" for n, g in groups]
+        figs.append((ax.to_svg(xticks=list(range(len(groups))), xticklabels=labels),
+                     "Mean ε ± standard deviation, cool-core vs non-cool-core and merging vs relaxed."))
+    return figs
+
+
+def _diag_figures(diag: dict) -> list[tuple[str, str]]:
+    """SVG figures drawn from a diagnostics summary (run_diagnostics)."""
+    figs = []
+    edges = diag.get("r_edges_r500c")
+    if not isinstance(edges, list) or len(edges) < 2:
+        return figs
+    e = np.array([np.nan if v is None else v for v in edges], float)
+    rc = 0.5 * (e[1:] + e[:-1])
+
+    def arr(x):
+        return np.array([np.nan if v is None else v for v in (x or [])], float)
+
+    dd = diag.get("deepdream")
+    if isinstance(dd, dict) and dd:
+        series = [(k, arr(v.get("mean")), arr(v.get("std"))) for k, v in dd.items() if isinstance(v, dict)]
+        series = [s for s in series if s[1].shape == rc.shape]
+        if series:
+            hi = max(np.nanmax(np.abs(m) + np.nan_to_num(s)) for _, m, s in series if np.isfinite(m).any())
+            ax = Axes((0, e[-1]), (-0.1 * hi, 1.1 * hi), title="DeepDream: dN/N after ascent",
+                      xlabel="R / R500c", ylabel="dN / N")
+            for i, (k, m, s) in enumerate(series):
+                ax.errorbar(rc, m, s, COLORS[i], label=f"{k}: mean ± std")
+                ax.line(rc, m, COLORS[i])
+            ax.vline(0.15)
+            ax.vline(0.2)
+            ax.hline(0)
+            n_out = len(diag.get("outliers") or [])
+            ax.note(f"{n_out} image(s) flagged", 0)
+            figs.append((ax.to_svg(), "Fractional change of photons under gradient ascent towards higher mass "
+                                      "(first and second iteration), averaged over test clusters; dotted: 0.15 "
+                                      "and 0.2 R500c."))
+    sal = diag.get("saliency_profile")
+    if isinstance(sal, dict):
+        m = arr(sal.get("median"))
+        if m.shape == rc.shape and np.isfinite(m).any() and np.nanmax(m) > 0:
+            ax = Axes((0, e[-1]), (0, np.nanmax(m) * 1.2), title="Saliency |df/dx|", xlabel="R / R500c",
+                      ylabel="relative |d log10 M / d N|")
+            ax.line(rc, m, COLORS[3], label="median over images")
+            ax.vline(0.15)
+            ax.vline(0.2)
+            figs.append((ax.to_svg(), "Radial profile of the gradient magnitude (image mean = 1)."))
+    return figs
+
+
+def _meta_html(entry: dict) -> str:
+    """Metadata list: every value escaped, only http(s) values become links."""
+    meta = _metadata(entry)
+    items = []
+    for key in sorted(meta, key=str):
+        val = meta[key]
+        if isinstance(val, (list, tuple)):
+            text = ", ".join(link(v) if safe_url(v) else esc(v) for v in val)
+        elif isinstance(val, dict):
+            text = esc(json.dumps(val, sort_keys=True)[:500])
+        elif safe_url(val):
+            text = link(val)
+        else:
+            text = esc(val)
+        items.append(f"<dt>{esc(key)}</dt><dd>{text}</dd>")
+    for key, path in (("kind", "kind"), ("trusted (trained by the harness)", "trusted"),
+                      ("dataset version", "dataset.version"), ("dataset tag", "dataset.tag"),
+                      ("dataset commit", "dataset.commit"), ("splits sha256", "dataset.splits_sha256"),
+                      ("harness version", "harness_version"), ("created", "created")):
+        v = _dig(entry, path)
+        if v is not None:
+            items.append(f"<dt>{esc(key)}</dt><dd><code>{esc(v)}</code></dd>")
+    return f'<dl class="meta">{"".join(items)}</dl>'
+
+
+def _copy_diag_pngs(le: LoadedEntry, dest: Path) -> list[str]:
+    """Copy the entry's diagnostics PNGs (regular files with a PNG signature) into dest."""
+    src = le.path.with_name(le.path.name[: -len(".json")] + ".diagnostics")
+    if not src.is_dir() or src.is_symlink():
+        return []
+    names = []
+    for p in sorted(src.glob("*.png")):
+        if p.is_symlink() or not p.is_file():
+            continue
+        with open(p, "rb") as fh:
+            if fh.read(8) != PNG_MAGIC:
+                continue
+        name = slugify(p.stem) + ".png"
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, dest / name)
+        names.append(name)
+    return names
+
+
+def _entry_html(le: LoadedEntry, row: dict, png_names: list[str]) -> str:
+    st = le.stats or {}
+    name = row["name"]
+    parts = [f'<p><a href="../index.html">← leaderboard</a></p><h1>{esc(name)}</h1>', _meta_html(le.entry)]
+    problems = le.problems + st.get("problems", [])
+    if problems:
+        parts.append('<p class="badge warn">' + esc("; ".join(problems)) + "</p>")
+    if row["source"] == "renderer":
+        parts.append('<p class="muted">The entry file carries no harness metrics: the numbers below were '
+                     "computed by the renderer (benchmark.metrics.score) from the predictions and the "
+                     "dataset's truth.</p>")
+    m = st.get("metrics") or {}
+    pooled = m.get("pooled") or {}
+    if pooled:
+        ci = m.get("pooled_ci68") or {}
+
+        def cell(key, frac_key=None):
+            v = _num(pooled.get(key))
+            if v is None:
+                return ""
+            txt = f"{v:+.4f} dex" if key.startswith("bias") else f"{v:.4f} dex"
+            if frac_key and _num(pooled.get(frac_key)) is not None:
+                txt += f" ({_pct(_num(pooled.get(frac_key)))})"
+            c = ci.get(frac_key or key)
+            if isinstance(c, list) and len(c) == 2 and None not in c:
+                txt += (f' <span class="muted">[68%: {_pct(c[0])}, {_pct(c[1])}]</span>' if frac_key else
+                        f' <span class="muted">[68%: {c[0]:+.4f}, {c[1]:+.4f}]</span>')
+            return txt
+
+        seeds = m.get("seeds") or []
+        parts.append(
+            "<h2>Metrics</h2><table><tbody>"
+            f'<tr><th class="text">images / clusters / seeds</th><td>{esc(m.get("n_images"))} / '
+            f'{esc(m.get("n_clusters"))} / {len(seeds)}</td></tr>'
+            f'<tr><th class="text">bias, mean</th><td>{cell("bias_mean_dex")}</td></tr>'
+            f'<tr><th class="text">bias, median</th><td>{cell("bias_median_dex")}</td></tr>'
+            f'<tr><th class="text">scatter, Gaussian fit</th><td>{cell("sigma_gauss_dex", "scatter_gauss_frac")}</td></tr>'
+            f'<tr><th class="text">scatter, standard deviation</th><td>{cell("sigma_std_dex", "scatter_std_frac")}</td></tr>'
+            f'<tr><th class="text">scatter, robust (16-84%/2)</th><td>{cell("sigma_robust_dex", "scatter_robust_frac")}</td></tr>'
+            f'<tr><th class="text">outliers (|ε| &gt; 3σ)</th><td>{_pct(_num(pooled.get("outlier_frac")))}</td></tr>'
+            "</tbody></table>"
+        )
+    rows = [r for r in (m.get("folds") or []) if isinstance(r, dict) and "fold" in r]
+    if rows:
+        def b4(v):
+            v = _num(v)
+            return "" if v is None else f"{v:+.4f}"
+
+        body = "".join(
+            f"<tr><td>{esc(r.get('fold'))}</td><td>{esc(r.get('n_images'))}</td><td>{b4(r.get('bias_mean_dex'))}</td>"
+            f"<td>{_pct(_num(r.get('scatter_gauss_frac')))}</td><td>{_pct(_num(r.get('scatter_std_frac')))}</td></tr>"
+            for r in rows)
+        parts.append('<h2>Per fold</h2><table class="sortable" id="folds"><thead><tr>'
+                     '<th data-type="number">fold</th><th data-type="number">images</th>'
+                     '<th data-type="number">bias (dex)</th><th data-type="number">scatter (Gauss)</th>'
+                     '<th data-type="number">scatter (std)</th></tr></thead>'
+                     f"<tbody>{body}</tbody></table>")
+    figs = _figures(st)
+    if figs:
+        parts.append('<h2>Figures</h2><div class="figs">' + "".join(
+            f"<figure>{svg}<figcaption>{esc(cap)}</figcaption></figure>" for svg, cap in figs) + "</div>")
+    diag = le.entry.get("diagnostics") if isinstance(le.entry.get("diagnostics"), dict) else None
+    if diag or png_names:
+        parts.append("<h2>Interpretation diagnostics</h2>")
+        if diag:
+            ratio = _num(_first(diag, "core_sensitivity_ratio", "core_sensitivity"))
+            parts.append(f"<p>Core sensitivity ratio (R &lt; 0.15 R500c): <b>{'' if ratio is None else f'{ratio:.3f}'}</b> "
+                         f"({esc(diag.get('core_sensitivity_method'))}); images: {esc(diag.get('n_images'))}.</p>")
+            dfigs = _diag_figures(diag)
+            if dfigs:
+                parts.append('<div class="figs">' + "".join(
+                    f"<figure>{svg}<figcaption>{esc(cap)}</figcaption></figure>" for svg, cap in dfigs) + "</div>")
+            outl = diag.get("outliers") or []
+            if outl:
+                items = "".join(f"<li>{esc(o.get('image_id'))} (fold {esc(o.get('fold'))}): "
+                                f"{esc('; '.join(map(str, o.get('reasons') or [])))}</li>" for o in outl[:50])
+                parts.append(f"<details><summary>{len(outl)} flagged image(s)</summary><ul>{items}</ul></details>")
+        if png_names:
+            parts.append('<div class="figs">' + "".join(
+                f'<figure><img class="diag" src="{esc(le.slug)}/{esc(n)}" alt="{esc(n)}"></figure>'
+                for n in png_names) + "</div>")
+    return _page(f"{name} · clustermass", "\n".join(parts), "../")
+
+
+def _markdown(rows: list[dict], dataset_info: dict) -> str:
+    lines = ["# clustermass leaderboard", ""]
+    info = ", ".join(f"{md_escape(k)}: {md_escape(v if k != 'splits_sha256' else str(v)[:12])}"
+                     for k, v in dataset_info.items() if v is not None)
+    if info:
+        lines += [info, ""]
+    lines += ["| # | Entry | Scatter | 68% CI | Bias (dex) | Folds mean ± std | Best fold | Worst fold | "
+              "Core sensitivity | Dataset | Date |",
+              "|---:|---|---:|---|---:|---|---:|---:|---|---|---|"]
+    ranked = sorted(rows, key=lambda r: (r["scatter_frac"] is None, r["scatter_frac"] or 0))
+    for i, r in enumerate(ranked, 1):
+        ci = r["scatter_ci_frac"]
+        cells = [
+            str(i), md_escape(r["name"]), _pct(r["scatter_frac"]),
+            "" if not ci else f"{_pct(ci[0])} to {_pct(ci[1])}",
+            "" if r["bias_dex"] is None else f"{r['bias_dex']:+.3f}",
+            "" if r["fold_mean_frac"] is None else f"{_pct(r['fold_mean_frac'])} ± {_pct(r['fold_std_frac'])}",
+            "" if r["best_fold"] is None else f"{_pct(r['best_fold'][1])} (fold {r['best_fold'][0]})",
+            "" if r["worst_fold"] is None else f"{_pct(r['worst_fold'][1])} (fold {r['worst_fold'][0]})",
+            "" if r["core_ratio"] is None else f"{r['core_ratio']:.2f} ({md_escape(r['core_method'])})",
+            md_escape(r["dataset_version"] or ""), md_escape(r["date"] or ""),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Scatter: ln(10) x sigma of the best-fit Gaussian to log10 M_pred - log10 M_true "
+              "(out of fold); CI: bootstrap over clusters.", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------
+def _catalog_and_info(dataset):
+    if isinstance(dataset, pd.DataFrame):
+        return dataset, {}, None
+    if isinstance(dataset, (str, os.PathLike)):
+        from benchmark.dataset import ClusterMassDataset
+
+        dataset = ClusterMassDataset(dataset)
+    card = getattr(dataset, "card", {}) or {}
+    info = {"dataset": card.get("name"), "version": card.get("version"), "source": card.get("source"),
+            "renderer": card.get("renderer"), "images": card.get("n_images"),
+            "splits_sha256": card.get("splits_sha256")}
+    return dataset.catalog, info, getattr(dataset, "splits", None)
+
+
+def render_site(entries_dir, dataset, out_dir="leaderboard/site", *, strict: bool = True, n_boot: int = 200) -> Path:
+    """Render the static leaderboard site and its Markdown table.
+
+    Parameters
+    ----------
+    entries_dir : path or list of paths
+        Folder(s) of entry files ``<slug>.json`` with ``<slug>.predictions.csv`` beside.
+    dataset : ClusterMassDataset, dataset root path, or catalog DataFrame
+        Supplies the truth for the figures (and the dataset version for the table).
+    out_dir : path
+        Site folder; it is rebuilt (old entry pages removed).
+    strict : bool
+        Raise on invalid entry files (default) or skip them.
+    n_boot : int
+        Bootstrap resamples for entries whose file carries no harness interval.
+
+    Returns
+    -------
+    Path of ``index.html``.
+    """
+    catalog, info, splits = _catalog_and_info(dataset)
+    out = Path(out_dir)
+    entries = load_entries(entries_dir, strict=strict)
+    marker = out / SITE_MARKER
+    if out.exists() and any(out.iterdir()) and not marker.exists():
+        raise EntryError(f"{out} is a non-empty folder that is not a rendered leaderboard site; "
+                         "choose an empty or new folder for --out")
+    if out.exists():
+        # Only our own outputs are removed: stale pages must not survive a re-render.
+        for sub in ("entries", "assets"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    (out / "entries").mkdir(parents=True, exist_ok=True)
+    marker.write_text("written by leaderboard.render.render_site; the folder is rebuilt on each render\n")
+    shutil.copytree(ASSETS, out / "assets", dirs_exist_ok=True)
+    rows = []
+    for le in entries:
+        if le.predictions is not None:
+            le.stats = entry_statistics(le.predictions, catalog, le.entry.get("metrics"), splits, n_boot)
+        elif is_metrics(le.entry.get("metrics")):
+            le.stats = {"df": None, "metrics": le.entry["metrics"], "metrics_source": "harness", "problems": []}
+        le.row = table_row(le, info.get("version"), info.get("splits_sha256"))
+        pngs = _copy_diag_pngs(le, out / "entries" / le.slug)
+        (out / "entries" / f"{le.slug}.html").write_text(_entry_html(le, le.row, pngs), encoding="utf-8")
+        rows.append(le.row)
+    index = out / "index.html"
+    tmp = out / "index.html.tmp"
+    tmp.write_text(_index_html(rows, info), encoding="utf-8")
+    tmp.replace(index)
+    (out / "LEADERBOARD.md").write_text(_markdown(rows, info), encoding="utf-8")
+    return index

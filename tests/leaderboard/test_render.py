@@ -1,0 +1,192 @@
+"""The static leaderboard site and its Markdown table."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+
+from lb_helpers import CatalogOnlyDataset, write_entries
+from leaderboard.render import esc, load_entries, md_escape, render_site, safe_url
+
+EVIL = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
+
+
+@pytest.fixture(scope="module")
+def entries_dir(fake_dataset, tmp_path_factory):
+    d = tmp_path_factory.mktemp("entries")
+    diag = {"core_sensitivity": 0.05, "core_sensitivity_ratio": 0.05, "core_sensitivity_method": "gradient",
+            "n_images": 4,
+            "r_edges_r500c": [0, 0.1, 0.2, 0.5, 1.0],
+            "deepdream": {"iter1": {"mean": [0, 0.01, 0.2, 0.3], "std": [0, 0.01, 0.1, 0.1]},
+                          "iter2": {"mean": [0, 0.02, 0.4, 0.6], "std": [0, 0.01, 0.1, 0.2]}},
+            "saliency_profile": {"median": [0.1, 0.5, 1.2, 1.0]},
+            "outliers": [{"image_id": EVIL, "fold": 1, "reasons": [EVIL]}]}
+    specs = [
+        ("cnn", "CNN " + EVIL, 0.05, {
+            "metadata": {"authors": [EVIL, "B. | Pipe"], "homepage": "javascript:alert(document.cookie)",
+                         "paper_url": "https://arxiv.org/abs/1810.07703", "hardware": EVIL,
+                         "code_url": "http://example.org/\"onmouseover=\"alert(1)",
+                         "notes": "[click](javascript:alert(1)) | </td></tr></table><script>x()</script>"},
+            "diagnostics": diag}),
+        ("lx", "L_X [core-excised](http://evil) | x", 0.08, None),
+        ("mean", "training mean", 0.3, {"kind": "baseline"}),
+    ]
+    write_entries(d, fake_dataset, specs)
+    # An entry scored on another dataset version is shown, flagged.
+    mean = json.loads((d / "mean.json").read_text())
+    mean["dataset"]["version"] = "9.9.9-other"
+    (d / "mean.json").write_text(json.dumps(mean))
+    pngs = d / "cnn.diagnostics"
+    pngs.mkdir()
+    (pngs / "deepdream_profile.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    (pngs / "not_really.png").write_text("<svg onload=alert(1)>")
+    return d
+
+
+@pytest.fixture(scope="module")
+def site(entries_dir, fake_dataset, tmp_path_factory):
+    return render_site(entries_dir, fake_dataset, tmp_path_factory.mktemp("site") / "site")
+
+
+def test_site_layout(site):
+    root = site.parent
+    assert site.name == "index.html"
+    for rel in ("assets/sort.js", "assets/style.css", "LEADERBOARD.md", "entries/cnn.html",
+                "entries/lx.html", "entries/mean.html", "entries/cnn/deepdream_profile.png"):
+        assert (root / rel).is_file(), rel
+    assert not (root / "entries/cnn/not_really.png").exists()  # not a PNG: not copied
+    html = site.read_text()
+    # No network: every src/href is relative or an escaped submitter link.
+    for url in re.findall(r'(?:src|href)="([^"]+)"', html):
+        assert not url.startswith(("http:", "https:", "//")), url
+
+
+def test_submitter_text_is_escaped(site):
+    root = site.parent
+    for page in [site, *sorted((root / "entries").glob("*.html"))]:
+        html = page.read_text()
+        # The only scripts are the site's own file.
+        assert re.findall(r"<script[^>]*>", html) == ['<script src="' + ("../" if page != site else "")
+                                                      + 'assets/sort.js" defer>']
+        assert "<img src=x" not in html and "onerror=\"window" not in html
+        assert 'href="javascript:' not in html.lower()
+        assert 'onmouseover="alert' not in html
+    cnn = (root / "entries/cnn.html").read_text()
+    assert esc(EVIL) in cnn  # shown, as text
+    assert 'href="https://arxiv.org/abs/1810.07703"' in cnn
+    assert "javascript:alert(document.cookie)" in cnn  # text only
+    assert "Content-Security-Policy" in cnn
+
+
+def test_table_contents(site, fake_dataset):
+    html = site.read_text()
+    rows = re.findall(r"<tr>(.*?)</tr>", html.split("<tbody>")[1])
+    assert len(rows) == 3
+    assert "CNN" in rows[0] and "training mean" in rows[2]  # ranked by scatter
+    assert "other dataset version" in rows[2] and "trusted" in rows[2]
+    assert "0.05" in rows[0] and "(gradient)" in rows[0]
+    for header in ("Scatter", "Bias", "Fold scatter", "Best fold", "Worst fold", "Core sensitivity",
+                   "Dataset", "Date"):
+        assert header in html
+
+
+def test_entry_page_figures(site):
+    cnn = (site.parent / "entries/cnn.html").read_text()
+    for title in ("Error PDF", "Predicted vs true", "Scatter per test fold", "Bias and scatter by mass",
+                  "Residuals by physical state", "DeepDream: dN/N after ascent", "Saliency"):
+        assert f"<title>{title}" in cnn, title
+    assert 'src="cnn/deepdream_profile.png"' in cnn
+
+
+def test_markdown_is_escaped(site):
+    md = (site.parent / "LEADERBOARD.md").read_text()
+    lines = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len(lines) == 4  # header + 3 entries
+    for line in lines:
+        assert line.count(" | ") == 10  # submitted pipes cannot add columns
+    assert "<script>" not in md and "](http://evil)" not in md
+    assert md_escape("a|b") == "a\\|b"
+
+
+def test_refuses_to_clear_a_foreign_folder(entries_dir, fake_dataset, tmp_path):
+    from benchmark.errors import EntryError
+
+    (tmp_path / "mine.txt").write_text("keep")
+    with pytest.raises(EntryError, match="not a rendered leaderboard site"):
+        render_site(entries_dir, fake_dataset, tmp_path)
+    assert (tmp_path / "mine.txt").read_text() == "keep"
+    site = render_site(entries_dir, fake_dataset, tmp_path / "site")
+    assert render_site(entries_dir, fake_dataset, tmp_path / "site") == site  # re-render in place
+
+
+def test_urls_only_http():
+    assert safe_url("https://example.org/x") == "https://example.org/x"
+    for bad in ("javascript:alert(1)", "JaVaScRiPt:alert(1)", "data:text/html,x", "file:///etc/passwd",
+                "//evil.org", "http:///nohost", " java\nscript:x", 42, None):
+        assert safe_url(bad) is None, bad
+
+
+def test_metrics_computed_when_missing(entries_dir, fake_dataset):
+    # Entries always carry harness metrics; the renderer can still score bare predictions.
+    import pandas as pd
+
+    from leaderboard.render import entry_statistics
+
+    pred = pd.read_csv(entries_dir / "lx.predictions.csv")
+    st = entry_statistics(pred, fake_dataset.catalog, None, fake_dataset.splits, n_boot=20)
+    assert st["metrics_source"] == "renderer" and st["problems"] == []
+    assert 0.1 < st["metrics"]["headline"]["scatter_frac"] < 0.3
+    st = entry_statistics(pred.iloc[:50], fake_dataset.catalog, None, fake_dataset.splits, n_boot=20)
+    assert any("have no prediction" in p for p in st["problems"])
+
+
+def test_invalid_entries_raise_one_error(entries_dir, fake_dataset, tmp_path):
+    from benchmark.errors import EntryError
+
+    d = tmp_path / "entries"
+    shutil.copytree(entries_dir, d)
+    (d / "broken.json").write_text("{not json")
+    (d / "list.json").write_text("[1, 2]")
+    with pytest.raises(EntryError, match="2 invalid") as err:
+        render_site(d, fake_dataset, tmp_path / "site")
+    assert "broken.json" in str(err.value) and "list.json" in str(err.value)
+    assert len(load_entries(d, strict=False)) == 3
+
+
+def test_predictions_cannot_escape_the_entries_folder(entries_dir, fake_dataset, tmp_path):
+    from benchmark.errors import EntryError
+    from leaderboard.render import _read_predictions
+
+    d = tmp_path / "entries"
+    shutil.copytree(entries_dir, d)
+    entry = json.loads((d / "lx.json").read_text())
+    entry["predictions_file"] = "../../../etc/passwd"
+    (d / "lx.json").write_text(json.dumps(entry))
+    with pytest.raises(EntryError, match="predictions_file"):
+        render_site(d, fake_dataset, tmp_path / "site")
+    assert "lx" not in {le.slug for le in load_entries(d, strict=False)}
+    # The renderer's own guard, behind the schema's.
+    df, problems = _read_predictions(d / "lx.json", entry)
+    assert df is None and "leaves the entries folder" in problems[0]
+
+
+@pytest.mark.bench
+def test_bench_render_50_entries(benchmark, fake_dataset, tmp_path):
+    specs = [(f"entry{i:02d}", f"Entry {i} <b>bold</b>", (0.04, 0.08, 0.15)[i % 3], None) for i in range(50)]
+    d = write_entries(tmp_path / "entries", fake_dataset, specs)
+    site = benchmark.pedantic(render_site, args=(d, fake_dataset, tmp_path / "site"), rounds=3, iterations=1)
+    assert len(list((tmp_path / "site/entries").glob("*.html"))) == 50
+    assert site.is_file()
+
+
+@pytest.mark.bench
+def test_bench_render_50_entries_study_size(benchmark, tmp_path):
+    # 50 entries on a catalog of the study's size (7,896 images per entry).
+    ds = CatalogOnlyDataset()
+    specs = [(f"entry{i:02d}", f"Entry {i}", (0.04, 0.06, 0.1)[i % 3], None) for i in range(50)]
+    d = write_entries(tmp_path / "entries", ds, specs, n_boot=20)
+    benchmark.pedantic(render_site, args=(d, ds, tmp_path / "site"), rounds=2, iterations=1)
+    assert len(list((tmp_path / "site/entries").glob("*.html"))) == 50
