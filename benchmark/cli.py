@@ -74,9 +74,9 @@ def cmd_data(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from benchmark.baselines import train_baselines
+    from benchmark.training import train_baselines
 
-    train_baselines(
+    written = train_baselines(
         data_dir(args),
         results_dir(args),
         entries=args.entry,
@@ -84,6 +84,23 @@ def cmd_train(args) -> None:
         folds=tuple(args.folds) if args.folds else None,
         preset=Path(args.preset).stem,
     )
+    if args.diagnostics_clusters > 0:
+        for entry_path in written:
+            diagnose(args, Path(entry_path))
+
+
+def diagnose(args, entry_path: Path) -> None:
+    """Interpretation diagnostics of a harness-trained entry, attached to its entry file."""
+    from leaderboard.diagnostics import diagnose_entry
+
+    run_name = entry_path.name[: -len(".json")]
+    run_dir = results_dir(args) / "runs" / run_name
+    if not run_dir.is_dir():
+        raise ClusterMassError(f"no trained models for {run_name} in {run_dir}: train the entry first")
+    summary = diagnose_entry(run_dir, data_dir(args), entry_path=entry_path,
+                             n_clusters_per_fold=args.diagnostics_clusters)
+    ratio = summary.get("core_sensitivity_ratio")
+    print(f"{run_name}: core sensitivity ratio {ratio if ratio is None else round(ratio, 3)}")
 
 
 def cmd_evaluate(args) -> None:
@@ -105,9 +122,10 @@ def cmd_leaderboard(args) -> None:
 
 
 def cmd_diagnostics(args) -> None:
-    from benchmark.baselines import diagnose_entry
-
-    diagnose_entry(data_dir(args), results_dir(args), args.entry, n_clusters=args.clusters)
+    entry_path = results_dir(args) / "entries" / f"{args.entry}.json"
+    if not entry_path.is_file():
+        raise ClusterMassError(f"entry {entry_path} does not exist: train it first (make reference / make baselines)")
+    diagnose(args, entry_path)
 
 
 def cmd_release(args) -> None:
@@ -164,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference, reference_z, lx_iterative, lx_truth, mean, total_counts (repeatable)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--folds", type=int, nargs="+", help="subset of folds (default: all)")
+    p.add_argument("--diagnostics-clusters", type=int, default=int(os.environ.get("DIAG_CLUSTERS", "8")),
+                   help="test clusters per fold for the interpretation diagnostics (0: skip)")
 
     p = with_preset(add("evaluate", cmd_evaluate, "Validate and score a submission (predictions or code)."))
     p.add_argument("submission", help="folder or file of the submission (see `clustermass format`)")
@@ -174,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--entries", nargs="*", default=[], help="extra folders of entry files")
 
     p = with_preset(add("diagnostics", cmd_diagnostics, "Interpretation diagnostics of a trained entry."))
-    p.add_argument("--entry", required=True)
-    p.add_argument("--clusters", type=int, default=None, help="test clusters per fold")
+    p.add_argument("--entry", required=True, help="entry slug, e.g. reference")
+    p.add_argument("--diagnostics-clusters", type=int, default=8, help="test clusters per fold")
 
     p = with_preset(add("release", cmd_release, "Tag the dataset and push it to a RIA store."))
     p.add_argument("--store", default=os.environ.get("STORE", "build/ria-store"))
