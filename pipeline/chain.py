@@ -78,6 +78,21 @@ ACISI_INSTRUMENT_DEFAULT = None  # None -> ask pipeline.instrument.register_acis
 log = logging.getLogger(__name__)
 
 
+def _pyxsim():
+    """pyXSIM with its per-cell progress bars silenced (they would drown the per-view bar)."""
+    import functools
+
+    import pyxsim
+    import pyxsim.photon_list
+    import pyxsim.source_models.sources
+    import soxs.spectra.thermal_spectra
+    from tqdm.auto import tqdm
+
+    for module in (pyxsim.photon_list, pyxsim.source_models.sources, soxs.spectra.thermal_spectra):
+        module.tqdm = functools.partial(tqdm, disable=True)
+    return pyxsim
+
+
 class ChainError(ClusterMassError):
     """Bad input or missing files for the X-ray chain."""
 
@@ -190,7 +205,7 @@ def _quiet_libraries():
     for name in ("pyxsim", "soxs", "yt"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        import pyxsim
+        pyxsim = _pyxsim()
         import soxs
 
         soxs.mylog.setLevel(logging.WARNING)
@@ -628,7 +643,7 @@ def make_source_model(settings: ChainSettings, seed: int, fields: Mapping | None
     ~1-2 s, more than the rest of an epoch's photon generation for most
     clusters. Only the random state differs between epochs.
     """
-    import pyxsim
+    pyxsim = _pyxsim()
 
     root, vers = emission_table(settings)
     fields = dict(fields or _GRID_SOURCE_FIELDS)
@@ -774,7 +789,7 @@ def render_views(
 
 def _render_views(gas, axes, obs, seeds, settings, workdir, ds, center_kpc, data_source, source_fields,
                   redshift):
-    import pyxsim
+    pyxsim = _pyxsim()
 
     if settings is not None and not isinstance(settings, ChainSettings):
         if workdir is None or isinstance(workdir, ChainSettings):
@@ -888,7 +903,7 @@ def _orient(img, axis):
 
 def _render_one(phot_prefix, axis, seed, obs, settings, instrument, resp, area, workdir, tag):
     import h5py
-    import pyxsim
+    pyxsim = _pyxsim()
 
     prng = np.random.RandomState(seed % 2**32)
     info: dict[str, Any] = {"axis": axis, "seed": int(seed)}

@@ -83,10 +83,26 @@ def plan_dataset(config: Config) -> Plan:
     if dataset.source == "tng":
         from pipeline.tng import tng_population
 
-        population = tng_population(Path(dataset.tng_dir), population_params, observation)
+        population = with_view_seeds(
+            tng_population(Path(dataset.tng_dir), population_params, observation), dataset.master_seed
+        )
     else:
         population = make_population(population_params, dataset.master_seed, observation)
     return Plan(config=config, population=population, fingerprint=config_fingerprint(config))
+
+
+def with_view_seeds(population: pd.DataFrame, master_seed: int) -> pd.DataFrame:
+    """Add the per-view seeds the synthetic population carries to rows of another source."""
+    from pipeline.population import view_seed
+
+    population = population.copy()
+    for projection in PROJECTIONS:
+        population[f"seed_{projection}"] = [
+            view_seed(master_seed, c, e, projection)
+            for c, e in zip(population["cluster_id"], population["epoch"])
+        ]
+    population["seed"] = population["seed_x"]
+    return population
 
 
 def cluster_path(out_dir: Path, cluster_id: int) -> Path:
@@ -110,6 +126,8 @@ def stage_timings(infos: list[dict]) -> dict[str, float]:
     """Seconds per stage from the renderer's info dicts (per-epoch stages counted once)."""
     timings: dict[str, float] = defaultdict(float)
     for i, info in enumerate(infos):
+        for key, value in info.get("timings", {}).items():
+            timings[key] += value  # the chain puts per-epoch stages in the first view only
         for key, value in info.items():
             if not key.endswith("_s") or not isinstance(value, (int, float)):
                 continue
@@ -156,8 +174,8 @@ def chain_observation(observation, row: dict) -> dict:
     }
 
 
-def render_epoch(row: dict, config: Config, workdir: Path) -> tuple[list[np.ndarray], list[dict], dict]:
-    """Images and truth of the three projections of one cluster-epoch."""
+def render_synthetic_epoch(row: dict, config: Config, workdir: Path):
+    """A synthetic cluster-epoch: gas grid from the population row, then the renderer."""
     from pipeline.gas import build_gas_grid, view_truth
 
     observation, _, grid, _ = settings(config)
@@ -168,11 +186,35 @@ def render_epoch(row: dict, config: Config, workdir: Path) -> tuple[list[np.ndar
     images, infos = render_images(gas, row, config, workdir)
     timings = stage_timings(infos)
     timings["gas"] += gas_s
+    start = time.perf_counter()
+    truths = [view_truth(gas, row, projection) for projection in PROJECTIONS]
+    timings["truth"] += time.perf_counter() - start
+    return images, infos, truths, timings
+
+
+def render_tng_epoch(row: dict, config: Config, workdir: Path):
+    """A TNG halo cutout through the real chain; its true L_X is not modelled here (NaN)."""
+    from pipeline.tng import halo_from_row, render_tng_views
+
+    if config.dataset.renderer != "chain":
+        raise ClusterMassError("TNG cutouts are rendered by the real chain: set dataset.renderer = 'chain'.")
+    observation, _, _, chain_settings = settings(config)
+    seeds = [int(row[f"seed_{p}"]) for p in PROJECTIONS]
+    rendered = render_tng_views(halo_from_row(row), PROJECTIONS, chain_observation(observation, row),
+                                seeds, chain_settings, workdir)
+    infos = [info for _, info in rendered]
+    nan = {"lx_total_erg_s": float("nan"), "lx_cex_erg_s": float("nan")}
+    return [image for image, _ in rendered], infos, [nan] * len(PROJECTIONS), stage_timings(infos)
+
+
+def render_epoch(row: dict, config: Config, workdir: Path) -> tuple[list[np.ndarray], list[dict], dict]:
+    """Images and truth of the three projections of one cluster-epoch."""
+    if config.dataset.source == "tng":
+        images, infos, truths, timings = render_tng_epoch(row, config, workdir)
+    else:
+        images, infos, truths, timings = render_synthetic_epoch(row, config, workdir)
     views = []
-    for projection, image, info in zip(PROJECTIONS, images, infos):
-        start = time.perf_counter()
-        truth = view_truth(gas, row, projection)
-        timings["truth"] += time.perf_counter() - start
+    for projection, image, info, truth in zip(PROJECTIONS, images, infos, truths):
         views.append(
             {
                 "image_id": f"c{int(row['cluster_id']):04d}_e{int(row['epoch'])}_{projection}",
