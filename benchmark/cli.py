@@ -106,10 +106,14 @@ def diagnose(args, entry_path: Path) -> None:
 def cmd_evaluate(args) -> None:
     from benchmark.evaluate import evaluate_submission
 
-    entry_path = evaluate_submission(
-        Path(args.submission), data_dir(args), results_dir(args), seeds=tuple(args.seeds)
-    )
+    entry_path = Path(evaluate_submission(
+        Path(args.submission), data_dir(args), results_dir(args), seeds=tuple(args.seeds),
+        preset=Path(args.preset).stem, overwrite=args.force,
+    ))
     print(f"entry written: {entry_path}")
+    run_dir = results_dir(args) / "runs" / entry_path.name[: -len(".json")]
+    if run_dir.is_dir() and args.diagnostics_clusters > 0:  # code submissions: the harness has the models
+        diagnose(args, entry_path)
 
 
 def cmd_leaderboard(args) -> None:
@@ -188,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_preset(add("evaluate", cmd_evaluate, "Validate and score a submission (predictions or code)."))
     p.add_argument("submission", help="folder or file of the submission (see `clustermass format`)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds for code submissions")
+    p.add_argument("--force", action="store_true", help="replace an existing entry of the same name")
+    p.add_argument("--diagnostics-clusters", type=int, default=int(os.environ.get("DIAG_CLUSTERS", "8")),
+                   help="test clusters per fold for the diagnostics of code submissions (0: skip)")
 
     p = with_preset(add("leaderboard", cmd_leaderboard, "Render the static leaderboard site."))
     p.add_argument("--out", default="leaderboard/site")

@@ -65,9 +65,24 @@ def settings(config: Config):
     return observation, population, grid, chain
 
 
+def resolved_parameters(config: Config) -> dict:
+    """Every parameter of every stage, defaults included (what the card records)."""
+    observation, population, grid, chain = settings(config)
+    return {
+        "dataset": _jsonable(asdict(config.dataset)),
+        "observation": _jsonable(asdict(observation)),
+        "population": _jsonable(asdict(population)),
+        "grid": _jsonable(asdict(grid)),
+        "chain": _jsonable(asdict(chain)) if chain is not None else None,
+        "splits": _jsonable(asdict(config.splits)),
+    }
+
+
 def config_fingerprint(config: Config) -> str:
-    """SHA-256 of the configuration: a cluster file made with another one is not reused."""
-    text = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    """SHA-256 of the resolved parameters: a cluster file made with others is remade."""
+    from pipeline.checker import LAYOUT_VERSION as layout
+
+    text = json.dumps({"layout": layout, **resolved_parameters(config)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -418,14 +433,7 @@ def dataset_card(plan: Plan, catalog: pd.DataFrame, splits_sha256: str) -> dict:
             "exposure_ks": observation.exposure_ks,
             "units": "count",
         },
-        "config": {
-            "preset": plan.config.to_dict(),
-            "observation": _jsonable(asdict(observation)),
-            "population": _jsonable(asdict(population_params)),
-            "grid": _jsonable(asdict(grid)),
-            "chain": _jsonable(asdict(chain)) if chain is not None else None,
-            "splits": _jsonable(asdict(plan.config.splits)),
-        },
+        "config": {"preset": plan.config.to_dict(), **resolved_parameters(plan.config)},
         "checksums": checksums,
         "splits_sha256": splits_sha256,
         "packages": package_versions(),

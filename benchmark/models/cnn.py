@@ -1,0 +1,566 @@
+"""The reference CNN of Ntampaka et al. (2019, arXiv:1810.07703) and its training recipe.
+
+The study's design: one 128x128 image of photon counts in, three convolution + pooling
+blocks, three fully connected layers, one linear output (log10 M500c). This module holds
+
+* :func:`build_reference_cnn` -- the network (Keras 3 functional model, float32);
+* :class:`KerasRegressor` -- the *reference recipe* that trains any Keras image model under
+  the benchmark's rules (it is also what the harness wraps a submitted
+  ``build_keras_model(input_shape)`` with);
+* :func:`make_model` / :func:`load_model` -- the model protocol of the harness
+  (``benchmark.training``), entries ``reference`` (image only) and ``reference_z``
+  (redshift as an extra input).
+
+Exact sizes (and why)
+---------------------
+==========================  ==============================  ========================================
+layer                       output                          reason
+==========================  ==============================  ========================================
+input                       128 x 128 x 1                   the study's image: counts in 0.5-7 keV
+Conv2D 3x3, 16, ReLU, same  128 x 128 x 16                  study: three conv+pool blocks, 3x3
+MaxPool 2x2                 64 x 64 x 16
+Conv2D 3x3, 32, ReLU, same  64 x 64 x 32                    filters double as resolution halves
+MaxPool 2x2                 32 x 32 x 32
+Conv2D 3x3, 64, ReLU, same  32 x 32 x 64
+MaxPool 2x2                 16 x 16 x 64
+Flatten                     16384                           keeps *where* photons are (no global
+                                                            pooling: radius matters for mass)
+Dense 200, ReLU             200                             three fully connected layers as in the
+(+ redshift, variant)       201                             study; z joins after the first dense
+Dense 100, ReLU             100                             layer so that one scalar is not 1 of
+Dense 20, ReLU              20                              16,384 equally initialised inputs
+Dense 1, linear             1                               standardised log10 M500c
+==========================  ==============================  ========================================
+
+About 3.3 million weights (almost all in the first dense layer) and ~87 MFLOP per image
+forward; 16/32/64 filters is the size NOTES.md measured at ~350-575 img/s training and
+1,000-1,500 img/s inference on the 2-core machine (32/64/128 filters costs 4x).
+
+Inputs and targets
+------------------
+* images: ``x = log10(1 + N)`` (counts span ~4 decades from the core to the background;
+  the log keeps the outskirts visible and the +1 keeps empty pixels finite), then
+  standardised with one scalar mean and standard deviation over all pixels of the
+  *training* images only (a per-pixel mean would not be invariant under the rotations we
+  augment with; statistics from validation or test images would leak).
+* target: log10 M500c standardised with the training mean and std (unit-scale output
+  suits Adam's default step and the MSE loss).
+* redshift (variant ``reference_z``): standardised with training statistics; a constant
+  redshift (the default single-z dataset) gets std 1 so it is harmless.
+
+Schedule (and why)
+------------------
+* Adam, learning rate 1e-3 (Keras default; targets are unit scale), MSE loss on the
+  standardised target (the benchmark scores squared-error-like scatter in dex).
+* batch 32 (NOTES.md: 32 vs 128 runs at the same speed, smaller batches give more updates
+  per epoch on ~6,000 training images).
+* at most 100 epochs, early stopping on the validation loss (the harness's validation
+  fold, never the test fold) with patience 12 and the best weights restored;
+  ReduceLROnPlateau halves the rate after 5 epochs without improvement (floor 1e-5) so
+  that the last epochs refine instead of oscillating.
+* augmentation: each training image gets one of the 8 symmetries of the square (random
+  horizontal flip then a random multiple of 90 degrees) every epoch. The cluster sits at
+  the image centre (63.5, 63.5), which these maps keep fixed, and they do not resample
+  pixels (counts stay integers, no interpolation); arbitrary-angle rotation would.
+* input pipeline: tf.data over index batches gathered from images held in memory as
+  non-trainable variables, augmentation on whole batches, ``prefetch(AUTOTUNE)``, so the
+  input never starves the 2 cores (and no second copy of the images is made by a shuffle
+  buffer).
+* float32, TensorFlow defaults: NOTES.md measured XLA 3-5x slower and mixed precision no
+  faster here.
+
+Presets (``TRAINING_PRESETS``) shorten the schedule for the small datasets: ``ci`` (2
+epochs, a smoke test), ``quick``, ``fast``, ``full`` (the schedule above). At ~350 img/s a
+``full`` epoch on 6,300 training images takes ~20 s, a fold typically 30-60 epochs
+(10-20 min), ten folds 2-3 hours on 2 cores.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.errors import ClusterMassError
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "TRAINING_PRESETS",
+    "build_reference_cnn",
+    "build_keras_model",
+    "KerasRegressor",
+    "make_model",
+    "load_model",
+    "training_config",
+]
+
+#: The reference recipe; every key can be overridden through ``config``.
+DEFAULT_CONFIG: dict = {
+    "filters": [16, 32, 64],
+    "dense_units": [200, 100, 20],
+    "dropout": 0.0,  # the study's design has none; early stopping + augmentation regularise
+    "use_redshift": False,
+    "batch_size": 32,
+    "learning_rate": 1e-3,
+    "max_epochs": 100,
+    "patience": 12,
+    "lr_patience": 5,
+    "lr_factor": 0.5,
+    "min_learning_rate": 1e-5,
+    "augment": True,
+    "predict_batch_size": 256,
+}
+
+#: Shorter schedules for the dataset presets (same network, same rules).
+TRAINING_PRESETS: dict[str, dict] = {
+    "ci": {"max_epochs": 2, "patience": 1, "lr_patience": 1},
+    "quick": {"max_epochs": 30, "patience": 6, "lr_patience": 3},
+    "fast": {"max_epochs": 60, "patience": 10, "lr_patience": 4},
+    "full": {},
+}
+
+MODEL_FILE = "model.keras"
+NORMALISATION_FILE = "normalisation.json"
+RECIPE_FILE = "recipe.json"
+
+
+def training_config(preset: str | None = None, overrides: dict | None = None) -> dict:
+    """The reference recipe for a dataset preset, with overrides.
+
+    Parameters
+    ----------
+    preset : str, optional
+        ``ci``, ``quick``, ``fast`` or ``full`` (None: ``full``). Unknown names fall back
+        to ``full`` because presets given as TOML files name their own size.
+    overrides : dict, optional
+        Any key of :data:`DEFAULT_CONFIG` (other keys are kept and ignored).
+
+    Returns
+    -------
+    dict
+    """
+    config = dict(DEFAULT_CONFIG)
+    config.update(TRAINING_PRESETS.get(preset or "full", {}))
+    config.update(overrides or {})
+    return config
+
+
+def _keras():
+    # Deferred: importing TensorFlow costs seconds and the L_X/trivial entries never need it.
+    import keras
+
+    return keras
+
+
+def build_reference_cnn(input_shape=(128, 128, 1), n_aux: int = 0, filters=(16, 32, 64),
+                        dense_units=(200, 100, 20), dropout: float = 0.0):
+    """Build the study's network (see the module docstring for sizes and reasons).
+
+    Parameters
+    ----------
+    input_shape : tuple
+        (height, width, channels) of the preprocessed image.
+    n_aux : int
+        Number of scalar auxiliary inputs (1 for the redshift variant); they join the dense
+        head after its first layer.
+    filters, dense_units : sequence of int
+        Convolution filters per block and widths of the fully connected layers.
+    dropout : float
+        Dropout rate after each hidden dense layer (0: none, the reference).
+
+    Returns
+    -------
+    keras.Model
+        Inputs ``image`` (and ``aux`` when n_aux > 0); output (N, 1), standardised log10 M.
+    """
+    keras = _keras()
+    layers = keras.layers
+    image = keras.Input(shape=tuple(input_shape), name="image", dtype="float32")
+    x = image
+    for i, n_filters in enumerate(filters):
+        x = layers.Conv2D(int(n_filters), 3, padding="same", activation="relu", name=f"conv{i + 1}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    inputs = [image]
+    aux = None
+    if n_aux:
+        aux = keras.Input(shape=(int(n_aux),), name="aux", dtype="float32")
+        inputs.append(aux)
+    for i, units in enumerate(dense_units):
+        x = layers.Dense(int(units), activation="relu", name=f"dense{i + 1}")(x)
+        if dropout:
+            x = layers.Dropout(float(dropout), name=f"dropout{i + 1}")(x)
+        if i == 0 and aux is not None:
+            x = layers.Concatenate(name="with_aux")([x, aux])
+    out = layers.Dense(1, activation="linear", name="log10_m500c_std")(x)
+    return keras.Model(inputs if aux is not None else image, out, name="reference_cnn")
+
+
+def build_keras_model(input_shape=(128, 128, 1)):
+    """The reference network in the ``build_keras_model(input_shape)`` form of the protocol."""
+    return build_reference_cnn(input_shape)
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+def log_counts(counts) -> np.ndarray:
+    """``log10(1 + N)`` as float32 (N, H, W, 1); negative counts are refused."""
+    counts = np.asarray(counts, dtype=np.float32)
+    if counts.ndim == 2:
+        counts = counts[None]
+    if counts.ndim != 3:
+        raise ClusterMassError(
+            f"images have shape {counts.shape}: expected (N, height, width) photon counts."
+        )
+    if counts.size and float(counts.min()) < 0:
+        raise ClusterMassError("images contain negative counts: pass photon counts (>= 0).")
+    return np.log10(1.0 + counts)[..., None]
+
+
+def fit_normalisation(images, y, redshift=None) -> dict:
+    """Normalisation statistics from *training* images and targets only.
+
+    Parameters
+    ----------
+    images : array (N, H, W)
+        Training photon counts.
+    y : array (N,)
+        Training log10 M500c.
+    redshift : array (N,), optional
+        Training redshifts (redshift variant).
+
+    Returns
+    -------
+    dict
+        JSON-ready: transform, image_log_mean/std, y_mean/std, redshift_mean/std, n_train.
+    """
+    x = log_counts(images).astype(np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    stats = {
+        "transform": "log10(1 + counts)",
+        "image_log_mean": float(x.mean()),
+        "image_log_std": _safe_std(x.std()),
+        "y_mean": float(y.mean()),
+        "y_std": _safe_std(y.std()),
+        "n_train": int(len(y)),
+        "fitted_on": "training folds only",
+    }
+    if redshift is not None:
+        z = np.asarray(redshift, dtype=np.float64)
+        stats["redshift_mean"] = float(z.mean())
+        stats["redshift_std"] = _safe_std(z.std())
+    return stats
+
+
+def _safe_std(value: float) -> float:
+    # A constant input (e.g. one redshift for every image) must not divide by zero.
+    value = float(value)
+    return value if value > 1e-8 else 1.0
+
+
+def _standardise_images(counts, stats) -> np.ndarray:
+    x = log_counts(counts)
+    return ((x - stats["image_log_mean"]) / stats["image_log_std"]).astype(np.float32)
+
+
+def _standardise_redshift(aux, stats) -> np.ndarray:
+    z = np.asarray(aux["redshift"], dtype=np.float64)
+    return ((z - stats["redshift_mean"]) / stats["redshift_std"]).astype(np.float32)[:, None]
+
+
+# ----------------------------------------------------------------------------- tf.data
+
+def _augment_batch(images):
+    """Apply one random symmetry of the square to each image of a (B, H, W, C) batch."""
+    import tensorflow as tf
+
+    n = tf.shape(images)[0]
+    flip = tf.random.uniform([n], 0, 2, dtype=tf.int32)
+    k = tf.random.uniform([n], 0, 4, dtype=tf.int32)
+    x = tf.where(tf.reshape(flip == 1, [-1, 1, 1, 1]), tf.reverse(images, axis=[2]), images)
+    rotations = [x]
+    for _ in range(3):
+        rotations.append(tf.image.rot90(rotations[-1]))
+    out = rotations[3]
+    for i in (2, 1, 0):
+        out = tf.where(tf.reshape(k == i, [-1, 1, 1, 1]), rotations[i], out)
+    return out
+
+
+def _make_dataset(x, y, aux=None, batch_size=32, shuffle=False, augment=False, seed=0):
+    """tf.data pipeline over in-memory arrays: index batches -> gather -> augment -> prefetch."""
+    import tensorflow as tf
+
+    n = int(x.shape[0])
+    # Variables are captured by reference: neither the graph nor a shuffle buffer copies images.
+    x_var = tf.Variable(x, trainable=False, name="images")
+    y_var = tf.Variable(np.asarray(y, np.float32).reshape(-1, 1), trainable=False, name="targets")
+    a_var = None if aux is None else tf.Variable(aux, trainable=False, name="aux")
+
+    ds = tf.data.Dataset.range(n)
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def gather(idx):
+        images = tf.gather(x_var, idx)
+        if augment:
+            images = _augment_batch(images)
+        inputs = images if a_var is None else (images, tf.gather(a_var, idx))
+        return inputs, tf.gather(y_var, idx)
+
+    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    ds._clustermass_vars = (x_var, y_var, a_var)  # keep the variables alive with the dataset
+    return ds
+
+
+# ----------------------------------------------------------------------------- progress
+
+def _progress_callback(max_epochs: int, steps_per_epoch: int, desc: str):
+    """A tqdm bar over the epochs of one fold: loss, val loss, best, ETA."""
+    keras = _keras()
+    from tqdm.auto import tqdm
+
+    class TqdmFold(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(total=max_epochs * steps_per_epoch, desc=desc, unit="batch",
+                            leave=True, dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| [{elapsed}<{remaining}{postfix}]")
+            self.epoch = 0
+            self.best = math.inf
+            self.val = float("nan")
+
+        def _postfix(self, loss):
+            text = f"epoch {self.epoch + 1}/{max_epochs} loss {loss:.4f}"
+            if math.isfinite(self.best):
+                text += f" val {self.val:.4f} best {self.best:.4f}"
+            return text
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            self.bar.n = epoch * steps_per_epoch
+            self.bar.refresh()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.bar.update(1)
+            if batch % 20 == 0 and logs:
+                self.bar.set_postfix_str(self._postfix(float(logs.get("loss", float("nan")))), refresh=False)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            self.val = float(logs.get("val_loss", float("nan")))
+            self.best = min(self.best, self.val)
+            self.bar.set_postfix_str(self._postfix(float(logs.get("loss", float("nan")))))
+
+        def on_train_end(self, logs=None):
+            # Early stopping ends before max_epochs: close the bar at what was done.
+            self.bar.total = self.bar.n
+            self.bar.refresh()
+            self.bar.close()
+
+    return TqdmFold()
+
+
+# ----------------------------------------------------------------------------- the recipe
+
+class KerasRegressor:
+    """Train a Keras image model with the benchmark's reference recipe.
+
+    Parameters
+    ----------
+    config : dict, optional
+        Overrides of :data:`DEFAULT_CONFIG`; the harness adds ``random_seed``,
+        ``progress`` and ``progress_desc``.
+    builder : callable, optional
+        ``builder(input_shape)`` (or ``builder(input_shape, n_aux=1)`` with
+        ``use_redshift``) returning an uncompiled ``keras.Model`` with one linear output.
+        Default: :func:`build_reference_cnn` with the configured sizes.
+
+    Attributes
+    ----------
+    keras_model : keras.Model
+        The trained network (after :meth:`fit` or :func:`load_model`).
+    normalisation : dict
+        Training-fold statistics (see :func:`fit_normalisation`).
+    training_summary : dict
+        Epochs run, best epoch, monitored quantity, per-epoch history.
+    """
+
+    def __init__(self, config: dict | None = None, builder=None):
+        self.config = training_config(None, config)
+        self.builder = builder
+        self.keras_model = None
+        self.normalisation: dict | None = None
+        self.training_summary: dict = {}
+
+    # -- protocol ------------------------------------------------------------------------
+    def fit(self, train, val) -> "KerasRegressor":
+        """Fit on ``train``; early-stop on ``val`` (FoldData with images, aux, y)."""
+        keras = _keras()
+        cfg = self.config
+        if train.y is None or val.y is None:
+            raise ClusterMassError("fit needs targets (y) for the training and validation folds.")
+        keras.utils.set_random_seed(int(cfg.get("random_seed", 0)))
+        use_z = bool(cfg["use_redshift"])
+        self.normalisation = fit_normalisation(
+            train.images, train.y, train.aux["redshift"] if use_z else None
+        )
+        self.normalisation["use_redshift"] = use_z
+        x_train, a_train, y_train = self._prepare(train)
+        x_val, a_val, y_val = self._prepare(val)
+
+        self.keras_model = self._build(x_train.shape[1:], use_z)
+        self.keras_model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=float(cfg["learning_rate"])),
+            loss="mse",
+        )
+        batch = int(cfg["batch_size"])
+        seed = int(cfg.get("random_seed", 0))
+        train_ds = _make_dataset(x_train, y_train, a_train, batch, shuffle=True,
+                                 augment=bool(cfg["augment"]), seed=seed)
+        val_ds = _make_dataset(x_val, y_val, a_val, int(cfg["predict_batch_size"]))
+        n_train = len(x_train)
+        del x_train, x_val  # the datasets hold their own copies (tf.Variable): free ours
+        monitor = "val_loss"  # the validation fold; the test fold never reaches fit()
+        callbacks = [
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=int(cfg["patience"]),
+                                          restore_best_weights=True),
+            keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=float(cfg["lr_factor"]),
+                                              patience=int(cfg["lr_patience"]),
+                                              min_lr=float(cfg["min_learning_rate"])),
+        ]
+        if cfg.get("progress"):
+            steps = math.ceil(n_train / batch)
+            callbacks.append(_progress_callback(int(cfg["max_epochs"]), steps,
+                                                cfg.get("progress_desc", "training")))
+        history = self.keras_model.fit(train_ds, validation_data=val_ds,
+                                       epochs=int(cfg["max_epochs"]), callbacks=callbacks,
+                                       shuffle=False, verbose=0)  # tf.data shuffles
+        hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        best = int(np.argmin(hist[monitor])) if hist.get(monitor) else -1
+        self.training_summary = {
+            "monitor": monitor,
+            "epochs_run": len(hist.get("loss", [])),
+            "best_epoch": best + 1,
+            "best_val_loss": hist[monitor][best] if best >= 0 else None,
+            "stopped_early": len(hist.get("loss", [])) < int(cfg["max_epochs"]),
+            "history": hist,
+            "n_params": int(self.keras_model.count_params()),
+        }
+        return self
+
+    def predict(self, data) -> np.ndarray:
+        """log10 M500c for a FoldData (y ignored)."""
+        self._require_trained()
+        x, a, _ = self._prepare(data, with_y=False)
+        inputs = x if a is None else [x, a]
+        out = self.keras_model.predict(inputs, batch_size=int(self.config["predict_batch_size"]),
+                                       verbose=0)
+        return (out[:, 0].astype(np.float64) * self.normalisation["y_std"]
+                + self.normalisation["y_mean"])
+
+    def predict_tensor(self, counts, aux):
+        """Differentiable log10 M500c from a counts tensor (N, H, W) (for gradients)."""
+        import tensorflow as tf
+
+        self._require_trained()
+        st = self.normalisation
+        x = tf.math.log(1.0 + tf.cast(counts, tf.float32)) / math.log(10.0)
+        x = (x[..., None] - st["image_log_mean"]) / st["image_log_std"]
+        inputs = x
+        if st.get("use_redshift"):
+            inputs = [x, tf.constant(_standardise_redshift(aux, st))]
+        out = self.keras_model(inputs, training=False)[:, 0]
+        return out * st["y_std"] + st["y_mean"]
+
+    def preprocess(self, images, aux):
+        """Model inputs (standardised log counts, and redshift for the variant)."""
+        x, a, _ = self._prepare(_Data(images, aux, None), with_y=False)
+        return x if a is None else [x, a]
+
+    def save(self, directory) -> None:
+        """Write model.keras, normalisation.json and recipe.json into ``directory``."""
+        self._require_trained()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.keras_model.save(directory / MODEL_FILE)
+        _write_json(directory / NORMALISATION_FILE, self.normalisation)
+        recipe = {k: v for k, v in self.config.items() if _jsonable(v)}
+        _write_json(directory / RECIPE_FILE, recipe)
+
+    # -- helpers -------------------------------------------------------------------------
+    def _build(self, input_shape, use_z):
+        cfg = self.config
+        if self.builder is None:
+            return build_reference_cnn(input_shape, n_aux=1 if use_z else 0,
+                                       filters=cfg["filters"], dense_units=cfg["dense_units"],
+                                       dropout=float(cfg["dropout"]))
+        model = self.builder(tuple(input_shape), n_aux=1) if use_z else self.builder(tuple(input_shape))
+        keras = _keras()
+        if not isinstance(model, keras.Model):
+            raise ClusterMassError(
+                f"build_keras_model returned {type(model).__name__}: it must return a keras.Model "
+                "with one linear output (log10 M500c, standardised by the harness)."
+            )
+        return model
+
+    def _prepare(self, data, with_y=True):
+        st = self.normalisation
+        x = _standardise_images(data.images, st)
+        a = _standardise_redshift(data.aux, st) if st.get("use_redshift") else None
+        y = None
+        if with_y and data.y is not None:
+            y = ((np.asarray(data.y, np.float64) - st["y_mean"]) / st["y_std"]).astype(np.float32)
+        return x, a, y
+
+    def _require_trained(self):
+        if self.keras_model is None or self.normalisation is None:
+            raise ClusterMassError("the model is not trained: call fit() or load_model(dir) first.")
+
+
+class _Data:
+    def __init__(self, images, aux, y):
+        self.images, self.aux, self.y = images, aux, y
+
+
+def _jsonable(value) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _write_json(path: Path, obj) -> None:
+    # Atomic: a killed process never leaves half a JSON file behind.
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- protocol
+
+def make_model(config: dict | None = None) -> KerasRegressor:
+    """The reference CNN entry (``use_redshift=True`` in config: the redshift variant)."""
+    return KerasRegressor(config)
+
+
+def load_model(directory) -> KerasRegressor:
+    """Load a model written by :meth:`KerasRegressor.save` (any Keras entry, not just ours)."""
+    keras = _keras()
+    directory = Path(directory)
+    missing = [n for n in (MODEL_FILE, NORMALISATION_FILE) if not (directory / n).is_file()]
+    if missing:
+        raise ClusterMassError(
+            f"{directory} lacks {', '.join(missing)}: it is not a trained fold; re-run training."
+        )
+    recipe = {}
+    if (directory / RECIPE_FILE).is_file():
+        recipe = json.loads((directory / RECIPE_FILE).read_text())
+    model = KerasRegressor(recipe)
+    model.normalisation = json.loads((directory / NORMALISATION_FILE).read_text())
+    model.keras_model = keras.models.load_model(directory / MODEL_FILE, compile=False)
+    return model

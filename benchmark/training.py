@@ -1,0 +1,825 @@
+"""The fold-by-fold training runner: baselines and code submissions under one set of rules.
+
+For every seed and every fold k of the shipped splits the runner
+
+1. takes fold k as the test fold, fold (k+1) % n_folds as the validation fold (early
+   stopping, never the test fold) and every other fold as training data;
+2. builds :class:`FoldData` for each part: images as float32 counts (N, 128, 128), an aux
+   table with *only* the allowed columns (``image_id``, ``redshift``, ``pixel_arcsec``)
+   plus the truth columns a model declares (``model.truth_columns`` or the module's
+   ``TRUTH_COLUMNS``; recorded in the fold record and the entry metadata), and the target
+   log10 M500c for training and validation only;
+3. makes a fresh model (``make_model(config)``, or the reference recipe around
+   ``build_keras_model(input_shape)``), fits it, predicts the test fold;
+4. writes ``out_dir/seed_S/fold_K/`` atomically (built in a temporary sibling folder and
+   renamed): the model (``model.keras`` + ``normalisation.json`` for Keras models, the
+   model's own files otherwise), ``predictions.csv`` and ``fold.json`` (the record).
+
+A fold whose folder holds a complete record is skipped on the next run (resume after a
+kill); a record made with another model, config or dataset refuses to mix (one clear
+error). The out-of-fold predictions of all folds form the entry.
+
+Model protocol (see the shared contract): a module with ``make_model(config) -> model``
+where ``model.fit(train, val)`` and ``model.predict(data) -> log10 M500c``; optional
+``model.save(dir)`` + module ``load_model(dir)``; optional ``model.predict_tensor(counts,
+aux)`` or ``model.keras_model`` + ``model.preprocess(images, aux)`` for gradients. A module
+may instead expose ``build_keras_model(input_shape) -> keras.Model``.
+
+Config keys the runner adds for the model: ``random_seed`` (1000 * seed + fold),
+``progress`` (bool), ``progress_desc`` (the bar's label), ``image`` (the dataset card's
+image block: npix, pixel_arcsec, exposure_ks, band_kev), ``preset``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import pickle
+import shutil
+import sys
+import time
+import types
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import ClusterMassError
+
+__all__ = [
+    "FoldData",
+    "Predictor",
+    "ALLOWED_AUX_COLUMNS",
+    "run_entry",
+    "load_fold_predictor",
+    "load_code_submission",
+    "resolve_model",
+    "train_baselines",
+    "evaluate_code_submission",
+    "write_baseline_entry",
+    "fold_dir",
+    "run_dir_of",
+]
+
+#: Columns every model may see besides the images.
+ALLOWED_AUX_COLUMNS = ("image_id", "redshift", "pixel_arcsec")
+#: Catalog columns no model may declare as an input (the target and the bookkeeping).
+FORBIDDEN_COLUMNS = ("log10_m500c", "fold", "file", "index", "seed", "cluster_id")
+RECORD_FILE = "fold.json"
+PREDICTIONS_FILE = "predictions.csv"
+RUN_FILE = "run.json"
+_RUNNER_KEYS = ("progress", "progress_desc")  # do not change what a fold computes
+
+
+@dataclasses.dataclass
+class FoldData:
+    """One part (train, val or test) of a fold, as a model sees it.
+
+    Attributes
+    ----------
+    images : ndarray float32 (N, 128, 128)
+        Photon counts.
+    aux : DataFrame
+        ``image_id, redshift, pixel_arcsec`` (+ declared truth columns).
+    y : ndarray (N,) or None
+        True log10 M500c (Msun); None for the test fold.
+    """
+
+    images: np.ndarray
+    aux: pd.DataFrame
+    y: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+# ----------------------------------------------------------------------------- models
+
+@dataclasses.dataclass
+class ModelSpec:
+    """A resolved model: its module, default config and how to find it again."""
+
+    name: str
+    module: types.ModuleType
+    config: dict
+    ref: dict
+
+
+def load_code_submission(path) -> types.ModuleType:
+    """Import a user's Python module file as a model of the protocol.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.py`` file exposing ``make_model(config)`` or ``build_keras_model(input_shape)``.
+
+    Returns
+    -------
+    module
+
+    Raises
+    ------
+    ClusterMassError
+        The file is missing, fails to import, or exposes neither function.
+    """
+    path = Path(path).expanduser().resolve()
+    if not path.is_file() or path.suffix != ".py":
+        raise ClusterMassError(
+            f"code submission {path} is not a .py file: pass the Python module that defines "
+            "make_model(config) or build_keras_model(input_shape)."
+        )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    # A stable name per file content, so that pickled models of this module load again.
+    name = f"clustermass_submission_{path.stem}_{digest[:12]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's code: report any failure as bad input
+        del sys.modules[name]
+        raise ClusterMassError(
+            f"code submission {path} failed to import: {type(exc).__name__}: {exc}. "
+            "Fix the module so that `python {path}` imports cleanly."
+        ) from exc
+    _check_protocol(module, str(path))
+    module.__clustermass_sha256__ = digest
+    return module
+
+
+def _check_protocol(module, where: str) -> None:
+    if not (callable(getattr(module, "make_model", None))
+            or callable(getattr(module, "build_keras_model", None))):
+        raise ClusterMassError(
+            f"{where} defines neither make_model(config) nor build_keras_model(input_shape): "
+            "add one of them (see `clustermass format`)."
+        )
+
+
+def resolve_model(model_name_or_module) -> ModelSpec:
+    """Resolve a baseline name, a ``.py`` path, a dotted module name or a module object."""
+    from benchmark.models import BASELINES
+
+    obj = model_name_or_module
+    if isinstance(obj, ModelSpec):
+        return obj
+    if isinstance(obj, types.ModuleType):
+        _check_protocol(obj, obj.__name__)
+        if getattr(obj, "__clustermass_sha256__", None):
+            ref = {"kind": "file", "path": str(Path(obj.__file__).resolve()),
+                   "sha256": obj.__clustermass_sha256__}
+        else:
+            ref = {"kind": "module", "name": obj.__name__}
+        return ModelSpec(obj.__name__.rsplit(".", 1)[-1], obj, {}, ref)
+    if isinstance(obj, str) and obj in BASELINES:
+        module_name, config = BASELINES[obj]
+        return ModelSpec(obj, importlib.import_module(module_name), dict(config),
+                         {"kind": "baseline", "name": obj})
+    if isinstance(obj, (str, os.PathLike)) and (str(obj).endswith(".py") or Path(obj).is_file()):
+        module = load_code_submission(obj)
+        return ModelSpec(Path(obj).stem, module, {},
+                         {"kind": "file", "path": str(Path(obj).expanduser().resolve()),
+                          "sha256": module.__clustermass_sha256__})
+    if isinstance(obj, str):
+        try:
+            module = importlib.import_module(obj)
+        except ImportError:
+            raise ClusterMassError(
+                f"model {obj!r} is neither a baseline ({', '.join(BASELINES)}), a .py file nor "
+                "an importable module."
+            ) from None
+        return resolve_model(module)
+    raise ClusterMassError(f"cannot use {type(obj).__name__} as a model: pass a baseline name, "
+                           "a .py path or a module.")
+
+
+def _spec_from_ref(ref: dict) -> ModelSpec:
+    if ref["kind"] == "baseline":
+        return resolve_model(ref["name"])
+    if ref["kind"] == "file":
+        path = Path(ref["path"])
+        if not path.is_file():
+            raise ClusterMassError(f"the code submission {path} this fold was trained with is gone;"
+                                   " restore it to load the fold.")
+        return resolve_model(path)
+    return resolve_model(ref["name"])
+
+
+def _instantiate(spec: ModelSpec, config: dict):
+    if callable(getattr(spec.module, "make_model", None)):
+        return spec.module.make_model(dict(config))
+    from benchmark.models.cnn import KerasRegressor
+
+    return KerasRegressor(config, builder=spec.module.build_keras_model)
+
+
+def _is_keras_recipe(spec: ModelSpec) -> bool:
+    return (spec.module.__name__ == "benchmark.models.cnn"
+            or not callable(getattr(spec.module, "make_model", None)))
+
+
+def _truth_columns(model, spec: ModelSpec, catalog: pd.DataFrame) -> tuple[str, ...]:
+    """Truth columns the model declares (``model.truth_columns``, else the module's)."""
+    cols = getattr(model, "truth_columns", None) if model is not None else None
+    if cols is None:
+        cols = getattr(spec.module, "TRUTH_COLUMNS", ())
+    cols = tuple(str(c) for c in cols)
+    bad = [c for c in cols if c in FORBIDDEN_COLUMNS or c not in catalog.columns]
+    if bad:
+        raise ClusterMassError(
+            f"model {spec.name!r} declares truth columns {bad} that no model may read (the "
+            f"target and bookkeeping: {', '.join(FORBIDDEN_COLUMNS)}) or that the catalog lacks."
+        )
+    return tuple(c for c in cols if c not in ALLOWED_AUX_COLUMNS)
+
+
+# ----------------------------------------------------------------------------- data
+
+def _as_dataset(dataset):
+    from benchmark.dataset import ClusterMassDataset
+
+    if isinstance(dataset, (str, os.PathLike)):
+        return ClusterMassDataset(dataset)
+    return dataset
+
+
+def _aux(ds, indices, truth_cols) -> pd.DataFrame:
+    indices = np.asarray(indices, dtype=np.int64)
+    aux = ds.aux(indices).reset_index(drop=True)
+    aux = aux[list(ALLOWED_AUX_COLUMNS)]
+    for col in truth_cols:
+        aux[col] = ds.catalog[col].to_numpy()[indices]
+    return aux
+
+
+def _fold_data(ds, images, indices, truth_cols, with_y) -> FoldData:
+    y = ds.catalog["log10_m500c"].to_numpy(dtype=np.float64)[indices] if with_y else None
+    return FoldData(images[indices].astype(np.float32), _aux(ds, indices, truth_cols), y)
+
+
+# ----------------------------------------------------------------------------- files
+
+def fold_dir(out_dir, k: int, seed: int = 0) -> Path:
+    """``out_dir/seed_S/fold_K``."""
+    return Path(out_dir) / f"seed_{int(seed)}" / f"fold_{int(k)}"
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _write_csv(path: Path, df: pd.DataFrame) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    df.to_csv(tmp, index=False, float_format="%.8f", lineterminator="\n")
+    os.replace(tmp, path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _read_record(directory: Path) -> dict | None:
+    """The fold record when the fold is complete (record + every file it lists), else None."""
+    path = directory / RECORD_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if record.get("status") != "complete":
+        return None
+    if not all((directory / f).exists() for f in record.get("files", [])):
+        return None
+    return record
+
+
+def _fingerprint(ref: dict, config: dict, ds) -> str:
+    stable = {k: v for k, v in config.items() if k not in _RUNNER_KEYS}
+    blob = json.dumps({"model": ref, "config": stable, "dataset": _dataset_identity(ds)},
+                      sort_keys=True, default=_json_default)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _dataset_identity(ds) -> dict:
+    card = ds.card
+    return {"name": card.get("name"), "version": card.get("version"),
+            "splits_sha256": card.get("splits_sha256")}
+
+
+def _save_model(model, spec: ModelSpec, directory: Path) -> str:
+    """Save into ``directory``; return the loader name recorded for load_fold_predictor."""
+    from benchmark.models.cnn import KerasRegressor
+
+    if isinstance(model, KerasRegressor):
+        model.save(directory)
+        return "keras_recipe"
+    if callable(getattr(model, "save", None)) and callable(getattr(spec.module, "load_model", None)):
+        model.save(directory)
+        return "module"
+    try:
+        with open(directory / "model.pkl", "wb") as fh:
+            pickle.dump(model, fh)
+        return "pickle"
+    except Exception:  # noqa: BLE001  (an unpicklable user model: predictions still count)
+        (directory / "model.pkl").unlink(missing_ok=True)
+        return "none"
+
+
+# ----------------------------------------------------------------------------- running
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="fold", disable=not enabled, dynamic_ncols=True)
+
+
+def run_entry(model_name_or_module, dataset, out_dir, seeds=(0,), folds=range(10),
+              config: dict | None = None, progress: bool = True, preset: str | None = None):
+    """Train a model fold by fold and return its out-of-fold predictions.
+
+    Parameters
+    ----------
+    model_name_or_module : str, path or module
+        A baseline name (``reference``, ``reference_z``, ``lx_iterative``, ``lx_truth``,
+        ``mean``, ``total_counts``), a ``.py`` code submission, a dotted module name or a
+        module object following the model protocol.
+    dataset : ClusterMassDataset or path
+        The verified dataset (a path is opened with :class:`ClusterMassDataset`).
+    out_dir : path
+        Where ``seed_S/fold_K/`` folders, ``predictions.csv`` and ``run.json`` go.
+    seeds : sequence of int
+        Training seeds (each runs every fold).
+    folds : iterable of int
+        Test folds to run (default all ten).
+    config : dict, optional
+        Overrides of the model's config (e.g. ``{"max_epochs": 5}``).
+    progress : bool
+        Show progress bars (per fold: loss, val loss, ETA for Keras models).
+    preset : str, optional
+        Dataset preset (``ci``, ``quick``, ``fast``, ``full``): picks the shortened training
+        schedule of the reference recipe (:data:`benchmark.models.cnn.TRAINING_PRESETS`).
+
+    Returns
+    -------
+    DataFrame
+        ``image_id, log10_m500c_pred, seed`` for every image of the folds run, catalog
+        order, one block per seed.
+    """
+    spec = resolve_model(model_name_or_module)
+    ds = _as_dataset(dataset)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_folds = ds.splits.n_folds
+    folds = [int(k) for k in folds]
+    bad = [k for k in folds if not 0 <= k < n_folds]
+    if bad:
+        raise ClusterMassError(f"folds {bad} do not exist: the dataset has folds 0-{n_folds - 1}.")
+    base = dict(spec.config)
+    if _is_keras_recipe(spec):
+        from benchmark.models.cnn import TRAINING_PRESETS
+
+        base.update(TRAINING_PRESETS.get(preset or "full", {}))
+    base.update(config or {})
+    base["image"] = dict(ds.card.get("image", {}))
+    base["preset"] = preset
+
+    _truth_columns(None, spec, ds.catalog)  # a bad module-level declaration fails before training
+    images = None  # loaded once, only when a fold has to run
+    parts, records = [], []
+    tasks = [(s, k) for s in seeds for k in folds]
+    with _progress_bar(len(tasks), spec.name, progress) as bar:
+        for seed, k in tasks:
+            cfg = dict(base, random_seed=1000 * int(seed) + k, progress=progress,
+                       progress_desc=f"{spec.name} seed {seed} fold {k}")
+            directory = fold_dir(out_dir, k, seed)
+            fingerprint = _fingerprint(spec.ref, cfg, ds)
+            record = _read_record(directory)
+            if record is not None:
+                if record.get("fingerprint") != fingerprint:
+                    raise ClusterMassError(
+                        f"{directory} holds a fold trained with another model, config or dataset "
+                        f"(entry {record.get('entry')!r}): use a fresh out_dir or delete it to "
+                        "retrain."
+                    )
+                _cleanup_stale(directory)
+                if progress:
+                    bar.write(f"{spec.name} seed {seed} fold {k}: complete, skipped")
+            else:
+                if images is None:
+                    images = ds.images()
+                record = _run_fold(spec, ds, images, k, int(seed), cfg, directory, fingerprint)
+                if progress:
+                    bar.write(_summary_line(record))
+            pred = pd.read_csv(directory / PREDICTIONS_FILE, dtype={"image_id": str})
+            parts.append(pred)
+            records.append(record)
+            bar.update(1)
+
+    predictions = _assemble(ds, parts, seeds)
+    _write_csv(out_dir / PREDICTIONS_FILE, predictions)
+    _write_json(out_dir / RUN_FILE, _run_summary(spec, base, ds, seeds, folds, records))
+    return predictions
+
+
+def _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint) -> dict:
+    from benchmark.splits import check_no_leak
+
+    idx = ds.fold_indices(k)
+    check_no_leak(ds.catalog, idx)
+    np.random.seed(cfg["random_seed"])  # for models that draw from the global generator
+    model = _instantiate(spec, cfg)
+    truth = _truth_columns(model, spec, ds.catalog)
+    train = _fold_data(ds, images, idx["train"], truth, with_y=True)
+    val = _fold_data(ds, images, idx["val"], truth, with_y=True)
+    test = _fold_data(ds, images, idx["test"], truth, with_y=False)
+
+    t0 = time.perf_counter()
+    model.fit(train, val)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pred = np.asarray(model.predict(test), dtype=np.float64).reshape(-1)
+    predict_s = time.perf_counter() - t0
+    if pred.shape != (len(test),) or not np.all(np.isfinite(pred)):
+        raise ClusterMassError(
+            f"model {spec.name!r} returned {pred.shape} predictions for fold {k} "
+            f"({np.sum(~np.isfinite(pred))} not finite); predict() must return one finite "
+            f"log10 M500c per image ({len(test)})."
+        )
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        loader = _save_model(model, spec, tmp)
+        preds = pd.DataFrame({"image_id": test.aux["image_id"].to_numpy(),
+                              "log10_m500c_pred": pred, "seed": seed, "fold": k})
+        _write_csv(tmp / PREDICTIONS_FILE, preds)
+        files = sorted(p.name for p in tmp.iterdir())
+        record = {
+            "status": "complete",
+            "entry": spec.name,
+            "model_ref": spec.ref,
+            "loader": loader,
+            "fingerprint": fingerprint,
+            "seed": seed,
+            "fold": k,
+            "validation_fold": int(ds.splits.validation_fold(k)),
+            "n_train": len(train), "n_val": len(val), "n_test": len(test),
+            "aux_columns": list(ALLOWED_AUX_COLUMNS),
+            "truth_columns": list(truth),
+            "config": {kk: v for kk, v in cfg.items() if kk not in _RUNNER_KEYS},
+            "fit_seconds": round(fit_s, 3),
+            "predict_seconds": round(predict_s, 3),
+            "training": getattr(model, "training_summary", None) or {},
+            "files": files + [RECORD_FILE],
+            "dataset": _dataset_identity(ds),
+            "harness_version": _harness_version(),
+            "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        _write_json(tmp / RECORD_FILE, record)  # written last: it marks the fold complete
+        if directory.exists():  # an incomplete fold from a killed run
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    _cleanup_stale(directory)
+    return record
+
+
+def _cleanup_stale(directory: Path) -> None:
+    """Remove temporary folders of this fold left by killed runs (dead process ids only)."""
+    for stale in directory.parent.glob(f".{directory.name}.tmp-*"):
+        try:
+            pid = int(stale.name.rsplit(".tmp-", 1)[1].split("-")[0])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and _pid_alive(pid):
+            continue  # another worker is writing this fold right now
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _harness_version() -> str:
+    try:
+        from benchmark import HARNESS_VERSION
+    except ImportError:
+        return "unknown"
+    return HARNESS_VERSION
+
+
+def _summary_line(record: dict) -> str:
+    line = (f"{record['entry']} seed {record['seed']} fold {record['fold']}: "
+            f"fit {record['fit_seconds']:.1f} s, n_train {record['n_train']}, "
+            f"n_test {record['n_test']}")
+    tr = record.get("training") or {}
+    if tr.get("epochs_run"):
+        line += (f", {tr['epochs_run']} epochs (best {tr['best_epoch']}, "
+                 f"val loss {tr['best_val_loss']:.4f})")
+    return line
+
+
+def _assemble(ds, parts, seeds) -> pd.DataFrame:
+    cols = ["image_id", "log10_m500c_pred", "seed"]
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    allp = pd.concat(parts, ignore_index=True)
+    order = pd.Series(np.arange(len(ds.catalog)), index=ds.catalog["image_id"].to_numpy())
+    allp["_row"] = order.reindex(allp["image_id"].to_numpy()).to_numpy()
+    allp["_seed_rank"] = allp["seed"].map({int(s): i for i, s in enumerate(seeds)})
+    allp = allp.sort_values(["_seed_rank", "_row"], kind="stable")
+    return allp[cols].reset_index(drop=True)
+
+
+def _run_summary(spec, base, ds, seeds, folds, records) -> dict:
+    truth = sorted({c for r in records for c in r.get("truth_columns", [])})
+    return {
+        "entry": spec.name,
+        "model_ref": spec.ref,
+        "config": base,
+        "seeds": [int(s) for s in seeds],
+        "folds": folds,
+        "truth_columns": truth,
+        "uses_truth": bool(truth),
+        "aux_columns": list(ALLOWED_AUX_COLUMNS),
+        "dataset": _dataset_identity(ds),
+        "n_params": next((r["training"].get("n_params") for r in records
+                          if (r.get("training") or {}).get("n_params")), None),
+        "fit_seconds_total": round(sum(r.get("fit_seconds", 0.0) for r in records), 1),
+        "harness_version": _harness_version(),
+    }
+
+
+# ----------------------------------------------------------------------------- predictors
+
+class Predictor:
+    """A trained fold model behind one interface (used by the diagnostics).
+
+    Attributes
+    ----------
+    model : object
+        The fold's model (protocol object).
+    record : dict
+        The fold record (``fold.json``).
+    truth_columns : list of str
+        Truth columns the model needs in ``aux``.
+    """
+
+    def __init__(self, model, record: dict):
+        self.model = model
+        self.record = record
+        self.truth_columns = list(record.get("truth_columns", []))
+
+    def _aux(self, aux, n: int) -> pd.DataFrame:
+        if aux is None:
+            raise ClusterMassError("aux is required: a table with redshift and pixel_arcsec "
+                                   "(ClusterMassDataset.aux(indices)).")
+        aux = pd.DataFrame(aux).reset_index(drop=True)
+        need = ["redshift", "pixel_arcsec"] + self.truth_columns
+        missing = [c for c in need if c not in aux.columns]
+        if missing or len(aux) != n:
+            raise ClusterMassError(
+                f"aux must have {n} rows and columns {need}; missing {missing}, {len(aux)} rows."
+            )
+        if "image_id" not in aux.columns:
+            aux["image_id"] = [f"image_{i}" for i in range(n)]
+        return aux
+
+    @staticmethod
+    def _counts(counts) -> np.ndarray:
+        counts = np.asarray(counts, dtype=np.float32)
+        if counts.ndim == 2:
+            counts = counts[None]
+        if counts.ndim != 3:
+            raise ClusterMassError(f"counts have shape {counts.shape}: expected (N, 128, 128).")
+        return counts
+
+    def predict(self, counts, aux) -> np.ndarray:
+        """log10 M500c of each image (counts (N, 128, 128), aux table)."""
+        counts = self._counts(counts)
+        data = FoldData(counts, self._aux(aux, len(counts)), None)
+        return np.asarray(self.model.predict(data), dtype=np.float64).reshape(-1)
+
+    @property
+    def has_gradient(self) -> bool:
+        """Whether :meth:`gradient` can return d log10M / d counts."""
+        return callable(getattr(self.model, "predict_tensor", None)) or (
+            getattr(self.model, "keras_model", None) is not None
+            and callable(getattr(self.model, "preprocess", None)))
+
+    def gradient(self, counts, aux, batch_size: int = 64):
+        """d log10 M500c / d counts, float32 (N, 128, 128); None without gradients."""
+        if not self.has_gradient:
+            return None
+        import tensorflow as tf
+
+        counts = self._counts(counts)
+        aux = self._aux(aux, len(counts))
+        out = np.empty_like(counts)
+        for start in range(0, len(counts), batch_size):
+            sl = slice(start, start + batch_size)
+            c = tf.convert_to_tensor(counts[sl])
+            a = aux.iloc[sl].reset_index(drop=True)
+            with tf.GradientTape() as tape:
+                tape.watch(c)
+                if callable(getattr(self.model, "predict_tensor", None)):
+                    y = self.model.predict_tensor(c, a)
+                else:
+                    y = self.model.keras_model(self.model.preprocess(c, a), training=False)
+                # Each output depends on its own image only: the sum's gradient is per image.
+                total = tf.reduce_sum(y)
+            grad = tape.gradient(total, c)
+            if grad is None:
+                return None
+            out[sl] = grad.numpy()
+        return out
+
+
+def load_fold_predictor(out_dir, k: int, seed: int = 0) -> Predictor:
+    """Load the trained model of fold ``k`` (and seed) written by :func:`run_entry`."""
+    directory = fold_dir(out_dir, k, seed)
+    record = _read_record(directory)
+    if record is None:
+        raise ClusterMassError(f"{directory} holds no complete fold: run training for fold {k} "
+                               f"(seed {seed}) first.")
+    loader = record.get("loader")
+    if loader == "keras_recipe":
+        from benchmark.models.cnn import load_model
+
+        model = load_model(directory)
+    elif loader == "module":
+        model = _spec_from_ref(record["model_ref"]).module.load_model(directory)
+    elif loader == "pickle":
+        _spec_from_ref(record["model_ref"])  # imports the module the pickle refers to
+        with open(directory / "model.pkl", "rb") as fh:
+            model = pickle.load(fh)
+    else:
+        raise ClusterMassError(
+            f"the model of {directory} was not saved (no save()/load_model() and not picklable):"
+            " add save(dir) and a module-level load_model(dir) to the submission and retrain."
+        )
+    return Predictor(model, record)
+
+
+# ----------------------------------------------------------------------------- CLI glue
+
+def run_dir_of(results_dir, name: str) -> Path:
+    """``results_dir/runs/<slug>``: the training folder of the entry ``<slug>.json``."""
+    from benchmark.entries import slugify
+
+    return Path(results_dir) / "runs" / slugify(name)
+
+
+def train_baselines(dataset_dir, results_dir, entries, seeds=(0,), folds=None, preset=None,
+                    progress: bool = True) -> list[Path]:
+    """Train (resumably) and score baseline entries: the body of ``clustermass train``.
+
+    Parameters
+    ----------
+    dataset_dir : path
+        ``data/<preset>``.
+    results_dir : path
+        ``results/<preset>``; runs go to ``results_dir/runs/<slug>/``, entries to
+        ``results_dir/entries/<slug>.json`` (+ ``.predictions.csv``), where ``<slug>`` is
+        the entry name with dashes (``lx_iterative`` -> ``lx-iterative``).
+    entries : list of str
+        Baseline names (see :data:`benchmark.models.BASELINES`).
+    seeds, folds, preset
+        As in :func:`run_entry` (folds None: all).
+
+    Returns
+    -------
+    list of Path
+        Entry files written (empty for a subset of folds: an entry needs every image).
+    """
+    from benchmark.models import BASELINES
+
+    unknown = [e for e in entries if e not in BASELINES]
+    if unknown:
+        raise ClusterMassError(f"unknown entries {unknown}: choose from {', '.join(BASELINES)}.")
+    ds = _as_dataset(dataset_dir)
+    folds = list(range(ds.splits.n_folds)) if folds is None else list(folds)
+    written = []
+    for name in entries:
+        run_dir = run_dir_of(results_dir, name)
+        preds = run_entry(name, ds, run_dir, seeds=seeds, folds=folds, progress=progress,
+                          preset=preset)
+        if len(folds) == ds.splits.n_folds:
+            written.append(write_baseline_entry(name, preds, ds, run_dir,
+                                                Path(results_dir) / "entries"))
+        else:
+            print(f"{name}: folds {folds} trained; run all folds to write its entry")
+    return written
+
+
+def evaluate_code_submission(path, dataset_dir, results_dir, seeds=(0,), preset=None,
+                             config: dict | None = None, progress: bool = True) -> Path:
+    """Train a code submission (``.py``) fold by fold and write its entry."""
+    module = load_code_submission(path)
+    ds = _as_dataset(dataset_dir)
+    name = Path(path).stem
+    run_dir = run_dir_of(results_dir, name)
+    preds = run_entry(module, ds, run_dir, seeds=seeds, folds=range(ds.splits.n_folds),
+                      config=config, progress=progress, preset=preset)
+    return write_baseline_entry(name, preds, ds, run_dir, Path(results_dir) / "entries",
+                                metadata={"kind": "code", "code": str(Path(path).resolve())})
+
+
+def write_baseline_entry(name: str, predictions: pd.DataFrame, dataset, run_dir,
+                         entries_dir, metadata: dict | None = None, n_boot: int = 1000) -> Path:
+    """Score out-of-fold predictions and write the entry and its predictions.
+
+    Parameters
+    ----------
+    name : str
+        Entry name (a baseline name, or the stem of a code submission); the slug is
+        :func:`benchmark.entries.slugify` of it.
+    predictions : DataFrame
+        ``image_id, log10_m500c_pred, seed`` of every image (from :func:`run_entry`).
+    dataset : ClusterMassDataset or path
+    run_dir : path
+        The ``out_dir`` of :func:`run_entry` (its ``run.json`` supplies the metadata).
+    entries_dir : path
+        ``results/<preset>/entries``: writes ``<slug>.json`` and ``<slug>.predictions.csv``.
+    metadata : dict, optional
+        Extra metadata (e.g. ``kind="code"``, ``code``, ``authors``).
+    n_boot : int
+        Bootstrap resamples of :func:`benchmark.metrics.score`.
+
+    Returns
+    -------
+    Path
+        The entry file.
+    """
+    from benchmark import entries as entries_mod
+    from benchmark.metrics import score
+
+    ds = _as_dataset(dataset)
+    run = json.loads((Path(run_dir) / RUN_FILE).read_text())
+    metrics = score(predictions, ds.catalog, ds.splits, n_boot=n_boot)
+    meta = _entry_metadata(name, run)
+    meta.update(metadata or {})
+    baseline = meta.get("kind") == "baseline"
+    slug = entries_mod.slugify(name)
+    entry = entries_mod.make_entry(meta.pop("display_name"), "baseline" if baseline else "submission",
+                                   metrics, ds, metadata=meta, slug=slug, trusted=True)
+    entries_dir = Path(entries_dir)
+    entries_mod.write_predictions(entries_dir / entry["predictions_file"], predictions)
+    return entries_mod.write_entry(entries_dir / f"{slug}.json", entry)
+
+
+def _entry_metadata(name: str, run: dict) -> dict:
+    from benchmark.models import DESCRIPTIONS, DISPLAY_NAMES
+
+    baseline = run["model_ref"].get("kind") == "baseline"
+    truth = run["truth_columns"]
+    notes = ("uses truth columns " + ", ".join(truth) + " (optimistic bound)") if truth else None
+    return {
+        "display_name": DISPLAY_NAMES.get(name, name) if baseline else name,
+        "kind": "baseline" if baseline else "code",
+        "description": DESCRIPTIONS.get(name) if baseline else None,
+        "notes": notes,
+        "authors": ["clustermass baselines"] if baseline else [],
+        "trusted": True,  # trained by the harness under the benchmark's rules
+        "seeds": run["seeds"],
+        "n_parameters": run.get("n_params"),
+        "hardware": _hardware(),
+        "external_data": False,
+        "uses_truth": bool(truth),
+        "truth_columns": truth,
+        "aux_columns": run["aux_columns"],
+        "training_config": run["config"],
+        "training_seconds": run["fit_seconds_total"],
+        "model_ref": run["model_ref"],
+    }
+
+
+def _hardware() -> str:
+    import platform
+
+    return f"{platform.machine()} CPU x{os.cpu_count()} ({platform.system()})"
