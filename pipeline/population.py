@@ -1,0 +1,510 @@
+"""The synthetic cluster population: masses, histories, dynamical states and gas-model knobs.
+
+``make_population(params, master_seed)`` returns one row per (cluster_id, epoch).  Epoch 0 is
+the latest (most massive) state of a cluster; epoch e is the cluster as it was ``e *
+epoch_dz`` earlier in redshift along its mass-accretion history, *observed* at the
+observing redshift (``Observation.z_obs``) unless ``survey_redshifts`` is set.  Everything a
+later stage needs to build the 3D gas (:mod:`pipeline.gas`) is a column of that table, so
+the table (with ``master_seed``) fully specifies the dataset's physics.
+
+Randomness: every random draw comes from a ``numpy.random.SeedSequence(master_seed,
+spawn_key=(stream, ...))`` keyed by what it is for (mass sample, one cluster, one
+cluster-epoch's gas, one view), so a cluster's properties, its gas and its photons never
+depend on the order in which things are generated or on how many workers run.
+
+Units: masses Msun, lengths physical kpc, temperatures keV, metallicities in solar units
+(Anders & Grevesse 1989 abundance table, as APEC uses by default), densities cm^-3.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import ClusterMassError
+from pipeline.observation import H, Observation, efunc, kpc_per_arcsec, r500c_kpc
+
+__all__ = [
+    "PopulationParams", "make_population", "REFERENCES", "VIEWS", "derive_seed", "gas_seed",
+    "view_seed", "fgas_mean", "t500_mean_kev", "rotation_matrix",
+]
+
+#: projections of each epoch (image axes are the other two grid axes).
+VIEWS = ("x", "y", "z")
+
+# Namespaces of the seed streams: spawn_key = (stream, ...).
+_STREAM_MASSES = 0
+_STREAM_CLUSTER = 1
+_STREAM_GAS = 2
+_STREAM_VIEW = 3
+_STREAM_SURVEY_Z = 4
+
+#: Published relations this population is built from (for the dataset card).
+REFERENCES = [
+    "Planck Collaboration 2016, A&A 594, A13 (cosmological parameters, as used by IllustrisTNG)",
+    "Nelson D. et al. 2019, Comput. Astrophys. Cosmol. 6, 2 (IllustrisTNG public data release)",
+    "Tinker J. et al. 2008, ApJ 688, 709 (halo mass function; low-mass slope and cutoff shape)",
+    "Wechsler R. et al. 2002, ApJ 568, 52 (exponential mass-accretion history, formation epoch)",
+    "McBride J., Fakhouri O., Ma C.-P. 2009, MNRAS 398, 1858 (accretion-rate diversity and mass trend)",
+    "Vikhlinin A. et al. 2006, ApJ 640, 691 (gas density and temperature profiles)",
+    "Vikhlinin A. et al. 2009, ApJ 692, 1033 (M500-T_X relation)",
+    "Arnaud M., Pointecouteau E., Pratt G. 2005, A&A 441, 893 (M-T relation, scatter)",
+    "Pratt G. et al. 2009, A&A 498, 361 (REXCESS L_X-M relations; core excision 0.15-1 R500)",
+    "Mantz A. et al. 2016, MNRAS 463, 3582 (L_X-M slope and scatter, soft band)",
+    "Lovisari L., Reiprich T., Schellenberger G. 2015, A&A 573, A118 (gas fraction vs mass)",
+    "Mantz A. et al. 2016b, MNRAS 456, 4020 (gas-fraction intrinsic scatter ~7%)",
+    "Hudson D. et al. 2010, A&A 513, A37 (cool-core fraction ~44%, central densities)",
+    "Cavagnolo K. et al. 2009, ApJS 182, 12 (central entropy / density spread of cool cores)",
+    "Sanderson A., Ponman T., Finoguenov A., Lloyd-Davies E., Markevitch M. 2003, MNRAS 340, 989 (flatter gas profiles in groups)",
+    "Sun M. et al. 2009, ApJ 693, 1142 (group gas fractions and profiles)",
+    "Poole G. et al. 2006, MNRAS 373, 881 (mergers disturb and displace cores)",
+    "Fakhouri O., Ma C.-P., Boylan-Kolchin M. 2010, MNRAS 406, 2267 (merger rates)",
+    "Giocoli C., Tormen G., Sheth R., van den Bosch F. 2010, MNRAS 404, 502 (subhalo mass function)",
+    "Lau E., Nagai D., Kravtsov A. et al. 2011, ApJ 734, 93 (ICM shape: rounder than dark matter)",
+    "Jing Y., Suto Y. 2002, ApJ 574, 538 (triaxial halo axis ratios)",
+    "De Grandi S., Molendi S. 2001, ApJ 551, 153 (metallicity profiles, central rise in cool cores)",
+    "Leccardi A., Molendi S. 2008, A&A 487, 461 (metallicity ~0.3 solar outside the core)",
+    "Rybicki G., Lightman A. 1979, Radiative Processes in Astrophysics (bremsstrahlung emissivity)",
+    "Smith R. et al. 2001, ApJ 556, L91; Foster A. et al. 2012, ApJ 756, 128 (APEC line emission)",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class PopulationParams:
+    """Every knob of the synthetic population, with its default and where it comes from.
+
+    Fractions (``*_frac``) are in units of the cluster's R500c; scatters called ``*_ln`` are
+    the standard deviation of the natural log, ``*_dex`` of log10.
+    """
+
+    # --- size ---
+    n_clusters: int = 329  # as in the study (Ntampaka et al. 2019)
+    n_epochs: int = 8  # 8 epochs x 3 projections = 24 views per cluster (the study)
+
+    # --- mass function at epoch 0 (Tinker et al. 2008 shape at z ~ 0 for M500c:
+    #     dn/dlnM ~ M^slope exp(-M/M_cut); slope -0.9 at group scale, exponential cutoff) ---
+    log10_m500c_min: float = 13.75
+    log10_m500c_max: float = 15.2
+    mf_slope: float = -0.9
+    mf_cutoff_msun: float = 1.0e15  # of 329: ~3 above 1e15, ~36 above 3e14, half above 1e14
+
+    # --- mass-accretion history: M(z_e) = M0 exp(-alpha z_e) (Wechsler et al. 2002), with the
+    #     accretion rate alpha = 2 a_c lognormally diverse and rising with mass (McBride et al.
+    #     2009: massive haloes accrete faster); z_e = epoch * epoch_dz along the history ---
+    epoch_dz: float = 0.05
+    mah_alpha_median: float = 0.9  # at 1e14 Msun (a_c ~ 0.45 for cluster haloes)
+    mah_alpha_mass_slope: float = 0.1  # d ln(alpha) / d ln(M)
+    mah_alpha_scatter_dex: float = 0.2  # formation-time diversity
+    mah_jitter_dex: float = 0.01  # per-step stochasticity of the accreted mass
+
+    # --- M-T: M500 = M5 (T/5 keV)^mt_slope E(z)^-1 (Vikhlinin et al. 2009, M5 = 3.02e14/h) ---
+    mt_m5_msun: float = 3.02e14 / H
+    mt_slope: float = 1.53
+    t_scatter_ln: float = 0.10  # ~10% at fixed mass (Arnaud et al. 2005; Vikhlinin et al. 2009)
+
+    # --- gas fraction within R500c: f = f0 (M/3e14)^slope (Lovisari et al. 2015 mass trend),
+    #     lognormal scatter ~5-6% (Mantz et al. 2016b: 7.4% including measurement) ---
+    fgas_pivot: float = 0.11
+    fgas_pivot_msun: float = 3.0e14
+    fgas_mass_slope: float = 0.2
+    fgas_max: float = 0.15  # below the cosmic baryon fraction 0.157 (Planck 2015)
+    fgas_scatter_ln: float = 0.06
+
+    # --- smooth density profile (Vikhlinin et al. 2006, eq. 3): core radius rc, slope beta,
+    #     steepening at rs with strength eps (gamma = 3) ---
+    rc_frac_median: float = 0.15  # V06 fits: rc ~ 0.05-0.3 R500
+    rc_mass_slope: float = -0.05  # groups have flatter, more extended cores (Sun et al. 2009)
+    rc_scatter_dex: float = 0.1
+    beta_mean: float = 0.67  # at 3e14 Msun
+    beta_mass_slope: float = 0.15  # flatter profiles in groups: beta ~ T^0.26 (Sanderson et al. 2003)
+    beta_scatter: float = 0.05
+    rs_frac: float = 0.9
+    rs_scatter_dex: float = 0.1  # diversity of the outer steepening (V06: rs ~ 0.5-1.5 R500)
+    eps_mean: float = 3.0
+    eps_scatter: float = 0.5
+
+    # --- cool cores (Hudson et al. 2010: ~44% strong cool cores; Cavagnolo et al. 2009:
+    #     central densities spread over ~1 dex).  Two-state Markov chain over epochs with
+    #     stationary probability cc_fraction and lag-1 autocorrelation cc_persistence ---
+    cc_fraction: float = 0.40
+    cc_persistence: float = 0.8
+    # compact second component of V06 eq. 3: central n_e = contrast x the smooth core's,
+    # contrast uniform in dex over cc_contrast_dex_range (1 dex: n_e0 ~ 2e-2 - 2e-1 cm^-3);
+    # denser cores are more compact, rc2 = cc_rc2_frac (contrast / 10)^cc_rc2_contrast_slope
+    # x (rc / rc_frac_median),
+    # so the core's gas mass varies little and its luminosity ~ contrast (spread 1 dex)
+    cc_rc2_frac: float = 0.04
+    cc_rc2_contrast_slope: float = -1.0 / 3.0
+    cc_contrast_dex_range: tuple = (0.9, 1.9)
+    cc_tmin_range: tuple = (0.35, 0.55)  # T_min/T_0 of V06's cool-core dip
+    ncc_tmin_range: tuple = (0.85, 1.0)
+    tcool_rcool_frac: float = 0.045  # V06 universal profile: r_cool = 0.045 R500, a_cool = 1.9
+
+    # --- mergers (Fakhouri et al. 2010 rates; Poole et al. 2006 disturbed cores): two-state
+    #     Markov chain, stationary probability merger_fraction, lag-1 autocorrelation
+    #     merger_persistence; a companion of mass ratio 1:2-1:6 at 0.3-1.5 R500c that falls
+    #     in over consecutive merger epochs; the main core displaced and puffed up ---
+    merger_fraction: float = 0.25
+    merger_persistence: float = 0.4
+    merger_ratio_range: tuple = (2.0, 6.0)  # M_main / M_companion, log-uniform
+    merger_sep_range: tuple = (0.3, 1.5)  # companion distance in R500c of the main cluster
+    merger_core_offset_range: tuple = (0.01, 0.05)  # main gas-core displacement, R500c
+    merger_rc_boost_range: tuple = (1.1, 1.5)  # core radius puffed up by this factor
+
+    # --- triaxial shape (ICM rounder than DM: Lau et al. 2011; DM: Jing & Suto 2002) ---
+    axis_q1_mean: float = 0.85  # b/a
+    axis_q2_mean: float = 0.90  # c/b
+    axis_scatter: float = 0.06
+    axis_min: float = 0.55
+
+    # --- substructure: N(> mu) from dN/dmu = A mu^-slope over mu = m/M500 in [mu_min, mu_max]
+    #     (Giocoli et al. 2010 subhalo mass function), times the fraction still holding gas ---
+    shmf_norm: float = 0.035  # ~4 gas-rich clumps above 0.5% of M500 at 1e14 Msun
+    shmf_slope: float = 1.9
+    shmf_mu_range: tuple = (0.005, 0.05)
+    subclump_gas_retained: float = 0.4  # gas kept by a subhalo (ram-pressure stripping)
+    subclump_mass_trend: float = 0.1  # richer substructure in more massive (younger) haloes
+
+    # --- metallicity, solar units (Leccardi & Molendi 2008; De Grandi & Molendi 2001) ---
+    z_outer_mean: float = 0.30
+    z_outer_scatter: float = 0.05
+    z_center_cc_range: tuple = (0.6, 0.9)
+    z_center_ncc_range: tuple = (0.3, 0.4)
+    z_core_frac: float = 0.1  # radius of the central metallicity rise, R500c
+
+    # --- redshifts: every epoch at Observation.z_obs unless survey_redshifts ---
+    survey_redshifts: bool = False
+    survey_z_range: tuple = (0.10, 0.45)
+
+    def __post_init__(self):
+        problems = []
+        for name in (
+            "cc_contrast_dex_range", "cc_tmin_range", "ncc_tmin_range", "merger_ratio_range",
+            "merger_sep_range", "merger_core_offset_range", "merger_rc_boost_range",
+            "shmf_mu_range", "z_center_cc_range", "z_center_ncc_range", "survey_z_range",
+        ):
+            value = tuple(float(v) for v in getattr(self, name))
+            if len(value) != 2 or value[0] > value[1]:
+                problems.append(f"{name} = {getattr(self, name)} must be (low, high) with low <= high")
+            object.__setattr__(self, name, value)
+        if int(self.n_clusters) != self.n_clusters or self.n_clusters < 1:
+            problems.append(f"n_clusters = {self.n_clusters} must be a positive integer")
+        if int(self.n_epochs) != self.n_epochs or not 1 <= self.n_epochs <= 50:
+            problems.append(f"n_epochs = {self.n_epochs} must be an integer in 1..50")
+        if not self.log10_m500c_min < self.log10_m500c_max:
+            problems.append("log10_m500c_min must be below log10_m500c_max")
+        for name in ("cc_fraction", "merger_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} = {getattr(self, name)} must be in [0, 1]")
+        for name in ("cc_persistence", "merger_persistence"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                problems.append(f"{name} = {getattr(self, name)} must be in [0, 1)")
+        if self.shmf_slope <= 1.0:
+            problems.append(f"shmf_slope = {self.shmf_slope} must be > 1 (dN/dmu ~ mu^-slope)")
+        if self.shmf_mu_range[0] <= 0:
+            problems.append("shmf_mu_range must be positive")
+        if self.merger_ratio_range[0] < 1.0:
+            problems.append("merger_ratio_range must be >= 1 (M_main / M_companion)")
+        if self.survey_z_range[0] <= 0:
+            problems.append("survey_z_range must be positive")
+        if problems:
+            raise ClusterMassError("Invalid population parameters: " + "; ".join(problems) + ".")
+
+
+# ---------------------------------------------------------------------------------------
+# seeds
+
+
+def derive_seed(master_seed: int, *key: int) -> int:
+    """A 52-bit integer seed for the stream ``key`` of ``master_seed`` (order-independent).
+
+    ``SeedSequence(master_seed, spawn_key=key)`` hashes the master seed together with the
+    key, so the seed of (cluster 12, epoch 3, view 1) is the same whatever else is generated.
+    52 bits so the seed survives a float64 round trip (a pandas row of mixed dtypes, JSON).
+    """
+    if int(master_seed) < 0:
+        raise ClusterMassError(f"master_seed = {master_seed} must be a non-negative integer.")
+    ss = np.random.SeedSequence(int(master_seed), spawn_key=tuple(int(k) for k in key))
+    lo, hi = ss.generate_state(2, dtype=np.uint32)
+    return int((int(hi) << 32 | int(lo)) & ((1 << 52) - 1))
+
+
+def gas_seed(master_seed: int, cluster_id: int, epoch: int) -> int:
+    """Seed of the 3D gas realisation (subclumps) of one cluster epoch."""
+    return derive_seed(master_seed, _STREAM_GAS, cluster_id, epoch)
+
+
+def view_seed(master_seed: int, cluster_id: int, epoch: int, view: int | str) -> int:
+    """Seed of one view (photon / Poisson sampling); ``view`` is 0, 1, 2 or 'x', 'y', 'z'."""
+    index = VIEWS.index(view) if isinstance(view, str) else int(view)
+    return derive_seed(master_seed, _STREAM_VIEW, cluster_id, epoch, index)
+
+
+def _rng(master_seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(int(master_seed), spawn_key=key))
+
+
+# ---------------------------------------------------------------------------------------
+# scaling relations
+
+
+def fgas_mean(m500c_msun, params: PopulationParams):
+    """Mean gas fraction within R500c at mass ``m500c_msun`` (Lovisari et al. 2015 trend)."""
+    m = np.asarray(m500c_msun, dtype=float)
+    f = params.fgas_pivot * (m / params.fgas_pivot_msun) ** params.fgas_mass_slope
+    return np.minimum(f, params.fgas_max)
+
+
+def t500_mean_kev(m500c_msun, z, params: PopulationParams):
+    """Mean T_X (keV) at mass ``m500c_msun`` and redshift ``z``: Vikhlinin et al. 2009,
+    M500 = M5 (T/5 keV)^a E(z)^-1, i.e. T = 5 keV (E(z) M / M5)^(1/a)."""
+    m = np.asarray(m500c_msun, dtype=float)
+    return 5.0 * (efunc(z) * m / params.mt_m5_msun) ** (1.0 / params.mt_slope)
+
+
+def _markov_rates(fraction: float, persistence: float) -> tuple[float, float]:
+    """Switch-on / switch-off probabilities of a two-state chain with stationary probability
+    ``fraction`` and lag-1 autocorrelation ``persistence`` (= 1 - on - off)."""
+    total = 1.0 - persistence
+    return fraction * total, (1.0 - fraction) * total
+
+
+def _markov_chain(rng, n: int, fraction: float, persistence: float) -> np.ndarray:
+    on, off = _markov_rates(fraction, persistence)
+    state = np.empty(n, dtype=bool)
+    state[0] = rng.random() < fraction
+    for i in range(1, n):
+        u = rng.random()
+        state[i] = (u >= off) if state[i - 1] else (u < on)
+    return state
+
+
+def _sample_masses(params: PopulationParams, master_seed: int) -> np.ndarray:
+    """Epoch-0 log10 M500c of every cluster, most massive first.
+
+    Stratified inverse-CDF sampling of dN/dlog10M ~ M^slope exp(-M/M_cut) between the
+    limits: one draw in each of ``n_clusters`` equal-probability bins, so even a small preset
+    spans the whole mass range.
+    """
+    rng = _rng(master_seed, _STREAM_MASSES)
+    grid = np.linspace(params.log10_m500c_min, params.log10_m500c_max, 4001)
+    m = 10.0**grid
+    pdf = m**params.mf_slope * np.exp(-m / params.mf_cutoff_msun)
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(grid))])
+    cdf /= cdf[-1]
+    n = int(params.n_clusters)
+    u = (np.arange(n) + rng.random(n)) / n
+    return np.sort(np.interp(u, cdf, grid))[::-1]
+
+
+def rotation_matrix(quaternion) -> np.ndarray:
+    """3x3 rotation matrix of a unit quaternion (w, x, y, z): columns are the cluster's
+    principal axes expressed in grid coordinates."""
+    w, x, y, z = np.asarray(quaternion, dtype=float) / np.linalg.norm(quaternion)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def _unit_vector(rng) -> np.ndarray:
+    v = rng.normal(size=3)
+    return v / np.linalg.norm(v)
+
+
+# ---------------------------------------------------------------------------------------
+# the population
+
+
+def _cluster_rows(cid: int, log10_m0: float, params: PopulationParams, master_seed: int,
+                  z_obs: float) -> list[dict]:
+    """All epochs of one cluster, from its own random stream."""
+    rng = _rng(master_seed, _STREAM_CLUSTER, cid)
+    n_ep = int(params.n_epochs)
+    m0 = 10.0**log10_m0
+
+    # mass-accretion history (Wechsler et al. 2002), epoch 0 latest
+    alpha = params.mah_alpha_median * (m0 / 1e14) ** params.mah_alpha_mass_slope
+    alpha *= 10.0 ** (params.mah_alpha_scatter_dex * rng.normal())
+    z_ep = np.arange(n_ep) * params.epoch_dz
+    jitter = np.concatenate([[0.0], np.cumsum(rng.normal(0, params.mah_jitter_dex, n_ep - 1))])
+    log10_m = log10_m0 - alpha * z_ep / np.log(10.0) + jitter
+    log10_m = np.minimum.accumulate(log10_m)  # accretion: never heavier in the past
+
+    # dynamical states: Markov chains in chronological order (earliest epoch first)
+    cc = _markov_chain(rng, n_ep, params.cc_fraction, params.cc_persistence)[::-1]
+    mg = _markov_chain(rng, n_ep, params.merger_fraction, params.merger_persistence)[::-1]
+
+    # per-cluster shape and orientation (kept over epochs, small per-epoch wobble)
+    quat = rng.normal(size=4)
+    quat /= np.linalg.norm(quat)  # uniform on SO(3)
+    q1_c = params.axis_q1_mean + params.axis_scatter * rng.normal()
+    q2_c = params.axis_q2_mean + params.axis_scatter * rng.normal()
+    rc_c = params.rc_scatter_dex * rng.normal()  # persistent part of the core-radius scatter
+    z_out_c = params.z_outer_mean + params.z_outer_scatter * rng.normal()
+    fgas_c = rng.normal()  # persistent part of the gas-fraction scatter
+    t_c = rng.normal()
+
+    # one companion per run of consecutive merger epochs, falling in with time
+    comp = {}
+    e = n_ep - 1
+    while e >= 0:
+        if mg[e]:
+            run = [e]
+            while e - 1 >= 0 and mg[e - 1]:
+                e -= 1
+                run.append(e)
+            ratio = np.exp(rng.uniform(*np.log(params.merger_ratio_range)))
+            direction = _unit_vector(rng)
+            s_lo, s_hi = params.merger_sep_range
+            seps = np.sort(rng.uniform(s_lo, s_hi, len(run)))[::-1]  # earliest farthest
+            for ep, sep in zip(run, seps):
+                comp[ep] = (ratio, sep, direction)
+        e -= 1
+
+    rows = []
+    for ep in range(n_ep):
+        m = 10.0 ** log10_m[ep]
+        r500 = float(r500c_kpc(m, z_obs))
+        # gas fraction and T scatter: 70% persistent per cluster, 30% fresh per epoch
+        fgas_dev = params.fgas_scatter_ln * (np.sqrt(0.7) * fgas_c + np.sqrt(0.3) * rng.normal())
+        fgas = float(fgas_mean(m, params) * np.exp(fgas_dev))
+        t_dev = params.t_scatter_ln * (np.sqrt(0.7) * t_c + np.sqrt(0.3) * rng.normal())
+        t500 = float(t500_mean_kev(m, z_obs, params) * np.exp(t_dev))
+        rc_dev = np.sqrt(0.5) * rc_c + np.sqrt(0.5) * params.rc_scatter_dex * rng.normal()
+        rc_frac = params.rc_frac_median * (m / 3e14) ** params.rc_mass_slope * 10.0**rc_dev
+        is_cc = bool(cc[ep])
+        cc_dex = rng.uniform(*params.cc_contrast_dex_range)
+        is_mg = bool(mg[ep])
+        row = dict(
+            cluster_id=cid, epoch=ep, z_epoch=float(z_ep[ep]), redshift=float(z_obs),
+            log10_m500c=float(log10_m[ep]), r500c_kpc=r500,
+            t500_kev=t500, gas_fraction=fgas, cool_core=int(is_cc), merger=int(is_mg),
+            mah_alpha=float(alpha),
+            rc_frac=float(rc_frac),
+            beta=float(params.beta_mean * (m / 3e14) ** params.beta_mass_slope
+                       + params.beta_scatter * rng.normal()),
+            rs_frac=float(params.rs_frac * 10.0 ** (params.rs_scatter_dex * rng.normal())),
+            eps=float(max(0.5, params.eps_mean + params.eps_scatter * rng.normal())),
+            cc_contrast_dex=float(cc_dex) if is_cc else 0.0,
+            # the compact core scales with the smooth core: its luminosity boost depends on the
+            # contrast, not on the core-radius scatter (else a 1-dex tail of total L_X)
+            cc_rc2_frac=float(params.cc_rc2_frac * 10.0 ** (params.cc_rc2_contrast_slope * (cc_dex - 1.0))
+                              * rc_frac / params.rc_frac_median),
+            t_min_frac=float(rng.uniform(*(params.cc_tmin_range if is_cc else params.ncc_tmin_range))),
+            t_rcool_frac=float(params.tcool_rcool_frac),
+            z_outer=float(np.clip(z_out_c + 0.02 * rng.normal(), 0.1, 0.6)),
+            z_center=float(rng.uniform(*(params.z_center_cc_range if is_cc else params.z_center_ncc_range))),
+            z_core_frac=float(params.z_core_frac),
+            axis_q1=float(np.clip(q1_c + 0.02 * rng.normal(), params.axis_min, 1.0)),
+            axis_q2=float(np.clip(q2_c + 0.02 * rng.normal(), params.axis_min, 1.0)),
+            quat_w=float(quat[0]), quat_x=float(quat[1]), quat_y=float(quat[2]), quat_z=float(quat[3]),
+        )
+        if is_mg:
+            ratio, sep, direction = comp[ep]
+            off_dir = _unit_vector(rng)
+            m_comp = m / ratio
+            row.update(
+                merger_ratio=float(ratio), merger_sep_frac=float(sep),
+                merger_t500_kev=float(t500_mean_kev(m_comp, z_obs, params) * np.exp(t_dev)),
+                merger_gas_fraction=float(fgas_mean(m_comp, params) * np.exp(fgas_dev)),
+                merger_dir_x=float(direction[0]), merger_dir_y=float(direction[1]),
+                merger_dir_z=float(direction[2]),
+                core_offset_frac=float(rng.uniform(*params.merger_core_offset_range)),
+                core_offset_dir_x=float(off_dir[0]), core_offset_dir_y=float(off_dir[1]),
+                core_offset_dir_z=float(off_dir[2]),
+                rc_boost=float(rng.uniform(*params.merger_rc_boost_range)),
+            )
+        else:
+            row.update(
+                merger_ratio=0.0, merger_sep_frac=0.0, merger_t500_kev=0.0,
+                merger_gas_fraction=0.0, merger_dir_x=0.0, merger_dir_y=0.0,
+                merger_dir_z=0.0, core_offset_frac=0.0, core_offset_dir_x=0.0,
+                core_offset_dir_y=0.0, core_offset_dir_z=0.0, rc_boost=1.0,
+            )
+        # subclumps: Poisson count from the integrated subhalo mass function
+        mu_lo, mu_hi = params.shmf_mu_range
+        s = params.shmf_slope
+        n_mean = params.shmf_norm * (mu_lo ** (1 - s) - mu_hi ** (1 - s)) / (s - 1)
+        n_mean *= (m / 1e14) ** params.subclump_mass_trend
+        row["n_subclumps"] = int(rng.poisson(n_mean))
+        row.update(subclump_slope=float(s), subclump_mu_min=float(mu_lo), subclump_mu_max=float(mu_hi),
+                   subclump_retained=float(params.subclump_gas_retained))
+        rows.append(row)
+    return rows
+
+
+def make_population(params: PopulationParams | None = None, master_seed: int = 0,
+                    observation: Observation | None = None) -> pd.DataFrame:
+    """Draw the cluster population: one row per (cluster_id, epoch).
+
+    Parameters
+    ----------
+    params : PopulationParams, optional
+        Population knobs (defaults: the documented 329 x 8 population).
+    master_seed : int
+        The one seed of the dataset; every draw derives from it order-independently.
+    observation : Observation, optional
+        Supplies ``z_obs`` (default ``Observation()``, z = 0.2) and the field for
+        ``r500c_arcmin``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Sorted by ``cluster_id``, ``epoch``.  Catalog columns: ``cluster_id``, ``epoch``,
+        ``redshift``, ``log10_m500c`` [log10 Msun], ``r500c_kpc`` [kpc], ``r500c_arcmin``,
+        ``t500_kev`` [keV], ``gas_fraction``, ``cool_core`` (0/1), ``merger`` (0/1); seeds:
+        ``seed`` (3D gas of this cluster epoch) and ``seed_x``, ``seed_y``, ``seed_z`` (one
+        per projection); gas-model columns read by :func:`pipeline.gas.build_gas_grid`
+        (``rc_frac``, ``beta``, ``rs_frac``, ``eps``, ``cc_contrast_dex``, ``cc_rc2_frac``,
+        ``t_min_frac``, ``t_rcool_frac``, ``z_outer``, ``z_center``, ``z_core_frac``,
+        ``axis_q1``, ``axis_q2``, ``quat_*`` (orientation), ``merger_ratio``,
+        ``merger_sep_frac``, ``merger_dir_*``, ``merger_t500_kev``, ``merger_gas_fraction``
+        (the companion; zeros when ``merger`` is 0), ``core_offset_frac``,
+        ``core_offset_dir_*``, ``rc_boost``, ``n_subclumps`` and the clump mass function
+        ``subclump_slope``, ``subclump_mu_min``, ``subclump_mu_max``, ``subclump_retained``),
+        plus ``z_epoch`` (redshift
+        offset of the epoch along the history) and ``mah_alpha`` (accretion rate).
+    """
+    params = PopulationParams() if params is None else params
+    observation = Observation() if observation is None else observation
+    if int(master_seed) != master_seed or master_seed < 0:
+        raise ClusterMassError(f"master_seed = {master_seed!r} must be a non-negative integer.")
+    master_seed = int(master_seed)
+    log10_m0 = _sample_masses(params, master_seed)
+    rows = []
+    for cid, lm in enumerate(log10_m0):
+        rows.extend(_cluster_rows(cid, float(lm), params, master_seed, observation.z_obs))
+    pop = pd.DataFrame(rows)
+
+    if params.survey_redshifts:
+        # each epoch its own redshift, uniform in comoving volume between the limits
+        z_lo, z_hi = params.survey_z_range
+        zz = np.linspace(z_lo, z_hi, 2001)
+        from pipeline.observation import angular_diameter_distance_kpc
+        dc = angular_diameter_distance_kpc(zz) * (1 + zz)
+        vol = dc**3
+        zs = []
+        for cid, ep in zip(pop["cluster_id"], pop["epoch"]):
+            u = _rng(master_seed, _STREAM_SURVEY_Z, cid, ep).random()
+            zs.append(float(np.interp(vol[0] + u * (vol[-1] - vol[0]), vol, zz)))
+        pop["redshift"] = zs
+        # R500c and T scale with E(z) at the redshift the view is observed at
+        m = 10.0 ** pop["log10_m500c"].to_numpy()
+        t_ratio = (efunc(pop["redshift"].to_numpy()) / efunc(observation.z_obs)) ** (1.0 / params.mt_slope)
+        pop["t500_kev"] = pop["t500_kev"] * t_ratio
+        pop["merger_t500_kev"] = pop["merger_t500_kev"] * t_ratio
+        pop["r500c_kpc"] = r500c_kpc(m, pop["redshift"].to_numpy())
+
+    pop["r500c_arcmin"] = pop["r500c_kpc"] / kpc_per_arcsec(pop["redshift"].to_numpy()) / 60.0
+    pop["seed"] = [gas_seed(master_seed, c, e) for c, e in zip(pop["cluster_id"], pop["epoch"])]
+    for view in VIEWS:
+        pop[f"seed_{view}"] = [
+            view_seed(master_seed, c, e, view) for c, e in zip(pop["cluster_id"], pop["epoch"])
+        ]
+    front = ["cluster_id", "epoch", "redshift", "log10_m500c", "r500c_kpc", "r500c_arcmin",
+             "t500_kev", "gas_fraction", "cool_core", "merger", "seed", "seed_x", "seed_y", "seed_z"]
+    pop = pop[front + [c for c in pop.columns if c not in front]]
+    return pop.sort_values(["cluster_id", "epoch"], kind="stable").reset_index(drop=True)
