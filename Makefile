@@ -4,12 +4,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PRESET ?= quick
-WORKERS ?= 1
+WORKERS ?= 2
 DATASET_SOURCE ?=
 SUBMISSION ?=
 SEEDS ?= 0
 PYTHON ?= python3
-STORE ?= $(CURDIR)/build/ria-store
+STORE ?= $(CURDIR)/data/ria-store
 TAG ?=
 
 VENV := $(CURDIR)/.venv

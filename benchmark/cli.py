@@ -26,6 +26,20 @@ def results_dir(args) -> Path:
     return Path(os.environ.get("CLUSTERMASS_RESULTS", "results")) / Path(args.preset).stem
 
 
+def checked_dataset(args) -> Path:
+    """The dataset folder of a harness command, refused unless it is the expected version."""
+    from pipeline.versioning import check_expected_version
+
+    root = data_dir(args)
+    if not (root / "dataset_card.json").is_file():
+        raise ClusterMassError(
+            f"no dataset in {root}: run `make data PRESET={Path(args.preset).stem}` first "
+            "(or give --dataset DIR)"
+        )
+    print(check_expected_version(root, Path(args.preset).stem))
+    return root
+
+
 def parse_overrides(items: list[str]) -> dict:
     """Turn ``--set population.n_clusters=12`` items into per-section override dicts."""
     import tomllib
@@ -77,7 +91,7 @@ def cmd_train(args) -> None:
     from benchmark.training import train_baselines
 
     written = train_baselines(
-        data_dir(args),
+        checked_dataset(args),
         results_dir(args),
         entries=args.entry,
         seeds=tuple(args.seeds),
@@ -107,7 +121,7 @@ def cmd_evaluate(args) -> None:
     from benchmark.evaluate import evaluate_submission
 
     entry_path = Path(evaluate_submission(
-        Path(args.submission), data_dir(args), results_dir(args), seeds=tuple(args.seeds),
+        Path(args.submission), checked_dataset(args), results_dir(args), seeds=tuple(args.seeds),
         preset=Path(args.preset).stem, overwrite=args.force,
     ))
     print(f"entry written: {entry_path}")
@@ -121,7 +135,7 @@ def cmd_leaderboard(args) -> None:
     from benchmark.dataset import ClusterMassDataset
 
     entries = [results_dir(args) / "entries"] + [Path(p) for p in args.entries]
-    site = render_site(entries, ClusterMassDataset(data_dir(args)), Path(args.out))
+    site = render_site(entries, ClusterMassDataset(checked_dataset(args)), Path(args.out))
     print(f"leaderboard: {site}")
 
 
@@ -205,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diagnostics-clusters", type=int, default=8, help="test clusters per fold")
 
     p = with_preset(add("release", cmd_release, "Tag the dataset and push it to a RIA store."))
-    p.add_argument("--store", default=os.environ.get("STORE", "build/ria-store"))
+    p.add_argument("--store", default=os.environ.get("STORE", "data/ria-store"))
     p.add_argument("--tag", required=True)
     p.add_argument("--alias", default=None)
 

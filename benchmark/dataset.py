@@ -423,9 +423,11 @@ def write_fake_dataset(root, n_clusters: int = 30, n_epochs: int = 2, seed: int 
             ds.attrs["units"] = "count"
             fh.create_dataset("image_id", data=np.array(ids, dtype=object),
                               dtype=h5py.string_dtype("utf-8"))
-            fh.attrs.update({"cluster_id": cid, "pixel_arcsec": pixel_arcsec,
-                             "band_kev": band_kev, "exposure_ks": exposure_ks,
-                             "renderer": "analytic", "source": "synthetic"})
+            fh.attrs.update({"layout_version": 1, "cluster_id": cid, "pixel_arcsec": pixel_arcsec,
+                             "band_kev": np.asarray(band_kev, dtype=np.float64),
+                             "exposure_ks": exposure_ks, "npix": NPIX, "fov_arcmin": 16.9,
+                             "renderer": "analytic", "source": "synthetic",
+                             "fingerprint": f"fake-seed-{seed}", "complete": 1})
 
     cat = pd.DataFrame(rows, columns=list(CATALOG_COLUMNS))
     splits = splits_from_catalog(cat, n_folds=n_folds, seed=seed)

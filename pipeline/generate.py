@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -260,7 +261,9 @@ def render_cluster(config: Config, rows: list[dict], out_dir: str, fingerprint: 
 
     cluster_id = int(rows[0]["cluster_id"])
     path = cluster_path(Path(out_dir), cluster_id)
-    workdir = Path(os.environ.get("CLUSTERMASS_BUILD", "build")) / "scratch" / f"cluster_{cluster_id:04d}"
+    # Scratch (pyXSIM photon files) never goes inside the dataset, even under a bare `datalad rerun`.
+    scratch_root = os.environ.get("CLUSTERMASS_BUILD") or tempfile.gettempdir()
+    workdir = Path(scratch_root) / "scratch" / f"cluster_{cluster_id:04d}"
     workdir.mkdir(parents=True, exist_ok=True)
     images, views, timings = [], [], defaultdict(float)
     for row in sorted(rows, key=lambda r: r["epoch"]):
