@@ -77,7 +77,10 @@ def cmd_check(args) -> None:
 
 
 def cmd_data(args) -> None:
+    from pipeline.config import load_preset
     from pipeline.versioning import ensure_dataset
+
+    load_preset(args.preset)  # a bad preset fails here, before a dataset folder is created
 
     ensure_dataset(
         preset=args.preset,

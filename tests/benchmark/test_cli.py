@@ -27,3 +27,10 @@ def test_console_script_help_lists_subcommands():
     out = subprocess.run([sys.executable, "-m", "benchmark.cli", "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("generate", "data", "train", "evaluate", "leaderboard", "release", "format"):
         assert command in out
+
+
+def test_data_with_unknown_preset_creates_nothing(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLUSTERMASS_DATA", str(tmp_path))
+    assert main(["data", "--preset", "bogus"]) == 2
+    assert "Unknown preset 'bogus'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
