@@ -88,9 +88,10 @@ demo: $(STAMP) ## The main job on the embedded default (PRESET=quick), timed sta
 	echo "demo (PRESET=$(PRESET)) total: $$(( $$(date +%s) - t0 )) s" | tee -a $$log; \
 	echo "open leaderboard/site/index.html"
 
-browser: ## Install Debian's chromium for the page tests when missing (needs apt)
-	@command -v chromium >/dev/null 2>&1 || { (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
-	  || echo "chromium could not be installed: the browser tests will be skipped"; }
+browser: ## Install Debian's chromium for the page tests when missing (needs root and apt)
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium is not installed (needs root + apt): the browser tests will be skipped"
 
 test: $(STAMP) browser ## Run the test suite (slow and bench tests excluded)
 	$(VENV)/bin/pytest -q
@@ -103,8 +104,12 @@ bench: $(STAMP) ## Run the pytest-benchmark suites; figures go to build/bench.js
 	$(VENV)/bin/pytest -q -m bench --benchmark-json=build/bench.json
 	@echo "benchmark figures: build/bench.json"
 
-image: ## Build the container image (needs a running docker daemon)
-	docker build -t clustermass:latest .
+BASE_IMAGE ?= debian:bookworm-slim
+image: ## Build the container image with the system's docker (BASE_IMAGE=...)
+	@if [ -s "$$SSL_CERT_FILE" ]; then cp "$$SSL_CERT_FILE" .ci/build-ca.pem; fi; \
+	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	  --build-arg CLUSTERMASS_CODE_VERSION=$$(git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown) \
+	  -t clustermass:latest .; rc=$$?; rm -f .ci/build-ca.pem; exit $$rc
 
 image-check: ## Build the image with a private dockerd and run make test inside it
 	bash .ci/image-check.sh
