@@ -126,3 +126,17 @@ def test_dask_two_workers_with_a_killed_worker_give_identical_bytes(serial_datas
     assert killed, "no worker was killed: the run finished before the test could act"
     assert digests(out) == digests(serial_dataset)
     assert len(pd.read_csv(out / "catalog.csv")) == 30
+
+
+def test_science_report_is_written_next_to_the_dataset(serial_dataset, tmp_path):
+    import json
+    import shutil
+
+    from pipeline.report import write_dataset_report
+
+    root = tmp_path / "copy"
+    shutil.copytree(serial_dataset, root)
+    report = json.loads(write_dataset_report(root).read_text())
+    assert {"montage.png", "lx_m.png", "t_m.png"} <= set(report["plots"])
+    assert all((root / "report" / name).stat().st_size > 1000 for name in report["plots"])
+    assert 0.0 < report["lx_cex_mass_scatter"] < report["lx_total_mass_scatter"]
