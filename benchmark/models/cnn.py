@@ -70,7 +70,7 @@ Schedule (and why)
   faster here.
 
 Presets (``TRAINING_PRESETS``) shorten the schedule: ``ci`` (2 epochs, a smoke test),
-``quick`` (30), ``fast`` (20 epochs, patience 5: the full-size science check in about an hour
+``quick`` (20), ``fast`` (20 epochs, patience 5: the full-size science check in about an hour
 on 2 cores rather than a night), ``full`` (the schedule above). At ~350 img/s a ``full``
 epoch on 6,300 training images takes ~20 s, a fold typically 30-60 epochs (10-20 min), ten
 folds 2-3 hours on 2 cores.
@@ -117,7 +117,7 @@ DEFAULT_CONFIG: dict = {
 #: Shorter schedules for the dataset presets (same network, same rules).
 TRAINING_PRESETS: dict[str, dict] = {
     "ci": {"max_epochs": 2, "patience": 1, "lr_patience": 1},
-    "quick": {"max_epochs": 30, "patience": 6, "lr_patience": 3},
+    "quick": {"max_epochs": 20, "patience": 5, "lr_patience": 3},
     "fast": {"max_epochs": 20, "patience": 5, "lr_patience": 3},
     "full": {},
 }
