@@ -46,3 +46,16 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 __all__ = ["BASELINES", "DESCRIPTIONS", "DISPLAY_NAMES"]
+
+
+def write_params(directory, filename: str, params: dict) -> None:
+    """Write a fitted model's parameters as JSON, atomically (a fold is never half-saved)."""
+    import json
+    import os
+    from pathlib import Path
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / (filename + f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(params, indent=2, sort_keys=True))
+    os.replace(tmp, directory / filename)

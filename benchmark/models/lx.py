@@ -392,11 +392,9 @@ class LXModel:
         """Write lx_params.json into ``directory``."""
         if self.params is None:
             raise ClusterMassError("the L_X model is not fitted: nothing to save.")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (PARAMS_FILE + f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.params, indent=2, sort_keys=True))
-        os.replace(tmp, directory / PARAMS_FILE)
+        from benchmark.models import write_params
+
+        write_params(directory, PARAMS_FILE, self.params)
 
 
 def make_model(config: dict | None = None) -> LXModel:

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -62,11 +61,9 @@ class TrivialModel:
         """Write trivial_params.json into ``directory``."""
         if self.params is None:
             raise ClusterMassError("the model is not fitted: nothing to save.")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (PARAMS_FILE + f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.params, indent=2, sort_keys=True))
-        os.replace(tmp, directory / PARAMS_FILE)
+        from benchmark.models import write_params
+
+        write_params(directory, PARAMS_FILE, self.params)
 
 
 def make_model(config: dict | None = None) -> TrivialModel:
