@@ -67,6 +67,8 @@ from pathlib import Path
 import numpy as np
 from scipy.special import erf, k0e
 
+from pipeline.checker import sha256_file
+
 __all__ = [
     "TABLE_VERSION",
     "ApecTables",
@@ -587,12 +589,6 @@ def _line_hdu(kT_keV: float):
     return hdu, len(lam)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _atomic_write_hdul(hdul, path: Path) -> None:
@@ -650,7 +646,7 @@ def write_apec_tables(out_dir=None, version: str = TABLE_VERSION, kt_keV=None) -
         except json.JSONDecodeError:
             have = {}
         if {k: have.get(k) for k in want} == want and all(
-                have.get("sha256", {}).get(k) == _sha256(p) for k, p in paths.items()):
+                have.get("sha256", {}).get(k) == sha256_file(p) for k, p in paths.items()):
             return {"root": str(out), "version": version, "paths": {k: str(p) for k, p in paths.items()},
                     "sha256": have["sha256"]}
     from astropy.io import fits
@@ -662,7 +658,7 @@ def write_apec_tables(out_dir=None, version: str = TABLE_VERSION, kt_keV=None) -
     line += [h for h, _ in line_hdus]
     for k, hdus in (("coco", coco), ("line", line)):
         _atomic_write_hdul(fits.HDUList(hdus), paths[k])
-    sha = {k: _sha256(p) for k, p in paths.items()}
+    sha = {k: sha256_file(p) for k, p in paths.items()}
     man_tmp = man_path.with_name(man_path.name + ".tmp")
     man_tmp.write_text(json.dumps({**want, "sha256": sha}, indent=1, sort_keys=True))
     os.replace(man_tmp, man_path)
@@ -732,6 +728,6 @@ def resolve_apec(dir=None, version: str | None = None) -> ApecTables:  # noqa: A
             "http://www.atomdb.org/download.php). Point CLUSTERMASS_APEC_DIR (or dir=) at the "
             "folder holding them, or unset it to use the project's built-in approximate table.")
     v = sorted(found, key=_version_key)[-1]
-    sha = {"coco": _sha256(root / f"apec_v{v}_coco.fits"), "line": _sha256(root / f"apec_v{v}_line.fits")}
+    sha = {"coco": sha256_file(root / f"apec_v{v}_coco.fits"), "line": sha256_file(root / f"apec_v{v}_line.fits")}
     source = "clustermass-approx" if v == TABLE_VERSION else "user"
     return ApecTables(str(root), v, source, sha)

@@ -26,13 +26,14 @@ and how to supply it: ``responses_dir=`` / ``$CLUSTERMASS_RESPONSES``, or
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from pipeline.checker import sha256_file
 
 __all__ = [
     "INSTRUMENT_NAME",
@@ -79,12 +80,6 @@ def _error(msg: str) -> Exception:
     return ClusterMassError(msg)
 
 
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _default_responses_dir() -> Path:
@@ -322,12 +317,12 @@ def _stage_files(paths: dict) -> dict:
     staged = {}
     for key in ("arf", "rmf"):
         dst = target / STAGED_NAMES[key]
-        if not dst.is_file() or _sha256(dst) != _sha256(paths[key]):
+        if not dst.is_file() or sha256_file(dst) != sha256_file(paths[key]):
             _atomic_write(dst, lambda tmp, src=paths[key]: shutil.copyfile(src, tmp))
         staged[key] = dst
     dst = target / STAGED_NAMES["bkgnd"]
     stamp = dst.with_name(dst.name + ".src")
-    want = f"{_sha256(_bkgnd_h5_path())} {_sha256(paths['rmf'])}"
+    want = f"{sha256_file(_bkgnd_h5_path())} {sha256_file(paths['rmf'])}"
     if not dst.is_file() or not stamp.is_file() or stamp.read_text() != want:
         _write_bkgnd_pha(dst, str(paths["rmf"]))
         stamp.write_text(want)
@@ -396,7 +391,7 @@ def checksums(responses=None) -> dict:
     """SHA256 of the files that define the instrument (for the dataset card)."""
     paths = response_paths(responses)
     return {
-        "arf": _sha256(paths["arf"]),
-        "rmf": _sha256(paths["rmf"]),
-        "particle_bkgnd_h5": _sha256(_bkgnd_h5_path()),
+        "arf": sha256_file(paths["arf"]),
+        "rmf": sha256_file(paths["rmf"]),
+        "particle_bkgnd_h5": sha256_file(_bkgnd_h5_path()),
     }

@@ -36,6 +36,8 @@ from pathlib import Path
 
 from benchmark.errors import DatasetError
 
+from pipeline.checker import sha256_file
+
 __all__ = [
     "ensure_dataset",
     "verify_dataset",
@@ -180,12 +182,6 @@ def _annex_keys(path: Path) -> dict[str, str]:
     return keys
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def content_fingerprint(dataset_root) -> str:
@@ -213,7 +209,7 @@ def content_fingerprint(dataset_root) -> str:
     for name in ("splits.json", "catalog.csv"):
         if not (root / name).is_file():
             raise DatasetError(f"{_rel(root)}/{name} is missing: run `make data` to fetch or rebuild the dataset.")
-        lines.append(f"{name} {_sha256_of(root / name)}")
+        lines.append(f"{name} {sha256_file(root / name)}")
     keys = _annex_keys(root) if _is_dataset(root) else {}
     files = sorted({f for f in keys if f.startswith("images/") and f.endswith(".h5")}
                    | {str(p.relative_to(root)) for p in (root / "images").glob("*.h5")})
@@ -226,7 +222,7 @@ def content_fingerprint(dataset_root) -> str:
             if not target.exists():
                 raise DatasetError(f"{_rel(root)}/{file} has no content and no SHA-256 annex key: "
                                    f"run `datalad get -d {_rel(root)} {file}`.")
-            size, digest = str(target.stat().st_size), _sha256_of(target)
+            size, digest = str(target.stat().st_size), sha256_file(target)
         lines.append(f"{file} {size} {digest}")
     return hashlib.sha256(("\n".join(lines) + "\n").encode()).hexdigest()
 
