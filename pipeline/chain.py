@@ -276,14 +276,11 @@ def emission_table_checksums(settings: ChainSettings | None = None) -> dict:
     """SHA-256 of the emission table files the chain reads (for the dataset card)."""
     import hashlib
 
+    from pipeline.checker import sha256_file
+
     root, vers = emission_table(settings or ChainSettings())
-    out = {}
-    for kind in ("coco", "line"):
-        h = hashlib.sha256()
-        with open(Path(root) / f"apec_v{vers}_{kind}.fits", "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        out[f"emission_table_{kind}"] = h.hexdigest()
+    out = {f"emission_table_{kind}": sha256_file(Path(root) / f"apec_v{vers}_{kind}.fits")
+           for kind in ("coco", "line")}
     out["emission_table"] = hashlib.sha256(
         (out["emission_table_coco"] + out["emission_table_line"]).encode()
     ).hexdigest()

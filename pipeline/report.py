@@ -146,7 +146,7 @@ def population_checks(pop_df: pd.DataFrame, truths_df: pd.DataFrame) -> dict:
     df = _merge(pop_df, truths_df)
     lm = df["log10_m500c"].to_numpy(float)
     pivot = 14.5
-    res = {"n_views": int(len(df)), "n_cluster_epochs": int(len(pop_df)),
+    res = {"n_views": int(len(df)), "n_cluster_epochs": int(len(pop_df[["cluster_id", "epoch"]].drop_duplicates())),
            "n_clusters": int(pop_df["cluster_id"].nunique()), "log10_m_pivot": pivot,
            "log10_m500c_range_epoch0": [float(pop_df.loc[pop_df.epoch == 0, "log10_m500c"].min()),
                                         float(pop_df.loc[pop_df.epoch == 0, "log10_m500c"].max())]}

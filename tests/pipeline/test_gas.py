@@ -169,6 +169,17 @@ def test_small_population_calibration():
     assert checks["lx_total_mass_scatter"] > checks["lx_cex_mass_scatter"] + 0.03
     assert checks["lx_total_offset_dex_cool_core"] > 0.1
     assert checks["mgas_r500_over_target_max_dev"] < 1e-3
+    assert (checks["n_clusters"], checks["n_cluster_epochs"]) == (40, 80)
+    assert checks["n_views"] == len(truths)
+
+
+def test_population_checks_count_cluster_epochs_of_a_catalog():
+    """A catalog (one row per view) stands in for the population without miscounting epochs."""
+    pop = make_population(PopulationParams(n_clusters=12, n_epochs=2), 7)
+    truths = truth_table(pop, OBS, npix=48)
+    catalog = truths.merge(pop, on=["cluster_id", "epoch"], suffixes=("", "_pop"))
+    checks = population_checks(catalog, catalog)
+    assert (checks["n_views"], checks["n_cluster_epochs"]) == (72, 24)
 
 
 def test_gasgrid_is_a_plain_container():
