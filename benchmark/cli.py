@@ -90,11 +90,48 @@ def cmd_data(args) -> None:
     )
 
 
+def fold_groups(folds: list[int], jobs: int) -> list[list[int]]:
+    """Deal ``folds`` round-robin into at most ``jobs`` non-empty groups."""
+    return [g for g in (folds[i::jobs] for i in range(jobs)) if g]
+
+
+def train_in_parallel(args, folds: list[int]) -> None:
+    """Train disjoint fold groups in ``args.jobs`` child processes of one thread each.
+
+    On a small CPU, two single-threaded training processes keep the cores busier than one
+    two-threaded one (NOTES.md; README 'Reference CNN'). Each fold is written atomically, so
+    the children never touch the same files, and a failed child leaves the others' folds done.
+    """
+    import subprocess
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
+    base = [sys.executable, "-m", "benchmark.cli", "train", "--preset", args.preset,
+            "--seeds", *map(str, args.seeds), "--diagnostics-clusters", "0", "--jobs", "1"]
+    if args.dataset:
+        base += ["--dataset", str(args.dataset)]
+    for entry in args.entry:
+        base += ["--entry", entry]
+    groups = fold_groups(folds, args.jobs)
+    children = [subprocess.Popen(base + ["--folds", *map(str, group)], env=env) for group in groups]
+    failed = [group for child, group in zip(children, groups) if child.wait() != 0]
+    if failed:
+        raise ClusterMassError(f"training of folds {failed} failed (see above); finished folds are "
+                               "kept: run the same command again to resume.")
+
+
 def cmd_train(args) -> None:
     from benchmark.training import train_baselines
 
+    if args.jobs < 1:
+        raise ClusterMassError(f"--jobs {args.jobs}: need at least 1 process.")
+    dataset = checked_dataset(args)
+    if args.jobs > 1:
+        from benchmark.dataset import ClusterMassDataset
+
+        n_folds = ClusterMassDataset(dataset).n_folds
+        train_in_parallel(args, list(args.folds) if args.folds else list(range(n_folds)))
     written = train_baselines(
-        checked_dataset(args),
+        dataset,
         results_dir(args),
         entries=args.entry,
         seeds=tuple(args.seeds),
@@ -203,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference, reference_z, lx_iterative, lx_truth, mean, total_counts (repeatable)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--folds", type=int, nargs="+", help="subset of folds (default: all)")
+    p.add_argument("--jobs", type=int, default=int(os.environ.get("FOLD_JOBS", "1")),
+                   help="train folds in this many single-threaded processes (default 1; 2 is "
+                        "faster on a 2-core machine)")
     p.add_argument("--diagnostics-clusters", type=int, default=int(os.environ.get("DIAG_CLUSTERS", "8")),
                    help="test clusters per fold for the interpretation diagnostics (0: skip)")
 

@@ -486,6 +486,7 @@ def _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint) -> dict:
             "config": {kk: v for kk, v in cfg.items() if kk not in _RUNNER_KEYS},
             "fit_seconds": round(fit_s, 3),
             "predict_seconds": round(predict_s, 3),
+            "process": {"pid": os.getpid(), "omp_threads": os.environ.get("OMP_NUM_THREADS")},
             "training": getattr(model, "training_summary", None) or {},
             "files": files + [RECORD_FILE],
             "dataset": _dataset_identity(ds),

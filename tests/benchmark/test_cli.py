@@ -1,4 +1,6 @@
 """The CLI answers bad invocations with one clear message and a non-zero exit."""
+import json
+import os
 import subprocess
 import sys
 
@@ -34,3 +36,37 @@ def test_data_with_unknown_preset_creates_nothing(capsys, tmp_path, monkeypatch)
     assert main(["data", "--preset", "bogus"]) == 2
     assert "Unknown preset 'bogus'" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_fold_groups_deal_folds_round_robin():
+    from benchmark.cli import fold_groups
+
+    assert fold_groups(list(range(10)), 2) == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
+    assert fold_groups([3, 7], 4) == [[3], [7]]
+    assert sum(fold_groups(list(range(10)), 3), []) == [0, 3, 6, 9, 1, 4, 7, 2, 5, 8]
+
+
+def test_train_with_two_fold_processes_matches_one(tmp_path, monkeypatch):
+    """--jobs 2 trains the folds in two child processes and writes the same entry as --jobs 1."""
+    import pandas as pd
+
+    from benchmark.dataset import write_fake_dataset
+
+    root = write_fake_dataset(tmp_path / "data", n_clusters=20, n_epochs=1, seed=5)
+    preds = {}
+    for jobs in (1, 2):
+        monkeypatch.setenv("CLUSTERMASS_RESULTS", str(tmp_path / f"jobs{jobs}"))
+        assert main(["train", "--preset", "ci", "--dataset", str(root), "--entry", "lx_truth",
+                     "--jobs", str(jobs), "--diagnostics-clusters", "0"]) == 0
+        out = tmp_path / f"jobs{jobs}" / "ci"
+        records = [json.loads(p.read_text()) for p in (out / "runs" / "lx-truth" / "seed_0").glob("fold_*/fold.json")]
+        assert len(records) == 10
+        pids = {r["process"]["pid"] for r in records}
+        assert pids == {os.getpid()} if jobs == 1 else (len(pids) == 2 and os.getpid() not in pids)
+        preds[jobs] = pd.read_csv(out / "entries" / "lx-truth.predictions.csv")
+    pd.testing.assert_frame_equal(preds[1], preds[2])
+
+
+def test_train_refuses_zero_jobs(capsys, tmp_path):
+    assert main(["train", "--preset", "ci", "--dataset", str(tmp_path), "--entry", "mean", "--jobs", "0"]) == 2
+    assert "--jobs 0" in capsys.readouterr().err
