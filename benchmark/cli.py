@@ -66,7 +66,9 @@ def cmd_generate(args) -> None:
     from pipeline.generate import generate
 
     config = load_preset(args.preset, **parse_overrides(args.set))
-    generate(config, Path(args.out), workers=args.workers, scheduler=args.scheduler)
+    build = os.environ.get("CLUSTERMASS_BUILD")
+    log = Path(build) / "logs" / f"generate-{config.dataset.name}.jsonl" if build else None
+    generate(config, Path(args.out), workers=args.workers, scheduler=args.scheduler, timings_log=log)
 
 
 def cmd_check(args) -> None:

@@ -321,8 +321,13 @@ def read_views(path: Path) -> list[dict]:
         return json.loads(h5["views"][()])
 
 
-def run_tasks(plan: Plan, todo: list[int], out_dir: Path, workers: int, scheduler: str | None, progress: bool) -> dict:
-    """Render the clusters in ``todo``, serially or on Dask; return summed stage timings."""
+def run_tasks(plan: Plan, todo: list[int], out_dir: Path, workers: int, scheduler: str | None, progress: bool,
+              timings_log: Path | None = None) -> dict:
+    """Render the clusters in ``todo``, serially or on Dask; return summed stage timings.
+
+    With ``timings_log``, one JSON line per finished cluster (its stage seconds) is appended
+    there as it finishes, so an interrupted run still tells where its time went.
+    """
     from tqdm import tqdm
 
     rows_by_cluster = {
@@ -338,6 +343,10 @@ def run_tasks(plan: Plan, todo: list[int], out_dir: Path, workers: int, schedule
         for stage, seconds in result["timings"].items():
             timings[stage] += seconds
         bar.update(result["n_views"])
+        if timings_log is not None:
+            line = {"utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "workers": workers, **result}
+            with open(timings_log, "a") as log:
+                log.write(json.dumps(line, sort_keys=True) + "\n")
 
     if workers <= 1 and not scheduler:
         for cid in todo:
@@ -454,7 +463,7 @@ def _jsonable(value):
 
 
 def generate(config: Config, out_dir: Path, workers: int = 1, scheduler: str | None = None,
-             progress: bool = True) -> Path:
+             progress: bool = True, timings_log: Path | None = None) -> Path:
     """Generate (or finish) the dataset of ``config`` in ``out_dir`` and check it.
 
     Parameters
@@ -467,6 +476,9 @@ def generate(config: Config, out_dir: Path, workers: int = 1, scheduler: str | N
         Worker processes; more than one runs the clusters on a Dask LocalCluster.
     scheduler : str, optional
         Address of an existing Dask scheduler (``tcp://host:8786``) instead.
+    timings_log : Path, optional
+        JSON-lines file (outside the dataset) that gets each cluster's stage timings as it
+        finishes.
 
     Returns
     -------
@@ -489,7 +501,9 @@ def generate(config: Config, out_dir: Path, workers: int = 1, scheduler: str | N
     skipped = len(plan.cluster_ids) - len(todo)
     if skipped and progress:
         print(f"resuming: {skipped} of {len(plan.cluster_ids)} clusters already complete")
-    timings = run_tasks(plan, todo, out_dir, workers, scheduler, progress)
+    if timings_log is not None:
+        Path(timings_log).parent.mkdir(parents=True, exist_ok=True)
+    timings = run_tasks(plan, todo, out_dir, workers, scheduler, progress, timings_log)
 
     splits_bytes = splits.to_json()
     write_bytes_atomic(out_dir / "splits.json", splits_bytes)

@@ -1,5 +1,6 @@
 """Generation: byte-identical whatever the workers, resumable, atomic, checked."""
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -73,8 +74,12 @@ def test_interrupted_run_resumes_to_the_same_bytes(serial_dataset, tmp_path):
     (out / "images" / ".cluster_0003.h5.999.tmp").write_bytes(b"half")
     (out / "catalog.csv").unlink()
     before = os.path.getmtime(cluster_path(out, 0))
-    generate(config, out, workers=1, progress=False)
+    log = tmp_path / "logs" / "timings.jsonl"
+    generate(config, out, workers=1, progress=False, timings_log=log)
     assert os.path.getmtime(cluster_path(out, 0)) == before  # finished clusters are not redone
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted(line["cluster_id"] for line in lines) == [3, 7]  # only the redone clusters
+    assert all(line["n_views"] == 3 and line["timings"]["gas"] > 0 for line in lines)
     got = digests(out)
     assert got == digests(serial_dataset)
 
