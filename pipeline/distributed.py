@@ -11,6 +11,8 @@ from typing import Any, Callable, Iterator, Sequence
 from benchmark.errors import ClusterMassError
 
 TASK_RETRIES = 3
+#: How long to try reaching a given scheduler before saying so.
+SCHEDULER_TIMEOUT = "20s"
 
 #: Environment of the LocalCluster's worker processes. Dask's default sets
 #: ``MALLOC_TRIM_THRESHOLD_=65536``, which also pins glibc's mmap threshold at 128 KiB: every
@@ -56,7 +58,7 @@ def map_on_dask(func: Callable, arg_tuples: Sequence[tuple], keys: Sequence[str]
 
     if scheduler:
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
         except OSError as err:
             raise ClusterMassError(
                 f"cannot reach the Dask scheduler at {scheduler} ({err}): start it first "

@@ -1,0 +1,32 @@
+"""The Dask runner: a LocalCluster whose workers keep numpy fast, and clear scheduler errors."""
+import os
+
+import pytest
+
+from benchmark.errors import ClusterMassError
+from pipeline.distributed import WORKER_ENVIRON, map_on_dask
+
+
+def _worker_settings(_):
+    import dask
+
+    names = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "OMP_NUM_THREADS")
+    return {name: os.environ.get(name) for name in names}, dask.config.get("distributed.worker.profile.enabled")
+
+
+def test_local_workers_get_the_project_environment_not_dasks_malloc_trim():
+    (env, profiling), = map_on_dask(_worker_settings, [(0,)], keys=["settings"], workers=1)
+    assert env == {name: str(WORKER_ENVIRON[name]) for name in env}
+    assert env["MALLOC_TRIM_THRESHOLD_"] != "65536"  # Dask's default, which slowed the renderers
+    assert profiling is False
+
+
+def test_results_come_back_for_every_task():
+    got = sorted(map_on_dask(abs, [(-3,), (4,), (-5,)], keys=["a", "b", "c"], workers=2))
+    assert got == [3, 4, 5]
+
+
+def test_an_unreachable_scheduler_is_named(monkeypatch):
+    monkeypatch.setattr("pipeline.distributed.SCHEDULER_TIMEOUT", "1s")
+    with pytest.raises(ClusterMassError, match="tcp://127.0.0.1:9"):
+        list(map_on_dask(abs, [(1,)], keys=["x"], scheduler="tcp://127.0.0.1:9"))
