@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 PRESET ?= quick
 WORKERS ?= 2
-# Training processes for the folds (single-threaded each); 2 is ~1.3x faster on 2 cores.
+# Training processes for the folds (single-threaded each); 2 was only ~1.1x faster on 2 cores.
 FOLD_JOBS ?= 1
 DATASET_SOURCE ?=
 SUBMISSION ?=
