@@ -100,8 +100,8 @@ def fold_groups(folds: list[int], jobs: int) -> list[list[int]]:
 def train_in_parallel(args, folds: list[int]) -> None:
     """Train disjoint fold groups in ``args.jobs`` child processes of one thread each.
 
-    On a small CPU, two single-threaded training processes keep the cores busier than one
-    two-threaded one (NOTES.md; README 'Reference CNN'). Each fold is written atomically, so
+    Independent single-threaded processes scale where one TensorFlow process does not use all
+    cores (on the 2-core development machine only ~1.1x; README, FOLD_JOBS). Each fold is written atomically, so
     the children never touch the same files, and a failed child leaves the others' folds done.
     """
     import subprocess
@@ -243,8 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--folds", type=int, nargs="+", help="subset of folds (default: all)")
     p.add_argument("--jobs", type=int, default=int(os.environ.get("FOLD_JOBS", "1")),
-                   help="train folds in this many single-threaded processes (default 1; 2 is "
-                        "faster on a 2-core machine)")
+                   help="train folds in this many single-threaded processes (default 1; "
+                        "measured ~1.1x with 2 on 2 cores, more where cores are many)")
     p.add_argument("--diagnostics-clusters", type=int, default=int(os.environ.get("DIAG_CLUSTERS", "8")),
                    help="test clusters per fold for the interpretation diagnostics (0: skip)")
 
