@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -463,7 +464,7 @@ def _jsonable(value):
 
 
 def generate(config: Config, out_dir: Path, workers: int = 1, scheduler: str | None = None,
-             progress: bool = True, timings_log: Path | None = None) -> Path:
+             progress: bool = True, timings_log: Path | None = None, resume_dir: Path | None = None) -> Path:
     """Generate (or finish) the dataset of ``config`` in ``out_dir`` and check it.
 
     Parameters
@@ -479,6 +480,10 @@ def generate(config: Config, out_dir: Path, workers: int = 1, scheduler: str | N
     timings_log : Path, optional
         JSON-lines file (outside the dataset) that gets each cluster's stage timings as it
         finishes.
+    resume_dir : Path, optional
+        Folder of cluster files finished by an interrupted run (default
+        ``$CLUSTERMASS_RESUME_DIR``); those made with this configuration are moved back into
+        ``out_dir`` instead of being rendered again.
 
     Returns
     -------
@@ -497,6 +502,9 @@ def generate(config: Config, out_dir: Path, workers: int = 1, scheduler: str | N
     splits = make_splits(latest["cluster_id"].to_numpy(), latest["log10_m500c"].to_numpy(),
                          n_folds=config.splits.n_folds, seed=config.splits.seed)
 
+    resume_dir = resume_dir or os.environ.get("CLUSTERMASS_RESUME_DIR") or None
+    if resume_dir:
+        take_back_finished(plan, Path(resume_dir), out_dir)
     todo = [c for c in plan.cluster_ids if not cluster_done(cluster_path(out_dir, c), plan.fingerprint)]
     skipped = len(plan.cluster_ids) - len(todo)
     if skipped and progress:
@@ -516,6 +524,19 @@ def generate(config: Config, out_dir: Path, workers: int = 1, scheduler: str | N
     if progress:
         print_timings(timings, len(todo) * len(PROJECTIONS) * config_epochs(plan), time.perf_counter() - start)
     return out_dir
+
+
+def take_back_finished(plan: Plan, resume_dir: Path, out_dir: Path) -> int:
+    """Move finished cluster files of this configuration from ``resume_dir`` into ``out_dir``."""
+    taken = 0
+    for cid in plan.cluster_ids:
+        src, dst = cluster_path(resume_dir, cid), cluster_path(out_dir, cid)
+        if not dst.exists() and src.is_file() and cluster_done(src, plan.fingerprint):
+            tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+            shutil.move(str(src), str(tmp))
+            os.replace(tmp, dst)
+            taken += 1
+    return taken
 
 
 def config_epochs(plan: Plan) -> int:

@@ -707,14 +707,41 @@ def _ensure_regenerated(preset: str, path: Path, workers: int, generate_cmd: str
     print(f"generating {_rel(path)} with `datalad run {cmd}`")
     # The generator's scratch space must not land inside the dataset (its default is ./build).
     scratch = os.environ.get("CLUSTERMASS_BUILD") or str(Path(tempfile.gettempdir()) / "clustermass-build")
-    old = os.environ.get("CLUSTERMASS_BUILD")
+    resume = _stash_unsaved_images(path, Path(scratch) / "resume" / path.name)
+    saved_env = {k: os.environ.get(k) for k in ("CLUSTERMASS_BUILD", "CLUSTERMASS_RESUME_DIR")}
     os.environ["CLUSTERMASS_BUILD"] = scratch
+    if resume is not None:
+        os.environ["CLUSTERMASS_RESUME_DIR"] = str(resume)
     try:
         run_recorded(path, cmd, outputs,
                      f"{what} the clustermass dataset (preset {name}, clustermass code {_code_version()})")
     finally:
-        if old is None:
-            os.environ.pop("CLUSTERMASS_BUILD", None)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    if resume is not None:
+        shutil.rmtree(resume, ignore_errors=True)  # what the generator did not take was stale
+
+
+def _stash_unsaved_images(path: Path, stash: Path) -> Path | None:
+    """Move the finished but unsaved cluster files of an interrupted run out of the dataset.
+
+    ``datalad run`` deletes existing untracked files that match its outputs before it runs the
+    command, which would throw away every cluster an interrupted run finished. They wait in
+    ``stash`` instead, and the generator takes back those made with the same configuration
+    (``CLUSTERMASS_RESUME_DIR``): same bytes, no re-rendering.
+    """
+    untracked = _git(path, "ls-files", "--others", "--exclude-standard", "--", "images").stdout.split()
+    finished = [path / f for f in untracked if re.fullmatch(r"images/cluster_\d+\.h5", f)]
+    if not finished:
+        return None
+    (stash / "images").mkdir(parents=True, exist_ok=True)
+    for file in finished:
+        shutil.move(str(file), str(stash / "images" / file.name))  # the dataset's layout
+    print(f"{len(finished)} cluster file(s) of the interrupted run kept aside in {_rel(stash)} and reused")
+    return stash
 
 
 # -- make release -----------------------------------------------------------------------------

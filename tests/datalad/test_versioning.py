@@ -263,3 +263,33 @@ def test_record_version_script(generated, tmp_path):
                    check=True, capture_output=True, env=dict(os.environ, CLUSTERMASS_EXPECTED_VERSION=str(path)))
     entry = json.loads(path.read_text())["presets"]["ci"]
     assert entry["release"]["commit"] == head(generated) and entry["fingerprint"] == content_fingerprint(generated)
+
+
+def test_finished_clusters_of_a_killed_make_data_are_reused(tmp_path, datalad_env):
+    """`datalad run` deletes untracked outputs: a killed run's finished clusters must survive."""
+    import hashlib
+
+    from pipeline.config import load_preset
+    from pipeline.generate import generate
+
+    sizes = ["--set", "population.n_clusters=10", "--set", "population.n_epochs=1"]
+    cmd = " ".join([sys.executable, "-m", "benchmark.cli", "generate", "--preset", "ci", "--out", ".", *sizes])
+    reference = generate(load_preset("ci", population={"n_clusters": 10, "n_epochs": 1}),
+                         tmp_path / "reference", progress=False)
+    root = tmp_path / "ci"
+    versioning.create_dataset(root)
+    (root / "images").mkdir()
+    for cid in (0, 1, 2):  # what a killed run leaves behind: finished, unsaved cluster files
+        (root / "images" / f"cluster_{cid:04d}.h5").write_bytes((reference / "images" / f"cluster_{cid:04d}.h5").read_bytes())
+    log = Path(datalad_env["CLUSTERMASS_BUILD"]) / "logs" / "generate-clustermass-ci.jsonl"
+    log.unlink(missing_ok=True)
+
+    ensure_dataset(PRESET, root, generate_cmd=cmd, expected_path=tmp_path / "none.json")
+
+    rendered = sorted(json.loads(line)["cluster_id"] for line in log.read_text().splitlines())
+    assert rendered == list(range(3, 10))  # the three finished ones were taken back, not redone
+    for cid in range(10):
+        name = f"images/cluster_{cid:04d}.h5"
+        assert hashlib.sha256((root / name).read_bytes()).digest() == hashlib.sha256((reference / name).read_bytes()).digest()
+    assert git(root, "status", "--porcelain") == ""
+    assert not (Path(datalad_env["CLUSTERMASS_BUILD"]) / "resume" / "ci").exists()
