@@ -589,8 +589,6 @@ def _line_hdu(kT_keV: float):
     return hdu, len(lam)
 
 
-
-
 def _atomic_write_hdul(hdul, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:

@@ -526,17 +526,14 @@ def generate(config: Config, out_dir: Path, workers: int = 1, scheduler: str | N
     return out_dir
 
 
-def take_back_finished(plan: Plan, resume_dir: Path, out_dir: Path) -> int:
+def take_back_finished(plan: Plan, resume_dir: Path, out_dir: Path) -> None:
     """Move finished cluster files of this configuration from ``resume_dir`` into ``out_dir``."""
-    taken = 0
     for cid in plan.cluster_ids:
         src, dst = cluster_path(resume_dir, cid), cluster_path(out_dir, cid)
         if not dst.exists() and src.is_file() and cluster_done(src, plan.fingerprint):
             tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
             shutil.move(str(src), str(tmp))
             os.replace(tmp, dst)
-            taken += 1
-    return taken
 
 
 def config_epochs(plan: Plan) -> int:

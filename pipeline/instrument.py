@@ -80,8 +80,6 @@ def _error(msg: str) -> Exception:
     return ClusterMassError(msg)
 
 
-
-
 def _default_responses_dir() -> Path:
     # The shared data folder sits beside the repository (../shared/data/chandra).
     return Path(__file__).resolve().parents[2] / "shared" / "data" / "chandra"

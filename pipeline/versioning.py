@@ -182,8 +182,6 @@ def _annex_keys(path: Path) -> dict[str, str]:
     return keys
 
 
-
-
 def content_fingerprint(dataset_root) -> str:
     """SHA-256 naming the content of a dataset, however it is stored.
 
@@ -735,12 +733,14 @@ def _stash_unsaved_images(path: Path, stash: Path) -> Path | None:
     """
     untracked = _git(path, "ls-files", "--others", "--exclude-standard", "--", "images").stdout.split()
     finished = [path / f for f in untracked if re.fullmatch(r"images/cluster_\d+\.h5", f)]
-    if not finished:
-        return None
-    (stash / "images").mkdir(parents=True, exist_ok=True)
     for file in finished:
+        (stash / "images").mkdir(parents=True, exist_ok=True)
         shutil.move(str(file), str(stash / "images" / file.name))  # the dataset's layout
-    print(f"{len(finished)} cluster file(s) of the interrupted run kept aside in {_rel(stash)} and reused")
+    # A run that failed before taking them back left them here: they still count.
+    waiting = sorted((stash / "images").glob("cluster_*.h5"))
+    if not waiting:
+        return None
+    print(f"{len(waiting)} cluster file(s) of an interrupted run kept aside in {_rel(stash)} for reuse")
     return stash
 
 

@@ -265,8 +265,10 @@ def test_record_version_script(generated, tmp_path):
     assert entry["release"]["commit"] == head(generated) and entry["fingerprint"] == content_fingerprint(generated)
 
 
-def test_finished_clusters_of_a_killed_make_data_are_reused(tmp_path, datalad_env):
-    """`datalad run` deletes untracked outputs: a killed run's finished clusters must survive."""
+@pytest.mark.parametrize("left_in", ["dataset", "stash"])
+def test_finished_clusters_of_a_killed_make_data_are_reused(tmp_path, datalad_env, left_in):
+    """`datalad run` deletes untracked outputs: a killed run's finished clusters must survive,
+    also when an earlier attempt failed after setting them aside (``left_in == "stash"``)."""
     import hashlib
 
     from pipeline.config import load_preset
@@ -278,9 +280,11 @@ def test_finished_clusters_of_a_killed_make_data_are_reused(tmp_path, datalad_en
                          tmp_path / "reference", progress=False)
     root = tmp_path / "ci"
     versioning.create_dataset(root)
-    (root / "images").mkdir()
+    stash = Path(datalad_env["CLUSTERMASS_BUILD"]) / "resume" / "ci"
+    where = (root if left_in == "dataset" else stash) / "images"
+    where.mkdir(parents=True)
     for cid in (0, 1, 2):  # what a killed run leaves behind: finished, unsaved cluster files
-        (root / "images" / f"cluster_{cid:04d}.h5").write_bytes((reference / "images" / f"cluster_{cid:04d}.h5").read_bytes())
+        (where / f"cluster_{cid:04d}.h5").write_bytes((reference / "images" / f"cluster_{cid:04d}.h5").read_bytes())
     log = Path(datalad_env["CLUSTERMASS_BUILD"]) / "logs" / "generate-clustermass-ci.jsonl"
     log.unlink(missing_ok=True)
 
@@ -292,4 +296,4 @@ def test_finished_clusters_of_a_killed_make_data_are_reused(tmp_path, datalad_en
         name = f"images/cluster_{cid:04d}.h5"
         assert hashlib.sha256((root / name).read_bytes()).digest() == hashlib.sha256((reference / name).read_bytes()).digest()
     assert git(root, "status", "--porcelain") == ""
-    assert not (Path(datalad_env["CLUSTERMASS_BUILD"]) / "resume" / "ci").exists()
+    assert not stash.exists()
