@@ -7,6 +7,8 @@ PRESET ?= quick
 WORKERS ?= 2
 # Training processes for the folds (single-threaded each); 2 was only ~1.1x faster on 2 cores.
 FOLD_JOBS ?= 1
+# CNN training schedule of another preset (e.g. SCHEDULE=fast on PRESET=full); empty: PRESET's own.
+SCHEDULE ?=
 DATASET_SOURCE ?=
 SUBMISSION ?=
 SEEDS ?= 0
@@ -30,7 +32,7 @@ export PYTHONHASHSEED := 0
 export CLUSTERMASS_RESPONSES ?= $(abspath $(CURDIR)/../shared/data/chandra)
 export CLUSTERMASS_BUILD := $(CURDIR)/build
 export PATH := $(VENV)/bin:$(PATH)
-export PRESET WORKERS DATASET_SOURCE FOLD_JOBS
+export PRESET WORKERS DATASET_SOURCE FOLD_JOBS SCHEDULE
 # DataLad commits need an identity; use the user's when git has one.
 GIT_NAME := $(shell git config user.name 2>/dev/null)
 ifeq ($(GIT_NAME),)

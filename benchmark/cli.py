@@ -109,6 +109,8 @@ def train_in_parallel(args, folds: list[int]) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
     base = [sys.executable, "-m", "benchmark.cli", "train", "--preset", args.preset,
             "--seeds", *map(str, args.seeds), "--diagnostics-clusters", "0", "--jobs", "1"]
+    if args.schedule:
+        base += ["--schedule", args.schedule]
     if args.dataset:
         base += ["--dataset", str(args.dataset)]
     for entry in args.entry:
@@ -126,6 +128,10 @@ def cmd_train(args) -> None:
 
     if args.jobs < 1:
         raise ClusterMassError(f"--jobs {args.jobs}: need at least 1 process.")
+    if args.schedule:
+        from benchmark.models.cnn import check_schedule
+
+        check_schedule(args.schedule)
     dataset = checked_dataset(args)
     if args.jobs > 1:
         from benchmark.dataset import ClusterMassDataset
@@ -139,6 +145,7 @@ def cmd_train(args) -> None:
         seeds=tuple(args.seeds),
         folds=tuple(args.folds) if args.folds else None,
         preset=Path(args.preset).stem,
+        schedule=args.schedule,
     )
     if args.diagnostics_clusters > 0:
         for entry_path in written:
@@ -242,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference, reference_z, lx_iterative, lx_truth, mean, total_counts (repeatable)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--folds", type=int, nargs="+", help="subset of folds (default: all)")
+    p.add_argument("--schedule", default=os.environ.get("SCHEDULE") or None,
+                   help="CNN training schedule of another preset (ci, quick, fast, full; "
+                        "default: the dataset preset's own)")
     p.add_argument("--jobs", type=int, default=int(os.environ.get("FOLD_JOBS", "1")),
                    help="train folds in this many single-threaded processes (default 1; "
                         "measured ~1.1x with 2 on 2 cores, more where cores are many)")

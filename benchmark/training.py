@@ -350,7 +350,8 @@ def _progress_bar(total: int, desc: str, enabled: bool):
 
 
 def run_entry(model_name_or_module, dataset, out_dir, seeds=(0,), folds=range(10),
-              config: dict | None = None, progress: bool = True, preset: str | None = None):
+              config: dict | None = None, progress: bool = True, preset: str | None = None,
+              schedule: str | None = None):
     """Train a model fold by fold and return its out-of-fold predictions.
 
     Parameters
@@ -374,6 +375,9 @@ def run_entry(model_name_or_module, dataset, out_dir, seeds=(0,), folds=range(10
     preset : str, optional
         Dataset preset (``ci``, ``quick``, ``fast``, ``full``): picks the shortened training
         schedule of the reference recipe (:data:`benchmark.models.cnn.TRAINING_PRESETS`).
+    schedule : str, optional
+        A training schedule of another preset, chosen independently of the dataset (e.g. the
+        ``fast`` schedule on the ``full`` dataset); default: the dataset preset's own.
 
     Returns
     -------
@@ -392,9 +396,9 @@ def run_entry(model_name_or_module, dataset, out_dir, seeds=(0,), folds=range(10
         raise ClusterMassError(f"folds {bad} do not exist: the dataset has folds 0-{n_folds - 1}.")
     base = dict(spec.config)
     if _is_keras_recipe(spec):
-        from benchmark.models.cnn import TRAINING_PRESETS
+        from benchmark.models.cnn import training_schedule
 
-        base.update(TRAINING_PRESETS.get(preset or "full", {}))
+        base.update(training_schedule(schedule or preset))
     base.update(config or {})
     base["image"] = dict(ds.card.get("image", {}))
     base["preset"] = preset
@@ -697,7 +701,7 @@ def run_dir_of(results_dir, name: str) -> Path:
 
 
 def train_baselines(dataset_dir, results_dir, entries, seeds=(0,), folds=None, preset=None,
-                    progress: bool = True) -> list[Path]:
+                    progress: bool = True, schedule: str | None = None) -> list[Path]:
     """Train (resumably) and score baseline entries: the body of ``clustermass train``.
 
     Parameters
@@ -710,7 +714,7 @@ def train_baselines(dataset_dir, results_dir, entries, seeds=(0,), folds=None, p
         the entry name with dashes (``lx_iterative`` -> ``lx-iterative``).
     entries : list of str
         Baseline names (see :data:`benchmark.models.BASELINES`).
-    seeds, folds, preset
+    seeds, folds, preset, schedule
         As in :func:`run_entry` (folds None: all).
 
     Returns
@@ -729,7 +733,7 @@ def train_baselines(dataset_dir, results_dir, entries, seeds=(0,), folds=None, p
     for name in entries:
         run_dir = run_dir_of(results_dir, name)
         preds = run_entry(name, ds, run_dir, seeds=seeds, folds=folds, progress=progress,
-                          preset=preset)
+                          preset=preset, schedule=schedule)
         if len(folds) == ds.splits.n_folds:
             written.append(write_baseline_entry(name, preds, ds, run_dir,
                                                 Path(results_dir) / "entries"))

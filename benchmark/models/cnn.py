@@ -94,7 +94,9 @@ __all__ = [
     "KerasRegressor",
     "make_model",
     "load_model",
+    "check_schedule",
     "training_config",
+    "training_schedule",
 ]
 
 #: The reference recipe; every key can be overridden through ``config``.
@@ -122,6 +124,25 @@ TRAINING_PRESETS: dict[str, dict] = {
     "full": {},
 }
 
+
+
+def training_schedule(name: str | None) -> dict:
+    """The overrides of the schedule named after a preset (:data:`TRAINING_PRESETS`).
+
+    ``None``, ``full`` and names of presets given as TOML files (which name their own size)
+    give the full recipe: no overrides.
+    """
+    return dict(TRAINING_PRESETS.get(name or "full", {}))
+
+
+def check_schedule(name: str) -> str:
+    """``name`` if it is a training schedule, else one clear error listing the choices."""
+    if name not in TRAINING_PRESETS:
+        raise ClusterMassError(f"unknown training schedule {name!r}: choose from "
+                               f"{', '.join(TRAINING_PRESETS)} (SCHEDULE=... / --schedule).")
+    return name
+
+
 MODEL_FILE = "model.keras"
 NORMALISATION_FILE = "normalisation.json"
 RECIPE_FILE = "recipe.json"
@@ -143,7 +164,7 @@ def training_config(preset: str | None = None, overrides: dict | None = None) ->
     dict
     """
     config = dict(DEFAULT_CONFIG)
-    config.update(TRAINING_PRESETS.get(preset or "full", {}))
+    config.update(training_schedule(preset))
     config.update(overrides or {})
     return config
 

@@ -70,3 +70,10 @@ def test_train_with_two_fold_processes_matches_one(tmp_path, monkeypatch):
 def test_train_refuses_zero_jobs(capsys, tmp_path):
     assert main(["train", "--preset", "ci", "--dataset", str(tmp_path), "--entry", "mean", "--jobs", "0"]) == 2
     assert "--jobs 0" in capsys.readouterr().err
+
+
+def test_train_refuses_an_unknown_schedule_before_touching_anything(capsys, tmp_path):
+    assert main(["train", "--preset", "ci", "--dataset", str(tmp_path / "none"), "--entry", "reference",
+                 "--schedule", "slow"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown training schedule 'slow'" in err and "ci, quick, fast, full" in err

@@ -237,6 +237,16 @@ def test_reference_cnn_fold_uses_training_statistics_and_gives_gradients(dataset
     assert grad.shape == (2, 128, 128) and np.all(np.isfinite(grad)) and np.any(grad != 0)
 
 
+def test_a_schedule_of_another_preset_overrides_the_dataset_preset(dataset, tmp_path):
+    pytest.importorskip("keras")
+    run_entry("reference", dataset, tmp_path / "cnn", folds=[0], progress=False, preset="full",
+              schedule="ci", config={"dense_units": [16, 8, 4]})
+    record = json.loads((fold_dir(tmp_path / "cnn", 0) / "fold.json").read_text())
+    assert record["config"]["preset"] == "full"
+    assert (record["config"]["max_epochs"], record["config"]["patience"]) == (2, 1)
+    assert len(record["training"]["history"]["loss"]) <= 2
+
+
 def test_build_keras_model_submission_is_wrapped_with_the_recipe(dataset, tmp_path):
     pytest.importorskip("keras")
     path = tmp_path / "tiny_keras.py"
