@@ -396,9 +396,9 @@ def run_entry(model_name_or_module, dataset, out_dir, seeds=(0,), folds=range(10
         raise ClusterMassError(f"folds {bad} do not exist: the dataset has folds 0-{n_folds - 1}.")
     base = dict(spec.config)
     if _is_keras_recipe(spec):
-        from benchmark.models.cnn import training_schedule
+        from benchmark.models.cnn import check_schedule, training_schedule
 
-        base.update(training_schedule(schedule or preset))
+        base.update(training_schedule(check_schedule(schedule) if schedule else preset))
     base.update(config or {})
     base["image"] = dict(ds.card.get("image", {}))
     base["preset"] = preset

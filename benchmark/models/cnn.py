@@ -125,7 +125,6 @@ TRAINING_PRESETS: dict[str, dict] = {
 }
 
 
-
 def training_schedule(name: str | None) -> dict:
     """The overrides of the schedule named after a preset (:data:`TRAINING_PRESETS`).
 

@@ -245,6 +245,9 @@ def test_a_schedule_of_another_preset_overrides_the_dataset_preset(dataset, tmp_
     assert record["config"]["preset"] == "full"
     assert (record["config"]["max_epochs"], record["config"]["patience"]) == (2, 1)
     assert len(record["training"]["history"]["loss"]) <= 2
+    with pytest.raises(ClusterMassError, match="unknown training schedule 'slow'"):
+        run_entry("reference", dataset, tmp_path / "other", folds=[0], progress=False, schedule="slow")
+    assert not (tmp_path / "other" / "seed_0").exists()
 
 
 def test_build_keras_model_submission_is_wrapped_with_the_recipe(dataset, tmp_path):
