@@ -72,8 +72,9 @@ Schedule (and why)
 Presets (``TRAINING_PRESETS``) shorten the schedule: ``ci`` (2 epochs, a smoke test),
 ``quick`` (20), ``fast`` (20 epochs, patience 5: the full-size science check; measured on the
 2-core development machine at ~190 img/s training, 39 s an epoch, 145 epochs over ten folds,
-about 1 h 35 min), ``full`` (the schedule above: up to 100 epochs, patience 12, so a few hours
-on 2 cores).
+about 1 h 35 min), ``full`` (the schedule above: up to 100 epochs, patience 12; not run on 2 cores, where at
+~60 s an epoch expect 3-5 h). ``SCHEDULE``/``--schedule`` picks a schedule apart from the
+dataset: the published ``full`` check used the ``fast`` schedule (147 epochs, ~1 h 50 min).
 """
 from __future__ import annotations
 
