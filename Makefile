@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 PRESET ?= quick
 WORKERS ?= 2
-# Training processes for the folds (single-threaded each); 2 was only ~1.1x faster on 2 cores.
+# Training processes for the folds (single-threaded each); 2 gave 1.1-1.6x on 2 cores (README).
 FOLD_JOBS ?= 1
 # CNN training schedule of another preset (e.g. SCHEDULE=fast on PRESET=full); empty: PRESET's own.
 SCHEDULE ?=

@@ -101,7 +101,7 @@ def train_in_parallel(args, folds: list[int]) -> None:
     """Train disjoint fold groups in ``args.jobs`` child processes of one thread each.
 
     Independent single-threaded processes scale where one TensorFlow process does not use all
-    cores (on the 2-core development machine only ~1.1x; README, FOLD_JOBS). Each fold is written atomically, so
+    cores (on the 2-core development machine 1.1-1.6x; README, FOLD_JOBS). Each fold is written atomically, so
     the children never touch the same files, and a failed child leaves the others' folds done.
     """
     import subprocess
@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: the dataset preset's own)")
     p.add_argument("--jobs", type=int, default=int(os.environ.get("FOLD_JOBS", "1")),
                    help="train folds in this many single-threaded processes (default 1; "
-                        "measured ~1.1x with 2 on 2 cores, more where cores are many)")
+                        "measured 1.1-1.6x with 2 on 2 cores, more where cores are many)")
     p.add_argument("--diagnostics-clusters", type=int, default=int(os.environ.get("DIAG_CLUSTERS", "8")),
                    help="test clusters per fold for the interpretation diagnostics (0: skip)")
 

@@ -32,9 +32,9 @@ WORKER_ENVIRON = {
 #: 10 ms, which cost the renderers ~10% of their speed and nothing here needs it. The event
 #: loops of every worker, nanny and the scheduler also wake every 20 ms (tick health check),
 #: 100 ms (memory monitor) and 500 ms (system monitor); each wake-up takes the worker's GIL
-#: from the task thread, and with two busy workers on two cores the hand-back waits for a
-#: core: the task thread sat idle 10-15% of its wall time. Slower ticks leave the memory
-#: limits checked every second and the heartbeats untouched.
+#: from the task thread, and when the cores are busy the hand-back waits for a core: the
+#: task thread sat idle 10-15% of its wall time (one worker beside a training job). Slower
+#: ticks leave the memory limits checked every second and the heartbeats untouched.
 LOCAL_CLUSTER_CONFIG = {
     "distributed.nanny.pre-spawn-environ": WORKER_ENVIRON,
     "distributed.worker.profile.enabled": False,
