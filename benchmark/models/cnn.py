@@ -70,11 +70,11 @@ Schedule (and why)
   faster here.
 
 Presets (``TRAINING_PRESETS``) shorten the schedule: ``ci`` (2 epochs, a smoke test),
-``quick`` (20), ``fast`` (20 epochs, patience 5: the full-size science check; measured on the
-2-core development machine at ~190 img/s training, 39 s an epoch, 145 epochs over ten folds,
-about 1 h 35 min), ``full`` (the schedule above: up to 100 epochs, patience 12; not run on 2 cores, where at
-~60 s an epoch expect 3-5 h). ``SCHEDULE``/``--schedule`` picks a schedule apart from the
-dataset: the published ``full`` check used the ``fast`` schedule (147 epochs, ~1 h 50 min).
+``quick`` (20), ``fast`` (20 epochs, patience 5: the full-size science check; 145 epochs over
+ten folds, 39-60 s an epoch on the 2-core development machine depending on the day, about
+1.5-2 h), ``full`` (the schedule above: up to 100 epochs, patience 12; not run on 2 cores,
+expect 3-5 h). ``SCHEDULE``/``--schedule`` picks a schedule apart from the dataset: the
+published ``full`` check used the ``fast`` schedule (147 epochs, ~1 h 50 min).
 """
 from __future__ import annotations
 
