@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.errors import EntryError, format_problems
+from benchmark.core.errors import EntryError, format_problems
 
 __all__ = [
     "ENTRY_SCHEMA",
@@ -535,7 +535,7 @@ def evaluate_predictions(pred_path, meta_path, dataset, out_dir, n_boot: int = 1
     ClusterMassError
         Any problem with the dataset, the submission (all listed at once) or the entry.
     """
-    from benchmark.dataset import ClusterMassDataset
+    from benchmark.dataset.loader import ClusterMassDataset
     from benchmark.metrics import score
     from benchmark.submission import load_submission, validate_submission
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.errors import SubmissionError
+from benchmark.core.errors import SubmissionError
 
 __all__ = ["evaluate_submission", "submission_kind"]
 

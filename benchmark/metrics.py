@@ -40,7 +40,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import SubmissionError, format_problems
+from benchmark.core.errors import SubmissionError, format_problems
 
 __all__ = [
     "score",
@@ -512,7 +512,7 @@ def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
     catalog : DataFrame
         The dataset catalog (``image_id, cluster_id, log10_m500c, redshift, cool_core,
         merger``).
-    splits : benchmark.splits.Splits
+    splits : benchmark.dataset.splits.Splits
     n_boot : int
         Bootstrap resamples of clusters (0: no intervals).
     rng_seed : int
@@ -531,7 +531,7 @@ def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
     need = ["image_id", "cluster_id", "log10_m500c", "redshift", "cool_core", "merger"]
     miss = [c for c in need if c not in catalog.columns]
     if miss:
-        from benchmark.errors import DatasetError
+        from benchmark.core.errors import DatasetError
         raise DatasetError(f"catalog lacks columns {miss}")
     fold_all = splits.folds_of(catalog["cluster_id"].to_numpy())
     scored = list(range(splits.n_folds)) if folds is None else sorted({int(f) for f in folds})

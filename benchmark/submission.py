@@ -2,7 +2,7 @@
 
 A prediction submission is a predictions table plus a metadata file. Nothing is scored
 until both pass validation; every problem found is reported together, by image id
-(long lists truncated), in one :class:`benchmark.errors.SubmissionError`.
+(long lists truncated), in one :class:`benchmark.core.errors.SubmissionError`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import SubmissionError, format_problems
+from benchmark.core.errors import SubmissionError, format_problems
 
 __all__ = [
     "EXPECTED_FORMAT",

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 
 __all__ = [
     "FoldData",
@@ -243,7 +243,7 @@ def _truth_columns(model, spec: ModelSpec, catalog: pd.DataFrame) -> tuple[str, 
 # ----------------------------------------------------------------------------- data
 
 def _as_dataset(dataset):
-    from benchmark.dataset import ClusterMassDataset
+    from benchmark.dataset.loader import ClusterMassDataset
 
     if isinstance(dataset, (str, os.PathLike)):
         return ClusterMassDataset(dataset)
@@ -442,7 +442,7 @@ def run_entry(model_name_or_module, dataset, out_dir, seeds=(0,), folds=range(10
 
 
 def _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint) -> dict:
-    from benchmark.splits import check_no_leak
+    from benchmark.dataset.splits import check_no_leak
 
     idx = ds.fold_indices(k)
     check_no_leak(ds.catalog, idx)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmark.errors import ClusterMassError  # noqa: E402
-from pipeline.versioning import expected_version_path, record_expected_version  # noqa: E402
+from benchmark.core.errors import ClusterMassError  # noqa: E402
+from benchmark.dataset.release import expected_version_path, record_expected_version  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -3,7 +3,7 @@
 Input: entry files (``<slug>.json``, one per entry, written by ``benchmark.entries``) with
 their predictions beside them (``<slug>.predictions.csv``: image_id, log10_m500c_pred,
 optional seed) and, optionally, the interpretation-diagnostics plots of code entries in
-``<slug>.diagnostics/*.png`` (written by :func:`leaderboard.diagnostics.run_diagnostics`).
+``<slug>.diagnostics/*.png`` (written by :func:`benchmark.diagnostics.run_diagnostics`).
 
 The table takes its numbers from the entry's harness-computed ``metrics`` when present and
 otherwise computes them here from the predictions and the dataset's truth (marked so on
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import EntryError
+from benchmark.core.errors import EntryError
 from leaderboard.svg import COLORS, Axes
 
 __all__ = ["render_site", "load_entries", "entry_statistics", "table_row", "LoadedEntry", "esc", "safe_url"]
@@ -167,7 +167,7 @@ def load_entries(entries_dirs, strict: bool = True) -> list[LoadedEntry]:
     entries_dirs : path or list of paths
         Folders of entry files (or single entry files).
     strict : bool
-        Raise one :class:`~benchmark.errors.EntryError` listing every invalid entry file;
+        Raise one :class:`~benchmark.core.errors.EntryError` listing every invalid entry file;
         with False, invalid entries are dropped.
 
     Returns
@@ -197,7 +197,7 @@ def load_entries(entries_dirs, strict: bool = True) -> list[LoadedEntry]:
         preds, probs = _read_predictions(path, entry)
         out.append(LoadedEntry(path, entry, slug, preds, probs))
     if errors and strict:
-        from benchmark.errors import format_problems
+        from benchmark.core.errors import format_problems
 
         raise EntryError(format_problems(f"{len(errors)} invalid leaderboard entr{'y' if len(errors) == 1 else 'ies'}",
                                          errors, "fix or remove these files, then render again"))
@@ -225,7 +225,7 @@ def entry_statistics(pred: pd.DataFrame, catalog: pd.DataFrame, metrics: dict | 
     metrics : dict, optional
         The entry's harness metrics (:func:`benchmark.metrics.score` output); computed here
         with ``splits`` when missing.
-    splits : benchmark.splits.Splits, optional
+    splits : benchmark.dataset.splits.Splits, optional
     n_boot : int
         Bootstrap resamples when the metrics are computed here.
 
@@ -714,7 +714,7 @@ def _catalog_and_info(dataset):
     if isinstance(dataset, pd.DataFrame):
         return dataset, {}, None
     if isinstance(dataset, (str, os.PathLike)):
-        from benchmark.dataset import ClusterMassDataset
+        from benchmark.dataset.loader import ClusterMassDataset
 
         dataset = ClusterMassDataset(dataset)
     card = getattr(dataset, "card", {}) or {}

@@ -58,7 +58,7 @@ _OBS_E = (0.1, 12.0, 0.004)  # keV: observed photon-energy grid of the response 
 
 def _error(msg: str) -> Exception:
     try:
-        from benchmark.errors import ClusterMassError
+        from benchmark.core.errors import ClusterMassError
     except ImportError:
         return ValueError(msg)
     return ClusterMassError(msg)

@@ -69,7 +69,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 
 
 KEV_PER_K = 8.617333262e-8
@@ -276,7 +276,7 @@ def emission_table_checksums(settings: ChainSettings | None = None) -> dict:
     """SHA-256 of the emission table files the chain reads (for the dataset card)."""
     import hashlib
 
-    from pipeline.checker import sha256_file
+    from benchmark.dataset.checker import sha256_file
 
     root, vers = emission_table(settings or ChainSettings())
     out = {f"emission_table_{kind}": sha256_file(Path(root) / f"apec_v{vers}_{kind}.fits")

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 
 SECTIONS = ("dataset", "population", "observation", "grid", "chain", "splits")
 PRESET_NAMES = ("ci", "quick", "fast", "full")

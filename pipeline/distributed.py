@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Sequence
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 
 TASK_RETRIES = 3
 #: How long to try reaching a given scheduler before saying so.

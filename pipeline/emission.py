@@ -67,7 +67,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import erf, k0e
 
-from pipeline.checker import sha256_file
+from benchmark.dataset.checker import sha256_file
 
 __all__ = [
     "TABLE_VERSION",
@@ -511,7 +511,7 @@ def band_emissivity(kT_keV, Z_solar, band_kev=(0.5, 2.0)) -> np.ndarray:
 # ----------------------------------------------------------------------------------
 def _error(msg: str) -> Exception:
     try:
-        from benchmark.errors import ClusterMassError
+        from benchmark.core.errors import ClusterMassError
     except ImportError:  # the benchmark package is optional for the pipeline alone
         return ValueError(msg)
     return ClusterMassError(msg)

@@ -55,7 +55,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 from pipeline.observation import Observation
 
 __all__ = [

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import ClusterMassError
-from pipeline.checker import CATALOG_COLUMNS, LAYOUT_VERSION, check_dataset, sha256_file
+from benchmark.core.errors import ClusterMassError
+from benchmark.dataset.checker import check_dataset, sha256_file
+from benchmark.dataset.layout import CATALOG_COLUMNS, LAYOUT_VERSION
 from pipeline.config import Config, build
 
 PROJECTIONS = ("x", "y", "z")
@@ -82,7 +83,7 @@ def resolved_parameters(config: Config) -> dict:
 
 def config_fingerprint(config: Config) -> str:
     """SHA-256 of the resolved parameters: a cluster file made with others is remade."""
-    from pipeline.checker import LAYOUT_VERSION as layout
+    from benchmark.dataset.layout import LAYOUT_VERSION as layout
 
     text = json.dumps({"layout": layout, **resolved_parameters(config)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -490,7 +491,7 @@ def generate(config: Config, out_dir: Path, workers: int = 1, scheduler: str | N
     Path
         The dataset folder.
     """
-    from benchmark.splits import make_splits
+    from benchmark.dataset.splits import make_splits
 
     if workers < 1:
         raise ClusterMassError(f"workers = {workers}: need at least 1.")

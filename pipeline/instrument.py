@@ -19,7 +19,7 @@ What it sets up
   download); no dither (with one gap-free chip it only blurs by ~8 arcsec, one image
   pixel, and it would make the particle background non-uniform at the image edges).
 
-Missing response files raise one :class:`benchmark.errors.ClusterMassError` naming the file
+Missing response files raise one :class:`benchmark.core.errors.ClusterMassError` naming the file
 and how to supply it: ``responses_dir=`` / ``$CLUSTERMASS_RESPONSES``, or
 ``allow_download=True`` (SOXS' own download, needs network; newer files of the same name).
 """
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.checker import sha256_file
+from benchmark.dataset.checker import sha256_file
 
 __all__ = [
     "INSTRUMENT_NAME",
@@ -74,7 +74,7 @@ _ENV = "CLUSTERMASS_RESPONSES"
 
 def _error(msg: str) -> Exception:
     try:
-        from benchmark.errors import ClusterMassError
+        from benchmark.core.errors import ClusterMassError
     except ImportError:  # pipeline used without the benchmark package
         return ValueError(msg)
     return ClusterMassError(msg)

@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 
 __all__ = [
     "H", "OMEGA_M", "OMEGA_B", "cosmology", "efunc", "rho_crit_msun_kpc3", "r500c_kpc",

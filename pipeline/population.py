@@ -22,7 +22,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 from pipeline.observation import H, Observation, efunc, kpc_per_arcsec, r500c_kpc
 
 __all__ = [

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 
 __all__ = ["population_checks", "population_plots", "truth_table", "CALIBRATION", "TARGETS"]
 
@@ -361,7 +361,7 @@ def write_dataset_report(root) -> Path:
     """
     import json
 
-    from benchmark.dataset import ClusterMassDataset
+    from benchmark.dataset.loader import ClusterMassDataset
 
     dataset = ClusterMassDataset(root)
     out = Path(root) / "report"

@@ -85,7 +85,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 
 __all__ = [
     "DEFAULT_CONFIG",

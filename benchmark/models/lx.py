@@ -54,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 
 __all__ = ["DEFAULT_CONFIG", "LXModel", "make_model", "load_model", "cosmology",
            "r500c_kpc_from_mass", "kpc_per_arcsec", "luminosity_distance_cm",

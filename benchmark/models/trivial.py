@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 
 __all__ = ["TrivialModel", "make_model", "load_model", "KINDS"]
 

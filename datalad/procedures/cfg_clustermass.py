@@ -11,7 +11,7 @@ Run it on a freshly created dataset, before any data is added::
 What it configures (in ``.gitattributes``, so every clone inherits it):
 
 - annex backend ``SHA256E``: an annex key *is* the SHA-256 of the file, so keys double as
-  content checksums (``pipeline.versioning.content_fingerprint`` relies on it) and
+  content checksums (``benchmark.dataset.release.content_fingerprint`` relies on it) and
   ``git annex fsck`` checks files against a cryptographic hash;
 - ``images/**`` (the per-cluster HDF5 files) go to git-annex;
 - everything else (``catalog.csv``, ``splits.json``, ``dataset_card.json``, ``report/``,

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.dataset import ClusterMassDataset, write_fake_dataset
-from benchmark.splits import make_splits
+from benchmark.dataset.loader import ClusterMassDataset
+from fakes import write_fake_dataset
+from benchmark.dataset.splits import make_splits
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import pytest
 from benchmark.entries import (ENTRY_SCHEMA, FOLD_COLUMNS, dataset_provenance,
                                evaluate_predictions, load_entries, load_entry, make_entry,
                                schema_problems, slugify, validate_entry, write_entry)
-from benchmark.errors import ClusterMassError, EntryError
+from benchmark.core.errors import ClusterMassError, EntryError
 from benchmark.metrics import score
 
 
@@ -115,7 +115,7 @@ def test_slugify():
 
 
 def test_provenance_reads_datalad_id(fake_dataset_copy):
-    from benchmark.dataset import ClusterMassDataset
+    from benchmark.dataset.loader import ClusterMassDataset
 
     (fake_dataset_copy / ".datalad").mkdir()
     (fake_dataset_copy / ".datalad" / "config").write_text(

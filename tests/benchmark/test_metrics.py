@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import curve_fit
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 from benchmark.metrics import (LN10, STAT_KEYS, _boot_group, _cluster_multiplicities,
                                fit_gaussian, fit_gaussian_batch, gaussian_binning, quantile,
                                score, summarize)

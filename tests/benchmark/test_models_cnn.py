@@ -9,7 +9,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from benchmark.errors import ClusterMassError  # noqa: E402
+from benchmark.core.errors import ClusterMassError  # noqa: E402
 from benchmark.models import cnn  # noqa: E402
 from benchmark.training import FoldData  # noqa: E402
 

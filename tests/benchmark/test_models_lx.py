@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 from benchmark.models import lx, trivial
 from benchmark.models.lx import LXModel, RadialProfiles
 from benchmark.training import FoldData

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmark.errors import ClusterMassError, SubmissionError
+from benchmark.core.errors import ClusterMassError, SubmissionError
 from benchmark.submission import (EXPECTED_FORMAT, MAX_PREDICTIONS_BYTES, format_help,
                                   load_submission, validate_metadata, validate_predictions,
                                   validate_submission)

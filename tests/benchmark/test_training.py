@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.dataset import ClusterMassDataset, write_fake_dataset
-from benchmark.errors import ClusterMassError
+from benchmark.dataset.loader import ClusterMassDataset
+from fakes import write_fake_dataset
+from benchmark.core.errors import ClusterMassError
 from benchmark.training import (
     ALLOWED_AUX_COLUMNS, fold_dir, load_code_submission, load_fold_predictor, run_entry,
 )

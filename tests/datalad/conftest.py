@@ -1,7 +1,7 @@
 """Fixtures of the DataLad tests: real datalad + git-annex from the venv, tiny real datasets.
 
 Datasets are made by ``datalad run`` of tests/datalad/fake_generate.py (write_fake_dataset,
-10 clusters) through :func:`pipeline.versioning.ensure_dataset`, once per session, and
+10 clusters) through :func:`benchmark.dataset.release.ensure_dataset`, once per session, and
 released once to a RIA store in a temporary folder; tests that damage a dataset work on
 their own clone.
 """
@@ -41,7 +41,7 @@ def datalad_env(tmp_path_factory):
 @pytest.fixture(scope="session")
 def generated(tmp_path_factory):
     """A dataset regenerated with ``datalad run`` (the maintainer's dataset); do not modify."""
-    from pipeline.versioning import ensure_dataset
+    from benchmark.dataset.release import ensure_dataset
 
     root = tmp_path_factory.mktemp("maintainer") / "data" / PRESET
     ensure_dataset(PRESET, root, generate_cmd=FAKE_CMD)
@@ -56,7 +56,7 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="session")
 def released(generated, store):
     """Clone URL of ``generated`` released as v1.0 to ``store``."""
-    from pipeline.versioning import release
+    from benchmark.dataset.release import release
 
     return release(generated, store, "v1.0", preset=PRESET)
 
@@ -64,7 +64,7 @@ def released(generated, store):
 @pytest.fixture(scope="session")
 def fetched(released, tmp_path_factory):
     """``released`` fetched by ``ensure_dataset(source=...)`` (make data with DATASET_SOURCE); read only."""
-    from pipeline.versioning import ensure_dataset
+    from benchmark.dataset.release import ensure_dataset
 
     root = tmp_path_factory.mktemp("user") / "data" / PRESET
     ensure_dataset(PRESET, root, source=released)
@@ -74,7 +74,7 @@ def fetched(released, tmp_path_factory):
 @pytest.fixture(scope="session")
 def regenerated_copy(released, tmp_path_factory):
     """Another regeneration of the released content: same files, another dataset id; read only."""
-    from pipeline.versioning import ensure_dataset
+    from benchmark.dataset.release import ensure_dataset
 
     root = tmp_path_factory.mktemp("other-user") / "data" / PRESET
     ensure_dataset(PRESET, root, generate_cmd=FAKE_CMD)

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from pipeline.versioning import ensure_dataset
+from benchmark.dataset.release import ensure_dataset
 
 
 def git(path, *args) -> str:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.errors import ClusterMassError
-from pipeline import versioning
-from pipeline.versioning import (
+from benchmark.core.errors import ClusterMassError
+from benchmark.dataset import release as versioning
+from benchmark.dataset.release import (
     check_expected_version,
     content_fingerprint,
     ensure_dataset,
@@ -132,7 +132,7 @@ def test_fetch_from_store_then_verify_only(fetched, generated, released, capsys)
 def test_pinning_in_another_analysis(released, generated, tmp_path):
     import datalad.api as dl
 
-    from benchmark.dataset import ClusterMassDataset
+    from benchmark.dataset.loader import ClusterMassDataset
 
     analysis = dl.create(str(tmp_path / "analysis"), result_renderer="disabled")
     dl.clone(source=released, path=str(tmp_path / "analysis" / "inputs" / "mocks"), dataset=analysis,
@@ -152,7 +152,7 @@ def test_unfetched_corrupt_and_modified_content(released, tmp_path, capsys):
     """Content not fetched, a corrupt annexed file, an unsaved change: each named, each fixable."""
     import datalad.api as dl
 
-    from benchmark.dataset import ClusterMassDataset
+    from benchmark.dataset.loader import ClusterMassDataset
 
     root = tmp_path / "ci"
     dl.clone(source=released, path=str(root), result_renderer="disabled")
@@ -242,13 +242,13 @@ def test_procedure_is_discoverable():
 
 
 def test_release_again_with_same_tag_is_idempotent(generated, released, store):
-    from pipeline.versioning import release
+    from benchmark.dataset.release import release
 
     assert release(generated, store, "v1.0", preset=PRESET) == released
 
 
 def test_cli_data_reports_one_error(tmp_path, capsys):
-    from benchmark.cli import main
+    from clustermass.cli import main
 
     code = main(["data", "--preset", "ci", "--dataset", str(tmp_path / "ci"),
                  "--source", f"ria+file://{tmp_path}/nowhere#~clustermass-ci@v1.0"])
@@ -273,7 +273,7 @@ def test_finished_clusters_of_a_killed_make_data_are_reused(tmp_path, datalad_en
     from pipeline.generate import generate
 
     sizes = ["--set", "population.n_clusters=10", "--set", "population.n_epochs=1"]
-    cmd = " ".join([sys.executable, "-m", "benchmark.cli", "generate", "--preset", "ci", "--out", ".", *sizes])
+    cmd = " ".join([sys.executable, "-m", "clustermass.cli", "generate", "--preset", "ci", "--out", ".", *sizes])
     reference = generate(load_preset("ci", population={"n_clusters": 10, "n_epochs": 1}),
                          tmp_path / "reference", progress=False)
     root = tmp_path / "ci"

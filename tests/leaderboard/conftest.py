@@ -15,8 +15,9 @@ from lb_helpers import KerasPredictor, masked_log_counts_model, radius_pix  # no
 
 @pytest.fixture(scope="session")
 def fake_dataset(tmp_path_factory):
-    """A small valid dataset on disk (benchmark.dataset.write_fake_dataset), opened."""
-    from benchmark.dataset import ClusterMassDataset, write_fake_dataset
+    """A small valid dataset on disk (tests/support/fakes.py), opened."""
+    from benchmark.dataset.loader import ClusterMassDataset
+    from fakes import write_fake_dataset
 
     root = write_fake_dataset(tmp_path_factory.mktemp("fake") / "data", n_clusters=20, n_epochs=2, seed=3)
     return ClusterMassDataset(root)

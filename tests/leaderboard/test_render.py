@@ -112,7 +112,7 @@ def test_markdown_is_escaped(site):
 
 
 def test_refuses_to_clear_a_foreign_folder(entries_dir, fake_dataset, tmp_path):
-    from benchmark.errors import EntryError
+    from benchmark.core.errors import EntryError
 
     (tmp_path / "mine.txt").write_text("keep")
     with pytest.raises(EntryError, match="not a rendered leaderboard site"):
@@ -144,7 +144,7 @@ def test_metrics_computed_when_missing(entries_dir, fake_dataset):
 
 
 def test_invalid_entries_raise_one_error(entries_dir, fake_dataset, tmp_path):
-    from benchmark.errors import EntryError
+    from benchmark.core.errors import EntryError
 
     d = tmp_path / "entries"
     shutil.copytree(entries_dir, d)
@@ -157,7 +157,7 @@ def test_invalid_entries_raise_one_error(entries_dir, fake_dataset, tmp_path):
 
 
 def test_predictions_cannot_escape_the_entries_folder(entries_dir, fake_dataset, tmp_path):
-    from benchmark.errors import EntryError
+    from benchmark.core.errors import EntryError
     from leaderboard.render import _read_predictions
 
     d = tmp_path / "entries"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 from pipeline import analytic, instrument
 from pipeline.observation import Observation, angular_diameter_distance_kpc
 

@@ -1,7 +1,7 @@
 """Presets: files, not code branches; bad input fails before any work with one clear error."""
 import pytest
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 from pipeline.config import PRESET_NAMES, load_preset
 
 

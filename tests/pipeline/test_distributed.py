@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 from pipeline.distributed import LOCAL_CLUSTER_CONFIG, WORKER_ENVIRON, map_on_dask
 
 QUIET_LOOPS = ("distributed.admin.tick.interval", "distributed.worker.memory.monitor-interval",

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 from pipeline import emission
 
 # A few temperatures are enough to exercise the format; the full table is built once

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 from pipeline.gas import (
     KPC_CM, MSUN_G, GasGrid, GridSpec, band_emissivity, build_gas_grid, luminosity_map, view_truth,
 )

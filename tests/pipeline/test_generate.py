@@ -14,9 +14,9 @@ import pandas as pd
 import psutil
 import pytest
 
-from benchmark.dataset import ClusterMassDataset
-from benchmark.errors import ClusterMassError
-from pipeline.checker import check_dataset
+from benchmark.dataset.loader import ClusterMassDataset
+from benchmark.core.errors import ClusterMassError
+from benchmark.dataset.checker import check_dataset
 from pipeline.config import load_preset
 from pipeline.generate import cluster_path, generate
 
@@ -114,7 +114,7 @@ def _worker_processes(parent: psutil.Process) -> list[psutil.Process]:
 def test_dask_two_workers_with_a_killed_worker_give_identical_bytes(serial_dataset, tmp_path):
     out = tmp_path / "dask"
     env = dict(os.environ)
-    command = [sys.executable, "-m", "benchmark.cli", "generate", "--preset", "ci", "--out", str(out),
+    command = [sys.executable, "-m", "clustermass.cli", "generate", "--preset", "ci", "--out", str(out),
                "--workers", "2", *SMALL_ARGS]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     parent = psutil.Process(proc.pid)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 from pipeline import instrument
 
 soxs = pytest.importorskip("soxs")

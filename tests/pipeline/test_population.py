@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 from pipeline.observation import (
     Observation, efunc, kpc_per_arcsec, m500c_from_r500c, r500c_kpc, rho_crit_msun_kpc3,
 )

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.errors import SplitsError, format_problems
+from benchmark.core.errors import SplitsError, format_problems
 
 __all__ = [
     "Splits",

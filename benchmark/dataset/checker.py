@@ -1,4 +1,4 @@
-"""Check a dataset folder against pipeline/HDF5_SPEC.md (run by the tests on every dataset)."""
+"""Check a dataset folder against benchmark/dataset/HDF5_SPEC.md (run by the tests on every dataset)."""
 from __future__ import annotations
 
 import hashlib
@@ -8,18 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import ClusterMassError
-
-LAYOUT_VERSION = 1
-CATALOG_COLUMNS = (
-    "image_id", "cluster_id", "epoch", "projection", "file", "index", "redshift", "log10_m500c",
-    "r500c_kpc", "r500c_arcmin", "t500_kev", "gas_fraction", "cool_core", "merger",
-    "lx_total_erg_s", "lx_cex_erg_s", "counts", "background_counts", "seed", "fold",
-)
-FILE_ATTRS = (
-    "layout_version", "cluster_id", "source", "renderer", "npix", "pixel_arcsec", "fov_arcmin",
-    "band_kev", "exposure_ks", "fingerprint", "complete",
-)
+from benchmark.core.errors import ClusterMassError
+from benchmark.dataset.layout import CATALOG_COLUMNS, FILE_ATTRS, LAYOUT_VERSION
 
 
 def sha256_file(path: Path) -> str:

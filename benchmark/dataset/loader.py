@@ -13,9 +13,6 @@ Opening a dataset verifies it before anything is read for training or scoring:
 
 Images are read lazily, one HDF5 file at a time, only for the ids asked for.
 
-:func:`write_fake_dataset` writes a tiny but valid dataset in exactly the on-disk layout
-(beta-model clusters whose counts scale with mass, a flat background, Poisson noise) for
-tests of the loader, the harness and the models.
 """
 
 from __future__ import annotations
@@ -29,32 +26,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import DatasetError, format_problems
-from benchmark.splits import Splits, check_splits, load_splits, splits_from_catalog
+from benchmark.core.errors import DatasetError, format_problems
+from benchmark.dataset.layout import (CARD_NAME, CATALOG_COLUMNS, CATALOG_NAME, INT_COLUMNS,
+                                      NPIX, SPLITS_NAME)
+from benchmark.dataset.splits import Splits, check_splits, load_splits, splits_from_catalog
 
-__all__ = [
-    "ClusterMassDataset",
-    "write_fake_dataset",
-    "CATALOG_COLUMNS",
-    "CARD_NAME",
-    "CATALOG_NAME",
-    "SPLITS_NAME",
-    "NPIX",
-]
+__all__ = ["ClusterMassDataset"]
 
-CARD_NAME = "dataset_card.json"
-CATALOG_NAME = "catalog.csv"
-SPLITS_NAME = "splits.json"
-NPIX = 128
-
-#: Catalog columns, in their on-disk order (see the shared contract).
-CATALOG_COLUMNS = (
-    "image_id", "cluster_id", "epoch", "projection", "file", "index",
-    "redshift", "log10_m500c", "r500c_kpc", "r500c_arcmin", "t500_kev", "gas_fraction",
-    "cool_core", "merger", "lx_total_erg_s", "lx_cex_erg_s", "counts", "background_counts",
-    "seed", "fold",
-)
-_INT_COLUMNS = ("cluster_id", "epoch", "index", "cool_core", "merger", "seed", "fold")
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _NOT_FETCHED = ("content not fetched: run `datalad get {path}` in the dataset, "
                 "or `make data`")
@@ -169,7 +147,7 @@ class ClusterMassDataset:
         dup = cat["image_id"][cat["image_id"].duplicated()].tolist()
         if dup:
             problems.append(f"duplicate image_id: {dup[:10]}")
-        for col in _INT_COLUMNS:
+        for col in INT_COLUMNS:
             if not pd.api.types.is_integer_dtype(cat[col]):
                 problems.append(f"column {col} is not integer")
         if problems:
@@ -310,154 +288,3 @@ class ClusterMassDataset:
 # ---------------------------------------------------------------------------------------
 # Fake dataset for tests
 # ---------------------------------------------------------------------------------------
-
-def _r500c_kpc(m500c_msun: np.ndarray, z: np.ndarray, h: float, om0: float) -> np.ndarray:
-    # R500c from M500c = 500 * rho_c(z) * 4/3 pi R^3, rho_c0 = 2.775e11 h^2 Msun/Mpc^3.
-    ez2 = om0 * (1 + z) ** 3 + (1 - om0)
-    rho_c = 2.775e11 * h ** 2 * ez2
-    return (3 * m500c_msun / (4 * np.pi * 500 * rho_c)) ** (1 / 3) * 1e3
-
-
-def _kpc_per_arcmin(z: float, h: float, om0: float) -> float:
-    # Flat LCDM proper distance per arcmin: D_A = c/H0 * int_0^z dz/E(z) / (1+z).
-    zz = np.linspace(0.0, z, 2001)
-    inv_e = 1 / np.sqrt(om0 * (1 + zz) ** 3 + 1 - om0)
-    d_c_kpc = 2.99792458e5 / (100 * h) * np.sum((inv_e[1:] + inv_e[:-1]) / 2 * np.diff(zz)) * 1e3
-    return d_c_kpc / (1 + z) * math.pi / (180 * 60)
-
-
-def _beta_image(n_src: float, rc_pix: float, r500_pix: float, axis_ratio: float,
-                angle: float, offset_pix: tuple[float, float], npix: int) -> np.ndarray:
-    """Expected counts of a projected elliptical beta model (beta = 2/3), cut at 3 R500."""
-    y, x = np.mgrid[0:npix, 0:npix].astype(float)
-    cx, cy = (npix - 1) / 2 + offset_pix[0], (npix - 1) / 2 + offset_pix[1]
-    dx, dy = x - cx, y - cy
-    ca, sa = math.cos(angle), math.sin(angle)
-    u, v = ca * dx + sa * dy, (-sa * dx + ca * dy) / axis_ratio
-    r2 = (u * u + v * v) / rc_pix ** 2
-    surf = (1 + r2) ** (-1.5)  # beta = 2/3: S ~ (1 + r^2/rc^2)^(-3 beta + 1/2)
-    surf[(u * u + v * v) > (3 * r500_pix) ** 2] = 0
-    return n_src * surf / surf.sum()
-
-
-def write_fake_dataset(root, n_clusters: int = 30, n_epochs: int = 2, seed: int = 0,
-                       n_folds: int = 10) -> Path:
-    """Write a tiny but valid dataset in the contract's on-disk layout.
-
-    Each cluster has ``n_epochs`` epochs x 3 projections. Epoch 0 has log10 M500c drawn
-    uniformly in 13.8-15.2; each earlier epoch is 0.05-0.15 dex lighter. Images are
-    elliptical beta models (core radius 0.1-0.2 R500c, smaller in cool cores) whose
-    expected source counts scale as M^1.5, plus a flat background, Poisson-sampled.
-    The catalog carries every contract column; splits come from
-    :func:`benchmark.splits.make_splits`; the card records ``splits_sha256``.
-
-    Parameters
-    ----------
-    root : path-like
-        Directory to create (may exist; existing dataset files are overwritten).
-    n_clusters, n_epochs : int
-    seed : int
-        Everything is drawn from ``numpy.random.default_rng(seed)``.
-    n_folds : int
-        Folds of the splits (needs ``n_clusters >= n_folds``).
-
-    Returns
-    -------
-    Path
-        ``root``.
-    """
-    import h5py
-
-    root = Path(root)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    h, om0, z_obs = 0.6774, 0.3089, 0.17
-    pixel_arcsec = 16.9 * 60 / NPIX
-    band_kev, exposure_ks = [0.5, 7.0], 100.0
-    kpc_per_arcmin = _kpc_per_arcmin(z_obs, h, om0)
-    bkg_per_pix = 0.05  # expected particle background counts per pixel in 100 ks
-
-    m0 = rng.uniform(13.8, 15.2, n_clusters)
-    cool = (rng.random(n_clusters) < 0.4).astype(int)
-    rows = []
-    for c in range(n_clusters):
-        cid = c + 1
-        rel = f"images/cluster_{cid:04d}.h5"
-        counts, ids = [], []
-        logm = m0[c] - np.concatenate([[0.0], np.cumsum(rng.uniform(0.05, 0.15, n_epochs - 1))])
-        for e in range(n_epochs):
-            m = 10 ** logm[e]
-            r500_kpc = float(_r500c_kpc(np.array(m), np.array(z_obs), h, om0))
-            r500_arcmin = r500_kpc / kpc_per_arcmin
-            ez = math.sqrt(om0 * (1 + z_obs) ** 3 + 1 - om0)
-            t500 = 5.0 * (ez * m / 3e14) ** (2 / 3) * rng.lognormal(0, 0.1)
-            fgas = 0.11 * (m / 3e14) ** 0.2 * rng.lognormal(0, 0.05)
-            merger = int(rng.random() < 0.25)
-            lx_cex = 1e44 * (m / 3e14) ** 1.6 * ez ** (7 / 3) * rng.lognormal(0, 0.15)
-            lx_tot = lx_cex * (1.8 if cool[c] else 1.3)
-            n_src = 4000.0 * (m / 3e14) ** 1.5
-            r500_pix = r500_arcmin * 60 / pixel_arcsec
-            rc_frac = rng.uniform(0.05, 0.1) if cool[c] else rng.uniform(0.1, 0.2)
-            for p, proj in enumerate("xyz"):
-                q = rng.uniform(0.7, 1.0)
-                off = (rng.normal(0, 2), rng.normal(0, 2)) if merger else (0.0, 0.0)
-                lam = _beta_image(n_src, rc_frac * r500_pix, r500_pix, q,
-                                  rng.uniform(0, np.pi), off, NPIX) + bkg_per_pix
-                img = rng.poisson(lam).astype(np.int32)
-                image_id = f"c{cid:04d}_e{e}_{proj}"
-                rows.append({
-                    "image_id": image_id, "cluster_id": cid, "epoch": e, "projection": proj,
-                    "file": rel, "index": len(counts), "redshift": z_obs,
-                    "log10_m500c": round(float(logm[e]), 6), "r500c_kpc": r500_kpc,
-                    "r500c_arcmin": r500_arcmin, "t500_kev": t500, "gas_fraction": fgas,
-                    "cool_core": int(cool[c]), "merger": merger, "lx_total_erg_s": lx_tot,
-                    "lx_cex_erg_s": lx_cex, "counts": int(img.sum()),
-                    "background_counts": bkg_per_pix * NPIX * NPIX,
-                    "seed": int(seed * 1_000_003 + cid * 1000 + e * 10 + p), "fold": -1,
-                })
-                counts.append(img)
-                ids.append(image_id)
-        with h5py.File(root / rel, "w") as fh:
-            ds = fh.create_dataset("counts", data=np.stack(counts), dtype="int32",
-                                   compression="gzip", shuffle=True, chunks=(1, NPIX, NPIX))
-            ds.attrs["units"] = "count"
-            fh.create_dataset("image_id", data=np.array(ids, dtype=object),
-                              dtype=h5py.string_dtype("utf-8"))
-            fh.attrs.update({"layout_version": 1, "cluster_id": cid, "pixel_arcsec": pixel_arcsec,
-                             "band_kev": np.asarray(band_kev, dtype=np.float64),
-                             "exposure_ks": exposure_ks, "npix": NPIX, "fov_arcmin": 16.9,
-                             "renderer": "analytic", "source": "synthetic",
-                             "fingerprint": f"fake-seed-{seed}", "complete": 1})
-
-    cat = pd.DataFrame(rows, columns=list(CATALOG_COLUMNS))
-    splits = splits_from_catalog(cat, n_folds=n_folds, seed=seed)
-    cat["fold"] = splits.folds_of(cat["cluster_id"].to_numpy())
-    splits_bytes = splits.to_json()
-    (root / SPLITS_NAME).write_bytes(splits_bytes)
-    cat.to_csv(root / CATALOG_NAME, index=False, float_format="%.10g", lineterminator="\n")
-    card = {
-        "name": "clustermass-fake",
-        "version": "0.0.0-fake",
-        "source": "synthetic",
-        "renderer": "analytic",
-        "preset": "fake",
-        "config": {"n_clusters": n_clusters, "n_epochs": n_epochs, "projections": ["x", "y", "z"],
-                   "redshift": z_obs, "h": h, "omega_m": om0, "log10_m500c_range": [13.8, 15.2],
-                   "source_counts_at_3e14": 4000.0, "counts_mass_slope": 1.5,
-                   "background_counts_per_pixel": bkg_per_pix, "beta": 2 / 3,
-                   "n_folds": n_folds, "note": "fake test dataset (benchmark.dataset."
-                   "write_fake_dataset); not for science"},
-        "master_seed": seed,
-        "n_clusters": n_clusters,
-        "n_images": len(cat),
-        "image": {"npix": NPIX, "fov_arcmin": 16.9, "pixel_arcsec": pixel_arcsec,
-                  "band_kev": band_kev, "exposure_ks": exposure_ks},
-        "checksums": {"catalog_csv": hashlib.sha256((root / CATALOG_NAME).read_bytes())
-                      .hexdigest()},
-        "splits_sha256": splits.sha256(),
-        "packages": {"numpy": np.__version__, "pandas": pd.__version__,
-                     "h5py": h5py.__version__},
-        "references": ["Ntampaka et al. 2019, ApJ 876, 82 (arXiv:1810.07703)"],
-    }
-    (root / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    return root

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from benchmark.cli import main, parse_overrides
+from clustermass.cli import main, parse_overrides
 
 
 def test_unknown_preset_exits_2_with_one_line(capsys, tmp_path):
@@ -26,7 +26,7 @@ def test_overrides_parse_toml_values():
 
 
 def test_console_script_help_lists_subcommands():
-    out = subprocess.run([sys.executable, "-m", "benchmark.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "clustermass.cli", "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("generate", "data", "train", "evaluate", "leaderboard", "release", "format"):
         assert command in out
 
@@ -39,7 +39,7 @@ def test_data_with_unknown_preset_creates_nothing(capsys, tmp_path, monkeypatch)
 
 
 def test_fold_groups_deal_folds_round_robin():
-    from benchmark.cli import fold_groups
+    from clustermass.cli import fold_groups
 
     assert fold_groups(list(range(10)), 2) == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
     assert fold_groups([3, 7], 4) == [[3], [7]]
@@ -50,7 +50,7 @@ def test_train_with_two_fold_processes_matches_one(tmp_path, monkeypatch):
     """--jobs 2 trains the folds in two child processes and writes the same entry as --jobs 1."""
     import pandas as pd
 
-    from benchmark.dataset import write_fake_dataset
+    from fakes import write_fake_dataset
 
     root = write_fake_dataset(tmp_path / "data", n_clusters=20, n_epochs=1, seed=5)
     preds = {}

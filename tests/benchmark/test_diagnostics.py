@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark.dataset.loader import ClusterMassDataset
+from fakes import write_fake_dataset
 from lb_helpers import KerasPredictor, masked_log_counts_model, radius_pix, tiny_cnn
-from leaderboard.diagnostics import (
+from benchmark.diagnostics import (
     DiagnosticsError, deepdream_step, diagnose_predictor, occlude_core, radius_r500c, run_diagnostics)
 
 
@@ -18,6 +20,24 @@ def _run(ds, predictor, tmp_path, **kw):
     kw.setdefault("write", False)  # plots cost seconds on 2 shared cores: one test checks them
     return run_diagnostics(tmp_path / "run", ds, load_predictor=lambda out_dir, k: predictor,
                            plot_dir=tmp_path / "plots", **kw)
+
+
+@pytest.fixture(scope="module")
+def fake_dataset(tmp_path_factory):
+    """20 clusters x 2 epochs (seed 3): small enough for gradient ascent on every fold."""
+    root = write_fake_dataset(tmp_path_factory.mktemp("fake") / "data", n_clusters=20, n_epochs=2, seed=3)
+    return ClusterMassDataset(root)
+
+
+@pytest.fixture(scope="module")
+def predictors():
+    """Predictors by name: 'outer' (only R >= 12 pix), 'core' (only R < 2 pix), 'total'."""
+    r = radius_pix()
+    return {
+        "outer": KerasPredictor(masked_log_counts_model(r >= 12)),
+        "core": KerasPredictor(masked_log_counts_model(r < 2)),
+        "total": KerasPredictor(masked_log_counts_model(np.ones_like(r, dtype=bool))),
+    }
 
 
 def test_fake_dataset_cores_are_resolved(fake_dataset):
@@ -162,7 +182,7 @@ def test_harness_entry_end_to_end(fake_dataset, tmp_path):
     training = pytest.importorskip("benchmark.training")
     from benchmark.entries import load_entry, make_entry, write_entry, write_predictions
     from benchmark.metrics import score
-    from leaderboard.diagnostics import diagnose_entry
+    from benchmark.diagnostics import diagnose_entry
     from leaderboard.render import render_site
 
     run = tmp_path / "runs" / "total-counts"

@@ -34,9 +34,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmark.errors import DatasetError
+from benchmark.core.errors import DatasetError
 
-from pipeline.checker import sha256_file
+from benchmark.dataset.checker import sha256_file
 
 __all__ = [
     "ensure_dataset",
@@ -411,7 +411,7 @@ def verify_dataset(path, preset: str | None = None, expected: bool = True, expec
         One message naming the problem and the command that fixes it; the dataset is
         left as it is (except that fsck moves a corrupt copy to ``.git/annex/bad``).
     """
-    from pipeline.checker import check_dataset
+    from benchmark.dataset.checker import check_dataset
 
     root = Path(path).absolute()
     where = _rel(root)

@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.dataset import CATALOG_COLUMNS, ClusterMassDataset, write_fake_dataset
-from benchmark.errors import ClusterMassError, DatasetError, SplitsError
-from benchmark.splits import check_no_leak, sha256_bytes
+from benchmark.dataset.layout import CATALOG_COLUMNS
+from benchmark.dataset.loader import ClusterMassDataset
+from fakes import write_fake_dataset
+from benchmark.core.errors import ClusterMassError, DatasetError, SplitsError
+from benchmark.dataset.splits import check_no_leak, sha256_bytes
 
 
 def test_layout_on_disk(fake_dataset_root):

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 
 
 def data_dir(args) -> Path:
@@ -28,7 +28,7 @@ def results_dir(args) -> Path:
 
 def checked_dataset(args) -> Path:
     """The dataset folder of a harness command, refused unless it is the expected version."""
-    from pipeline.versioning import check_expected_version
+    from benchmark.dataset.release import check_expected_version
 
     root = data_dir(args)
     if not (root / "dataset_card.json").is_file():
@@ -72,7 +72,7 @@ def cmd_generate(args) -> None:
 
 
 def cmd_check(args) -> None:
-    from pipeline.checker import check_dataset
+    from benchmark.dataset.checker import check_dataset
 
     report = check_dataset(Path(args.path))
     print(report)
@@ -80,7 +80,7 @@ def cmd_check(args) -> None:
 
 def cmd_data(args) -> None:
     from pipeline.config import load_preset
-    from pipeline.versioning import ensure_dataset
+    from benchmark.dataset.release import ensure_dataset
 
     load_preset(args.preset)  # a bad preset fails here, before a dataset folder is created
 
@@ -107,7 +107,7 @@ def train_in_parallel(args, folds: list[int]) -> None:
     import subprocess
 
     env = dict(os.environ, OMP_NUM_THREADS="1", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
-    base = [sys.executable, "-m", "benchmark.cli", "train", "--preset", args.preset,
+    base = [sys.executable, "-m", "clustermass.cli", "train", "--preset", args.preset,
             "--seeds", *map(str, args.seeds), "--diagnostics-clusters", "0", "--jobs", "1"]
     if args.schedule:
         base += ["--schedule", args.schedule]
@@ -134,7 +134,7 @@ def cmd_train(args) -> None:
         check_schedule(args.schedule)
     dataset = checked_dataset(args)
     if args.jobs > 1:
-        from benchmark.dataset import ClusterMassDataset
+        from benchmark.dataset.loader import ClusterMassDataset
 
         n_folds = ClusterMassDataset(dataset).n_folds
         train_in_parallel(args, list(args.folds) if args.folds else list(range(n_folds)))
@@ -154,7 +154,7 @@ def cmd_train(args) -> None:
 
 def diagnose(args, entry_path: Path) -> None:
     """Interpretation diagnostics of a harness-trained entry, attached to its entry file."""
-    from leaderboard.diagnostics import diagnose_entry
+    from benchmark.diagnostics import diagnose_entry
 
     run_name = entry_path.name[: -len(".json")]
     run_dir = results_dir(args) / "runs" / run_name
@@ -181,7 +181,7 @@ def cmd_evaluate(args) -> None:
 
 def cmd_leaderboard(args) -> None:
     from leaderboard.render import render_site
-    from benchmark.dataset import ClusterMassDataset
+    from benchmark.dataset.loader import ClusterMassDataset
 
     entries = [results_dir(args) / "entries"] + [Path(p) for p in args.entries]
     site = render_site(entries, ClusterMassDataset(checked_dataset(args)), Path(args.out))
@@ -196,7 +196,7 @@ def cmd_diagnostics(args) -> None:
 
 
 def cmd_release(args) -> None:
-    from pipeline.versioning import release
+    from benchmark.dataset.release import release
 
     release(data_dir(args), store=args.store, tag=args.tag, alias=args.alias)
 

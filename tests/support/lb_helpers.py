@@ -125,7 +125,7 @@ class CatalogOnlyDataset:
     def __init__(self, n_clusters: int = 329, n_epochs: int = 8, seed: int = 0):
         import pandas as pd
 
-        from benchmark.splits import make_splits
+        from benchmark.dataset.splits import make_splits
 
         rng = np.random.default_rng(seed)
         m0 = rng.uniform(14.0, 15.2, n_clusters)

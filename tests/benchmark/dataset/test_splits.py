@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.errors import ClusterMassError, SplitsError
-from benchmark.splits import (Splits, check_no_leak, check_splits, load_splits, make_splits,
+from benchmark.core.errors import ClusterMassError, SplitsError
+from benchmark.dataset.splits import (Splits, check_no_leak, check_splits, load_splits, make_splits,
                               splits_from_catalog)
 
 

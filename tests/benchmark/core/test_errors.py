@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.errors import (ClusterMassError, DatasetError, EntryError, SplitsError,
+from benchmark.core.errors import (ClusterMassError, DatasetError, EntryError, SplitsError,
                               SubmissionError, format_problems)
 
 

@@ -44,7 +44,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError
 
 __all__ = [
     "DEFAULT_R_EDGES_R500C",
@@ -500,7 +500,7 @@ def summarise(per_image: pd.DataFrame, batches: list[dict], settings: dict, outl
 # --------------------------------------------------------------------------------------
 def _open_dataset(dataset):
     if isinstance(dataset, (str, os.PathLike)):
-        from benchmark.dataset import ClusterMassDataset
+        from benchmark.dataset.loader import ClusterMassDataset
 
         return ClusterMassDataset(dataset)
     for attr in ("catalog", "card", "images", "fold_indices"):

@@ -1,0 +1,12 @@
+"""The dataset contract: what a clustermass dataset is, written down once.
+
+Generation writes through it, the harness reads through it, and nothing else knows a file
+name or a column.
+
+- ``HDF5_SPEC.md``: the layout of a dataset folder, in prose.
+- :mod:`benchmark.dataset.checker`: the layout checker (catalog columns, file attributes).
+- :mod:`benchmark.dataset.splits`: the fixed ten-fold splits, grouped by cluster.
+- :mod:`benchmark.dataset.loader`: :class:`ClusterMassDataset`, the NumPy loader.
+- :mod:`benchmark.dataset.release`: the dataset as a DataLad data product (fetch,
+  regenerate, verify, pin, release).
+"""
