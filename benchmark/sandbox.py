@@ -1,0 +1,301 @@
+"""Run a code submission's fold in a sandbox that cannot see the truth.
+
+A code entry is *trusted* only when its score could not have been faked. So each fold and
+seed of a code submission runs in a child process inside bubblewrap (``bwrap``, Debian
+package ``bubblewrap``) with:
+
+- no network (all namespaces unshared) and a new session; the child dies with the harness;
+- read-only views of the submission folder, the Python environment (the virtualenv and
+  the interpreter it was made from) and the system's libraries; nothing else of the host:
+  no ``data/``, ``results/``, repository, home folder or ``../shared``;
+- a private scratch folder (``/scratch``) holding only what the fold allows
+  (:func:`write_fold_inputs`): training and validation images with their targets and the
+  allowed auxiliary columns, and the test images with the allowed columns but no targets,
+  shuffled, under opaque per-run tokens instead of image ids;
+- limits on memory (address space), CPU time and wall time, each with its own clear error.
+
+Predictions come back through one file (``/scratch/out/predictions.npy``) and are mapped from
+tokens to image ids here (:func:`read_fold_predictions`), then validated like a predictions
+submission before scoring.
+
+Where the sandbox cannot start (no ``bwrap``, or user namespaces refused), :func:`probe`
+says why; the harness then refuses to make a trusted entry unless the user asks for
+``--unsandboxed``, and that entry says so.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import resource
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.core.errors import SubmissionError
+
+__all__ = ["Limits", "SandboxUnavailable", "probe", "write_fold_inputs", "run_fold",
+           "read_fold_predictions", "CHILD_SCRIPT"]
+
+logger = logging.getLogger(__name__)
+
+CHILD_SCRIPT = Path(__file__).with_name("sandbox_child.py")
+#: Auxiliary columns a sandboxed submission sees (``image_id`` becomes a token).
+SANDBOX_AUX_COLUMNS = ("redshift", "pixel_arcsec")
+_GIB = 1 << 30
+_SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
+_SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/nsswitch.conf")
+
+
+class SandboxUnavailable(SubmissionError):
+    """The sandbox cannot start here; the message says why and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed fold.
+
+    Attributes
+    ----------
+    memory_gib : float
+        Address-space limit (``RLIMIT_AS``) of the child, GiB. TensorFlow reserves a few GiB
+        of address space it never touches, so leave room above the working set.
+    cpu_seconds : int
+        CPU time over all threads (``RLIMIT_CPU``).
+    wall_seconds : float
+        Elapsed time, after which the child's whole process group is killed.
+    """
+
+    memory_gib: float = 16.0
+    cpu_seconds: int = 6 * 3600
+    wall_seconds: float = 4 * 3600
+
+    def __post_init__(self):
+        if self.memory_gib <= 0 or self.cpu_seconds <= 0 or self.wall_seconds <= 0:
+            raise SubmissionError(f"sandbox limits must be positive, got {self}")
+
+
+# ----------------------------------------------------------------------------- the sandbox
+
+def _python_roots() -> list[Path]:
+    """Folders the interpreter needs: the virtualenv and the Python it was made from."""
+    roots = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+    return sorted(roots)
+
+
+def bwrap_argv(submission_dir: Path, scratch: Path, env: dict[str, str]) -> list[str]:
+    """The ``bwrap`` command line that shows the child only what a fold allows."""
+    argv = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
+            "--cap-drop", "ALL", "--clearenv"]
+    for d in _SYSTEM_DIRS:
+        if Path(d).is_symlink():
+            argv += ["--symlink", os.readlink(d), d]
+        elif Path(d).is_dir():
+            argv += ["--ro-bind", d, d]
+    for f in _SYSTEM_FILES:
+        if Path(f).exists():
+            argv += ["--ro-bind", f, f]
+    for root in _python_roots():
+        argv += ["--ro-bind", str(root), str(root)]
+    argv += ["--ro-bind", str(submission_dir), "/submission",
+             "--ro-bind", str(CHILD_SCRIPT), "/runner/child.py",
+             "--bind", str(scratch), "/scratch",
+             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+             "--chdir", "/scratch"]
+    for key, value in sorted(env.items()):
+        argv += ["--setenv", key, value]
+    return argv
+
+
+def _child_env(threads: int) -> dict[str, str]:
+    return {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": "/scratch/home", "TMPDIR": "/tmp", "MPLCONFIGDIR": "/scratch/home/mpl",
+        "KERAS_HOME": "/scratch/home/keras", "XDG_CACHE_HOME": "/scratch/home/cache",
+        "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
+        "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1",
+        "OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads),
+        "TF_NUM_INTEROP_THREADS": "1",
+    }
+
+
+@lru_cache(maxsize=1)
+def probe() -> str | None:
+    """None when the sandbox starts here, else the reason it cannot (one line)."""
+    if shutil.which("bwrap") is None:
+        return ("bubblewrap is not installed (`bwrap` not on PATH): install the Debian package "
+                "`bubblewrap` (`make test` and the container image do)")
+    scratch = Path(os.environ.get("TMPDIR", "/tmp"))
+    argv = bwrap_argv(scratch, scratch, {"PATH": "/usr/bin:/bin"})
+    argv += [sys.executable, "-c", "import numpy, pandas"]
+    try:
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap could not start: {exc}"
+    if res.returncode != 0:
+        last = (res.stderr.strip().splitlines() or ["no message"])[-1]
+        return (f"bwrap could not start a sandbox here ({last}); user namespaces may be "
+                "disabled (sysctl kernel.unprivileged_userns_clone=1, or run as root)")
+    return None
+
+
+# ----------------------------------------------------------------------------- fold files
+
+def _part_arrays(images: np.ndarray, aux: pd.DataFrame, y=None) -> dict[str, np.ndarray]:
+    arrays = {"images": np.ascontiguousarray(images, dtype=np.float32)}
+    for column in SANDBOX_AUX_COLUMNS:
+        if column in aux:
+            arrays[f"aux_{column}"] = aux[column].to_numpy(dtype=np.float64)
+    if y is not None:
+        arrays["y"] = np.asarray(y, dtype=np.float64)
+    return arrays
+
+
+def _write_part(directory: Path, name: str, arrays: dict, tokens: np.ndarray) -> None:
+    np.savez(directory / f"{name}.npz", aux_image_id=tokens, **arrays)
+
+
+def write_fold_inputs(scratch: Path, train, val, test, config: dict, seed: int) -> pd.DataFrame:
+    """Write what the fold allows into ``scratch/in``; return the test token -> id map.
+
+    ``train``, ``val`` and ``test`` are the harness's fold parts (images, aux with
+    ``image_id``, y). Every image id becomes a random token; the test images are shuffled
+    (with a generator seeded from the OS, not the run's seed, so the order cannot be
+    reproduced from public information) and carry no target.
+
+    Returns
+    -------
+    DataFrame
+        ``token, image_id`` in the order the child sees the test images.
+    """
+    inbox = scratch / "in"
+    inbox.mkdir(parents=True)
+    (scratch / "home").mkdir()
+    for name, part in (("train", train), ("val", val)):
+        tokens = np.array([secrets.token_hex(8) for _ in range(len(part.images))])
+        _write_part(inbox, name, _part_arrays(part.images, part.aux, part.y), tokens)
+    order = np.random.default_rng(secrets.randbits(64)).permutation(len(test.images))
+    tokens = np.array([secrets.token_hex(8) for _ in range(len(test.images))])
+    test_aux = test.aux.iloc[order].reset_index(drop=True)
+    _write_part(inbox, "test", _part_arrays(test.images[order], test_aux), tokens)
+    (inbox / "config.json").write_text(json.dumps({**config, "random_seed": int(seed)},
+                                                  sort_keys=True))
+    return pd.DataFrame({"token": tokens, "image_id": test_aux["image_id"].to_numpy()})
+
+
+def read_fold_predictions(scratch: Path, tokens: pd.DataFrame) -> pd.DataFrame:
+    """The child's predictions as ``image_id, log10_m500c_pred``; refuse malformed output."""
+    path = scratch / "out" / "predictions.npy"
+    if not path.is_file():
+        raise SubmissionError("the submission wrote no predictions (predict() returned "
+                              "nothing the runner could save)")
+    try:
+        values = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise SubmissionError(f"the submission's predictions are unreadable ({exc})") from None
+    if values.shape != (len(tokens),):
+        raise SubmissionError(f"predict() returned shape {values.shape}; expected "
+                              f"({len(tokens)},): one log10 M500c per test image")
+    if not np.all(np.isfinite(values)):
+        raise SubmissionError(f"predict() returned {int(np.sum(~np.isfinite(values)))} "
+                              "non-finite value(s); every prediction must be a finite float")
+    return pd.DataFrame({"image_id": tokens["image_id"].to_numpy(),
+                         "log10_m500c_pred": values})
+
+
+# ----------------------------------------------------------------------------- running
+
+def _limit_child(limits: Limits):
+    memory = int(limits.memory_gib * _GIB)
+
+    def apply():
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+        os.setsid()  # its own process group, so a timeout kills every process of it
+
+    return apply
+
+
+def _failure(returncode: int, stderr: str, limits: Limits) -> SubmissionError:
+    tail = "\n".join(stderr.strip().splitlines()[-15:])
+    # Python reports a child killed by signal S as -S; bwrap passes it on as 128 + S.
+    killed_by = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
+    if killed_by in (signal.SIGXCPU, signal.SIGKILL) and "MemoryError" not in stderr:
+        return SubmissionError(f"the submission used its CPU-time limit "
+                               f"({limits.cpu_seconds} s) and was stopped")
+    if "MemoryError" in stderr or "std::bad_alloc" in stderr or "Cannot allocate" in stderr:
+        return SubmissionError(f"the submission ran out of its memory limit "
+                               f"({limits.memory_gib:g} GiB):\n{tail}")
+    return SubmissionError(f"the submission failed in the sandbox (exit status {returncode}):"
+                           f"\n{tail}")
+
+
+def run_fold(module_path: Path, scratch: Path, limits: Limits = Limits(), threads: int = 1,
+             unsandboxed: bool = False) -> str:
+    """Run the child on the inputs in ``scratch``; return what it printed.
+
+    Parameters
+    ----------
+    module_path : Path
+        The submission's module; its folder is shown read-only as ``/submission``.
+    scratch : Path
+        Written by :func:`write_fold_inputs`; the child writes ``scratch/out``.
+    limits : Limits
+    threads : int
+        Threads the child's numerical libraries may use.
+    unsandboxed : bool
+        Run the child without bubblewrap (limits still apply). Only for a local user who
+        cannot start the sandbox; such an entry is never marked trusted.
+
+    Raises
+    ------
+    SandboxUnavailable
+        The sandbox cannot start and ``unsandboxed`` is false.
+    SubmissionError
+        The submission failed or hit a limit; the message says which.
+    """
+    module_path = Path(module_path).resolve()
+    env = _child_env(threads)
+    if unsandboxed:
+        argv = [sys.executable, str(CHILD_SCRIPT), str(module_path), str(scratch)]
+        home = str(scratch / "home")
+        env = {**env, "HOME": home, "MPLCONFIGDIR": home, "KERAS_HOME": home,
+               "XDG_CACHE_HOME": home}
+    else:
+        reason = probe()
+        if reason:
+            raise SandboxUnavailable(f"cannot sandbox the submission: {reason}. A local run "
+                                     "may use --unsandboxed; its entry is then not trusted")
+        argv = bwrap_argv(module_path.parent, scratch, env)
+        argv += [sys.executable, "/runner/child.py", f"/submission/{module_path.name}",
+                 "/scratch"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_limit_child(limits), env=env if unsandboxed else {},
+                            cwd=scratch)
+    try:
+        stdout, stderr = proc.communicate(timeout=limits.wall_seconds)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise SubmissionError(f"the submission ran past its wall-time limit "
+                              f"({limits.wall_seconds:g} s) and was stopped") from None
+    if proc.returncode != 0:
+        raise _failure(proc.returncode, stderr, limits)
+    return stdout
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    # The child leads its own process group (setsid); bwrap's --die-with-parent takes the
+    # sandbox down with it.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()

@@ -1,0 +1,204 @@
+"""The sandbox of code submissions: truth-blind inputs, no view of the host, limits.
+
+Every test runs real bubblewrap (installed by `make test`) on tiny arrays.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import textwrap
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark import sandbox
+from benchmark.core.errors import SubmissionError
+
+HONEST = """
+import numpy as np
+
+class Model:
+    def __init__(self, config):
+        self.seed = config["random_seed"]
+
+    def fit(self, train, val):
+        x = np.log10(train.images.sum(axis=(1, 2)))
+        self.slope, self.offset = np.polyfit(x, train.y, 1)
+        return self
+
+    def predict(self, data):
+        return self.offset + self.slope * np.log10(data.images.sum(axis=(1, 2)))
+
+def make_model(config):
+    return Model(config)
+"""
+
+
+def part(n, start, rng, with_y=True):
+    counts = rng.poisson(20.0 * (1 + np.arange(n))[:, None, None], size=(n, 8, 8))
+    aux = pd.DataFrame({"image_id": [f"c{start + i:04d}_e0_x" for i in range(n)],
+                        "redshift": np.full(n, 0.2), "pixel_arcsec": np.full(n, 7.92)})
+    y = 13.5 + 0.7 * np.log10(counts.sum(axis=(1, 2))) if with_y else None
+    return SimpleNamespace(images=counts.astype(np.float32), aux=aux, y=y)
+
+
+@pytest.fixture
+def fold(tmp_path):
+    rng = np.random.default_rng(0)
+    return part(12, 0, rng), part(4, 100, rng), part(6, 200, rng, with_y=False)
+
+
+def submit(tmp_path, source, name="model.py"):
+    folder = tmp_path / "submission"
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(textwrap.dedent(source))
+    return folder / name
+
+
+def run(tmp_path, fold, source, **kwargs):
+    scratch = tmp_path / "scratch"
+    tokens = sandbox.write_fold_inputs(scratch, *fold, config={"epochs": 1}, seed=7)
+    sandbox.run_fold(submit(tmp_path, source), scratch, **kwargs)
+    return scratch, tokens, sandbox.read_fold_predictions(scratch, tokens)
+
+
+def test_the_sandbox_starts_here():
+    assert sandbox.probe() is None
+
+
+def test_honest_submission_predictions_map_back_to_image_ids(tmp_path, fold):
+    _, tokens, pred = run(tmp_path, fold, HONEST)
+    train, _, test = fold
+    slope, offset = np.polyfit(np.log10(train.images.sum(axis=(1, 2))), train.y, 1)
+    expected = pd.Series(offset + slope * np.log10(test.images.sum(axis=(1, 2))),
+                         index=test.aux["image_id"])
+    np.testing.assert_allclose(pred["log10_m500c_pred"], expected[pred["image_id"]].to_numpy(),
+                               rtol=1e-5)
+    assert sorted(pred["image_id"]) == sorted(test.aux["image_id"])
+
+
+def test_test_inputs_carry_no_target_no_ids_and_a_shuffled_order(tmp_path, fold):
+    scratch = tmp_path / "scratch"
+    tokens = sandbox.write_fold_inputs(scratch, *fold, config={}, seed=1)
+    with np.load(scratch / "in" / "test.npz") as npz:
+        assert set(npz.files) == {"images", "aux_image_id", "aux_redshift", "aux_pixel_arcsec"}
+        seen = set(npz["aux_image_id"])
+    assert not seen & set(fold[2].aux["image_id"])
+    with np.load(scratch / "in" / "train.npz") as npz:
+        assert "y" in npz.files and not set(npz["aux_image_id"]) & set(fold[0].aux["image_id"])
+    orders = {tuple(sandbox.write_fold_inputs(tmp_path / f"s{i}", *fold, {}, 1)["image_id"])
+              for i in range(6)}
+    assert len(orders) > 1  # the order is not a function of the public seed
+    assert json.loads((scratch / "in" / "config.json").read_text()) == {"random_seed": 1}
+    assert list(tokens.columns) == ["token", "image_id"]
+
+
+def test_submission_sees_nothing_of_the_host(tmp_path, fold):
+    """Only the Python installation is mounted (at its own path, which pyvenv.cfg names)."""
+    secret = tmp_path / "data" / "catalog.csv"
+    secret.parent.mkdir()
+    secret.write_text("image_id,log10_m500c\nc0200_e0_x,14.5\n")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    spy = HONEST + f"""
+import os, socket, json
+def attempts():
+    seen = {{}}
+    for name, action in [
+        ("catalog", lambda: open({str(secret)!r}).read()),
+        ("host_folder", lambda: os.listdir({str(tmp_path)!r})),
+        ("repository", lambda: open({str(sandbox.CHILD_SCRIPT.parents[1] / "pyproject.toml")!r})),
+        ("sandbox_code", lambda: open({str(sandbox.CHILD_SCRIPT.with_name("sandbox.py"))!r})),
+        ("home", lambda: open(os.path.expanduser("~root/.bash_history"))),
+        ("network", lambda: socket.create_connection(("127.0.0.1", {port}), timeout=2)),
+        ("write_submission", lambda: open("/submission/x", "w")),
+    ]:
+        try:
+            action()
+            seen[name] = True
+        except Exception:
+            seen[name] = False
+    json.dump(seen, open("/scratch/out/seen.json", "w"))
+os.makedirs("/scratch/out", exist_ok=True)
+attempts()
+"""
+    scratch, _, _ = run(tmp_path, fold, spy)
+    listener.close()
+    seen = json.loads((scratch / "out" / "seen.json").read_text())
+    assert seen == {"catalog": False, "host_folder": False, "repository": False,
+                    "sandbox_code": False, "home": False, "network": False,
+                    "write_submission": False}
+
+
+def test_failing_submission_is_quoted(tmp_path, fold):
+    with pytest.raises(SubmissionError, match="(?s)failed in the sandbox.*ZeroDivisionError"):
+        run(tmp_path, fold, HONEST.replace("return Model(config)", "return 1 / 0"))
+
+
+@pytest.mark.parametrize("source, limits, match", [
+    ("x = bytearray(3 << 30)\n", sandbox.Limits(memory_gib=1.5), "memory limit"),
+    ("while True:\n    pass\n", sandbox.Limits(cpu_seconds=1, wall_seconds=60), "CPU-time"),
+    ("import time\ntime.sleep(60)\n", sandbox.Limits(wall_seconds=2), "wall-time"),
+])
+def test_limits_end_the_child_with_a_clear_error(tmp_path, fold, source, limits, match):
+    with pytest.raises(SubmissionError, match=match):
+        run(tmp_path, fold, source + HONEST, limits=limits)
+
+
+@pytest.mark.parametrize("body, match", [
+    ("return np.zeros(2)", "shape"),
+    ("return np.full(len(data), np.nan)", "non-finite"),
+])
+def test_malformed_predictions_are_refused(tmp_path, fold, body, match):
+    bad = HONEST.replace(
+        "return self.offset + self.slope * np.log10(data.images.sum(axis=(1, 2)))", body)
+    with pytest.raises(SubmissionError, match=match):
+        run(tmp_path, fold, bad)
+
+
+def test_without_bwrap_the_sandbox_says_why_and_unsandboxed_still_runs(tmp_path, fold,
+                                                                       monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap here
+    sandbox.probe.cache_clear()
+    try:
+        assert "bubblewrap is not installed" in sandbox.probe()
+        with pytest.raises(sandbox.SandboxUnavailable, match="--unsandboxed"):
+            run(tmp_path, fold, HONEST)
+        _, _, pred = run(tmp_path / "u", fold, HONEST, unsandboxed=True) if (
+            (tmp_path / "u").mkdir() or True) else None
+        assert len(pred) == 6
+    finally:
+        sandbox.probe.cache_clear()
+
+
+KERAS = """
+import numpy as np
+import keras
+
+class Model:
+    def __init__(self, config):
+        keras.utils.set_random_seed(config["random_seed"])
+        self.net = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3),
+                                     keras.layers.Flatten(), keras.layers.Dense(1)])
+        self.net.compile("adam", "mse")
+
+    def fit(self, train, val):
+        self.net.fit(np.log1p(train.images)[..., None], train.y, epochs=2, verbose=0,
+                     validation_data=(np.log1p(val.images)[..., None], val.y))
+        return self
+
+    def predict(self, data):
+        return self.net.predict(np.log1p(data.images)[..., None], verbose=0)[:, 0]
+
+def make_model(config):
+    return Model(config)
+"""
+
+
+def test_a_keras_submission_trains_inside_the_sandbox(tmp_path, fold):
+    _, _, pred = run(tmp_path, fold, KERAS, limits=sandbox.Limits(memory_gib=8))
+    assert len(pred) == 6 and np.all(np.isfinite(pred["log10_m500c_pred"]))
