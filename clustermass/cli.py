@@ -11,19 +11,22 @@ import sys
 import time
 from pathlib import Path
 
+from benchmark.core import settings
 from benchmark.core.errors import ClusterMassError
+from benchmark.core.log import setup_logging
+from benchmark.dataset.layout import CARD_NAME
 
 
 def data_dir(args) -> Path:
     """The dataset folder of a preset: ``data/<preset>`` unless ``--dataset`` says otherwise."""
     if getattr(args, "dataset", None):
         return Path(args.dataset)
-    return Path(os.environ.get("CLUSTERMASS_DATA", "data")) / Path(args.preset).stem
+    return settings.current().data_dir(Path(args.preset).stem)
 
 
 def results_dir(args) -> Path:
     """Training outputs and entries of a preset: ``results/<preset>``."""
-    return Path(os.environ.get("CLUSTERMASS_RESULTS", "results")) / Path(args.preset).stem
+    return settings.current().results_dir(Path(args.preset).stem)
 
 
 def checked_dataset(args) -> Path:
@@ -31,7 +34,7 @@ def checked_dataset(args) -> Path:
     from benchmark.dataset.release import check_expected_version
 
     root = data_dir(args)
-    if not (root / "dataset_card.json").is_file():
+    if not (root / CARD_NAME).is_file():
         raise ClusterMassError(
             f"no dataset in {root}: run `make data PRESET={Path(args.preset).stem}` first "
             "(or give --dataset DIR)"
@@ -66,8 +69,7 @@ def cmd_generate(args) -> None:
     from pipeline.generate import generate
 
     config = load_preset(args.preset, **parse_overrides(args.set))
-    build = os.environ.get("CLUSTERMASS_BUILD")
-    log = Path(build) / "logs" / f"generate-{config.dataset.name}.jsonl" if build else None
+    log = settings.current().build_dir / "logs" / f"generate-{config.dataset.name}.jsonl"
     generate(config, Path(args.out), workers=args.workers, scheduler=args.scheduler, timings_log=log)
 
 
@@ -87,7 +89,7 @@ def cmd_data(args) -> None:
     ensure_dataset(
         preset=args.preset,
         path=data_dir(args),
-        source=args.source or os.environ.get("DATASET_SOURCE") or None,
+        source=args.source or settings.current().make.get("DATASET_SOURCE"),
         workers=args.workers,
     )
 
@@ -214,6 +216,8 @@ def cmd_format(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    config = settings.current()
+    make = config.make  # the Make variables are the defaults of the command line
     parser = argparse.ArgumentParser(prog="clustermass", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -223,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def with_preset(p):
-        p.add_argument("--preset", default=os.environ.get("PRESET", "quick"),
+        p.add_argument("--preset", default=make.get("PRESET", "quick"),
                        help="ci | quick | fast | full, or a preset .toml file (default: quick)")
         p.add_argument("--dataset", help="dataset folder (default: data/<preset>)")
         return p
@@ -232,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", required=True)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (Dask)")
-    p.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER") or None,
+    p.add_argument("--scheduler", default=config.dask_scheduler,
                    help="address of an existing Dask scheduler, e.g. tcp://host:8786")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="override one preset value (repeatable)")
@@ -242,27 +246,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_preset(add("data", cmd_data, "Fetch (DATASET_SOURCE) or regenerate the dataset, then verify it."))
     p.add_argument("--source", help="DataLad source: RIA URL with #~alias@tag, a path or a clone URL")
-    p.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")))
+    p.add_argument("--workers", type=int, default=int(make.get("WORKERS", "1")))
 
     p = with_preset(add("train", cmd_train, "Train baseline entries fold by fold and score them."))
     p.add_argument("--entry", action="append", required=True,
                    help="reference, reference_z, lx_iterative, lx_truth, mean, total_counts (repeatable)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--folds", type=int, nargs="+", help="subset of folds (default: all)")
-    p.add_argument("--schedule", default=os.environ.get("SCHEDULE") or None,
+    p.add_argument("--schedule", default=make.get("SCHEDULE"),
                    help="CNN training schedule of another preset (ci, quick, fast, full; "
                         "default: the dataset preset's own)")
-    p.add_argument("--jobs", type=int, default=int(os.environ.get("FOLD_JOBS", "1")),
+    p.add_argument("--jobs", type=int, default=int(make.get("FOLD_JOBS", "1")),
                    help="train folds in this many single-threaded processes (default 1; "
                         "measured 1.1-1.6x with 2 on 2 cores, more where cores are many)")
-    p.add_argument("--diagnostics-clusters", type=int, default=int(os.environ.get("DIAG_CLUSTERS", "8")),
+    p.add_argument("--diagnostics-clusters", type=int, default=int(make.get("DIAG_CLUSTERS", "8")),
                    help="test clusters per fold for the interpretation diagnostics (0: skip)")
 
     p = with_preset(add("evaluate", cmd_evaluate, "Validate and score a submission (predictions or code)."))
     p.add_argument("submission", help="folder or file of the submission (see `clustermass format`)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds for code submissions")
     p.add_argument("--force", action="store_true", help="replace an existing entry of the same name")
-    p.add_argument("--diagnostics-clusters", type=int, default=int(os.environ.get("DIAG_CLUSTERS", "8")),
+    p.add_argument("--diagnostics-clusters", type=int, default=int(make.get("DIAG_CLUSTERS", "8")),
                    help="test clusters per fold for the diagnostics of code submissions (0: skip)")
 
     p = with_preset(add("leaderboard", cmd_leaderboard, "Render the static leaderboard site."))
@@ -274,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diagnostics-clusters", type=int, default=8, help="test clusters per fold")
 
     p = with_preset(add("release", cmd_release, "Tag the dataset and push it to a RIA store."))
-    p.add_argument("--store", default=os.environ.get("STORE", "data/ria-store"))
+    p.add_argument("--store", default=make.get("STORE", "data/ria-store"))
     p.add_argument("--tag", required=True)
     p.add_argument("--alias", default=None)
 
@@ -285,13 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging()
     start = time.perf_counter()
     try:
         args.func(args)
     except ClusterMassError as err:
         print(f"clustermass {args.command}: error: {err}", file=sys.stderr)
         return 2
-    if os.environ.get("CLUSTERMASS_TIMING"):
+    if settings.current().timing:
         print(f"[{args.command} took {time.perf_counter() - start:.1f} s]")
     return 0
 

@@ -13,12 +13,9 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmark.core.errors import ClusterMassError  # noqa: E402
-from benchmark.dataset.release import expected_version_path, record_expected_version  # noqa: E402
+from benchmark.core.errors import ClusterMassError
+from benchmark.dataset.release import expected_version_path, record_expected_version
 
 
 def main(argv=None) -> int:

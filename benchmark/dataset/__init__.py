@@ -4,6 +4,8 @@ Generation writes through it, the harness reads through it, and nothing else kno
 name or a column.
 
 - ``HDF5_SPEC.md``: the layout of a dataset folder, in prose.
+- :mod:`benchmark.dataset.layout`: the names (files, catalog columns, file attributes).
+- :mod:`benchmark.dataset.card`: the dataset card's required fields, read and written.
 - :mod:`benchmark.dataset.checker`: the layout checker (catalog columns, file attributes).
 - :mod:`benchmark.dataset.splits`: the fixed ten-fold splits, grouped by cluster.
 - :mod:`benchmark.dataset.loader`: :class:`ClusterMassDataset`, the NumPy loader.

@@ -2,7 +2,8 @@
 
 Opening a dataset verifies it before anything is read for training or scoring:
 
-- ``dataset_card.json`` is present and parses;
+- ``dataset_card.json`` is present, parses and has every required field
+  (:func:`benchmark.dataset.card.read_card`);
 - ``splits.json`` is present and its sha256 equals ``card["splits_sha256"]``;
 - ``catalog.csv`` is present with every contract column, unique image ids, and folds
   that agree with ``splits.json``;
@@ -18,8 +19,6 @@ Images are read lazily, one HDF5 file at a time, only for the ids asked for.
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import os
 from pathlib import Path
 
@@ -27,9 +26,9 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import DatasetError, format_problems
-from benchmark.dataset.layout import (CARD_NAME, CATALOG_COLUMNS, CATALOG_NAME, INT_COLUMNS,
-                                      NPIX, SPLITS_NAME)
-from benchmark.dataset.splits import Splits, check_splits, load_splits, splits_from_catalog
+from benchmark.dataset.card import DatasetCard, read_card
+from benchmark.dataset.layout import CATALOG_COLUMNS, CATALOG_NAME, INT_COLUMNS, NPIX, SPLITS_NAME
+from benchmark.dataset.splits import Splits, check_splits, load_splits
 
 __all__ = ["ClusterMassDataset"]
 
@@ -78,7 +77,8 @@ class ClusterMassDataset:
     Attributes
     ----------
     root : Path
-    card : dict
+    card : DatasetCard
+        The validated card; a read-only mapping of its JSON object.
     catalog : DataFrame
         One row per image, columns :data:`CATALOG_COLUMNS`, in file order.
     splits : Splits
@@ -94,8 +94,8 @@ class ClusterMassDataset:
         if not self.root.is_dir():
             raise DatasetError(f"dataset directory {self.root} does not exist; "
                                "run `make data` (or `clustermass data`) to fetch or build it")
-        self.card = self._read_card()
-        self.splits: Splits = load_splits(self.root / SPLITS_NAME, self.card.get("splits_sha256"))
+        self.card: DatasetCard = read_card(self.root)
+        self.splits: Splits = load_splits(self.root / SPLITS_NAME, self.card.splits_sha256)
         self.catalog = self._read_catalog()
         check_splits(self.splits, self.catalog)
         if verify_files:
@@ -104,30 +104,12 @@ class ClusterMassDataset:
                                     index=self.catalog["image_id"].to_numpy())
 
     # -- opening ---------------------------------------------------------------------
-    def _read_card(self) -> dict:
-        path = self.root / CARD_NAME
-        problem = _content_problem(path)
-        if problem:
-            raise DatasetError(f"{path}: {problem}. Not a clustermass dataset, or not "
-                               "fetched: run `make data`")
-        try:
-            card = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DatasetError(f"{path} is not valid JSON ({exc}); re-fetch the dataset "
-                               "(`make data`)") from None
-        if not isinstance(card, dict):
-            raise DatasetError(f"{path} must hold a JSON object")
-        missing = [k for k in ("name", "version", "splits_sha256") if k not in card]
-        if missing:
-            raise DatasetError(f"{path} lacks {missing}; regenerate the dataset (`make data`)")
-        return card
-
     def _read_catalog(self) -> pd.DataFrame:
         path = self.root / CATALOG_NAME
         problem = _content_problem(path)
         if problem:
             raise DatasetError(f"{path}: {problem}")
-        expect = self.card.get("checksums", {}).get("catalog_csv")
+        expect = self.card.checksums.get("catalog_csv")
         if expect:
             got = hashlib.sha256(path.read_bytes()).hexdigest()
             if got != expect:
@@ -181,7 +163,7 @@ class ClusterMassDataset:
     @property
     def version(self) -> str:
         """Dataset version from the card."""
-        return str(self.card["version"])
+        return self.card.version
 
     @property
     def n_folds(self) -> int:
@@ -277,14 +259,9 @@ class ClusterMassDataset:
     def aux(self, indices=None) -> pd.DataFrame:
         """Auxiliary inputs a model may use: ``image_id, redshift, pixel_arcsec``."""
         sub = self.catalog if indices is None else self.catalog.iloc[np.asarray(indices)]
-        pix = float(self.card.get("image", {}).get("pixel_arcsec", 16.9 * 60 / NPIX))
+        pix = self.card.image.pixel_arcsec
         return pd.DataFrame({
             "image_id": sub["image_id"].to_numpy(),
             "redshift": sub["redshift"].to_numpy(dtype=float),
             "pixel_arcsec": np.full(len(sub), pix),
         })
-
-
-# ---------------------------------------------------------------------------------------
-# Fake dataset for tests
-# ---------------------------------------------------------------------------------------

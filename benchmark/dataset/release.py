@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -34,9 +35,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmark.core import settings
 from benchmark.core.errors import DatasetError
-
+from benchmark.core.io import write_json
+from benchmark.dataset.card import read_card
 from benchmark.dataset.checker import sha256_file
+from benchmark.dataset.layout import CARD_NAME, CATALOG_NAME, IMAGES_DIR, SPLITS_NAME
 
 __all__ = [
     "ensure_dataset",
@@ -48,21 +52,26 @@ __all__ = [
     "run_recorded",
     "ria_url",
     "expected_version_path",
+    "procedures_dir",
     "GENERATION_OUTPUTS",
-    "PROCEDURES_DIR",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PROCEDURES_DIR = REPO_ROOT / "datalad" / "procedures"
+logger = logging.getLogger(__name__)
+
 #: Outputs of the generation step, declared to ``datalad run`` (only these are saved, so an
 #: interrupted run's temporary files never enter the history).
-GENERATION_OUTPUTS = ("images/cluster_*.h5", "catalog.csv", "splits.json", "dataset_card.json")
+GENERATION_OUTPUTS = (f"{IMAGES_DIR}/cluster_*.h5", CATALOG_NAME, SPLITS_NAME, CARD_NAME)
 FINGERPRINT_FORMAT = "clustermass-content-fingerprint-1"
 DEFAULT_SIBLING = "clustermass-store"
 _SHA256_KEY = re.compile(r"^SHA256E?-s(\d+)--([0-9a-f]{64})")
 
 
 # -- environment ------------------------------------------------------------------------
+
+def procedures_dir() -> Path:
+    """The project's DataLad procedures (``datalad/procedures``: ``cfg_clustermass``)."""
+    return settings.current().datalad_dir / "procedures"
+
 
 def _prepare_environment() -> None:
     """git-annex and clustermass on PATH, and a git identity for DataLad's commits.
@@ -143,20 +152,12 @@ def _tags_at_head(path: Path) -> list[str]:
     return _git(path, "tag", "--points-at", "HEAD", check=False).stdout.split()
 
 
-def _read_card(path: Path) -> dict:
-    card = Path(path) / "dataset_card.json"
-    if not card.is_file():
-        raise DatasetError(f"{_rel(path)} has no dataset_card.json: it is not a clustermass dataset "
-                           "(run `make data` to fetch or build one).")
-    return json.loads(card.read_text())
-
-
 def _describe(path: Path) -> str:
     """One line naming a dataset's version: card version, tag, commit, dataset id."""
     parts = []
     with contextlib.suppress(DatasetError, ValueError):
-        card = _read_card(path)
-        parts.append(f"{card.get('name', '?')} version {card.get('version', '?')}")
+        card = read_card(path)
+        parts.append(f"{card.name} version {card.version}")
     if _is_dataset(path):
         tags = _tags_at_head(path)
         if tags:
@@ -202,9 +203,9 @@ def content_fingerprint(dataset_root) -> str:
         64 hex digits.
     """
     root = Path(dataset_root)
-    card = _read_card(root)
-    lines = [FINGERPRINT_FORMAT, f"name {card.get('name')}", f"version {card.get('version')}"]
-    for name in ("splits.json", "catalog.csv"):
+    card = read_card(root)
+    lines = [FINGERPRINT_FORMAT, f"name {card.name}", f"version {card.version}"]
+    for name in (SPLITS_NAME, CATALOG_NAME):
         if not (root / name).is_file():
             raise DatasetError(f"{_rel(root)}/{name} is missing: run `make data` to fetch or rebuild the dataset.")
         lines.append(f"{name} {sha256_file(root / name)}")
@@ -227,7 +228,7 @@ def content_fingerprint(dataset_root) -> str:
 
 def expected_version_path() -> Path:
     """``$CLUSTERMASS_EXPECTED_VERSION`` or the project's ``datalad/expected_version.json``."""
-    return Path(os.environ.get("CLUSTERMASS_EXPECTED_VERSION") or REPO_ROOT / "datalad" / "expected_version.json")
+    return settings.current().expected_version_file
 
 
 def _load_expected(expected_path=None) -> dict:
@@ -279,8 +280,7 @@ def check_expected_version(dataset_root, preset: str, expected_path=None) -> str
                 f"(datalad/expected_version.json); accepted as {_describe(root)}, "
                 f"content fingerprint {fingerprint[:16]}")
     released = entry.get("release") or {}
-    is_dataset = _is_dataset(root)
-    same_release = (is_dataset and released.get("commit")
+    same_release = (_is_dataset(root) and released.get("commit")
                     and _dataset_id(root) == released.get("dataset_id") and _head(root) == released.get("commit"))
     if same_release:
         return f"{_rel(root)} is release {released.get('tag')} of {released.get('dataset_id')} (commit {released['commit'][:12]})"
@@ -288,6 +288,12 @@ def check_expected_version(dataset_root, preset: str, expected_path=None) -> str
         what = f"release {released['tag']}" if released.get("tag") else f"version {entry.get('version')}"
         return (f"{_rel(root)} is not the released dataset itself ({_describe(root)}) but its content is "
                 f"identical to the expected {what} (content fingerprint {fingerprint[:16]}): accepted")
+    raise _version_mismatch(root, preset, entry, fingerprint)
+
+
+def _version_mismatch(root: Path, preset: str, entry: dict, fingerprint: str) -> DatasetError:
+    """The refusal of a dataset that is not the expected version: both versions and the fix."""
+    released = entry.get("release") or {}
     expected_text = f"version {entry.get('version')}"
     if released:
         expected_text += (f", tag {released.get('tag')}, commit {str(released.get('commit'))[:12]}, "
@@ -297,7 +303,7 @@ def check_expected_version(dataset_root, preset: str, expected_path=None) -> str
     fix += f" DATASET_SOURCE='{released['url']}'`" if released.get("url") else "` (regenerate it)"
     fix += (". If this dataset is a new version you mean to use, record it with "
             f"`python datalad/record_version.py {_rel(root)} --preset {preset}` (or release it: `make release`).")
-    raise DatasetError(
+    return DatasetError(
         f"{_rel(root)} is not the dataset version the project expects for preset {preset!r}:\n"
         f"  found:    {_describe(root)}, content fingerprint {fingerprint[:16]}\n"
         f"  expected: {expected_text} (datalad/expected_version.json)\n{fix}"
@@ -324,25 +330,23 @@ def record_expected_version(dataset_root, preset: str, release_info: dict | None
     """
     root = Path(dataset_root)
     path = Path(expected_path) if expected_path else expected_version_path()
-    card = _read_card(root)
+    card = read_card(root)
     data = _load_expected(path)
     data.setdefault("schema", 1)
     data.setdefault("about", "Dataset version the project expects per preset; see datalad/README.md. "
                              "Written by `clustermass release` and datalad/record_version.py.")
     entry = {
-        "name": card.get("name"),
-        "version": card.get("version"),
-        "source": card.get("source"),
-        "renderer": card.get("renderer"),
-        "n_images": card.get("n_images"),
+        "name": card.name,
+        "version": card.version,
+        "source": card.source,
+        "renderer": card.renderer,
+        "n_images": card.n_images,
         "fingerprint": content_fingerprint(root),
     }
     if release_info:
         entry["release"] = dict(release_info)
     data["presets"][Path(str(preset)).stem] = entry
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_json(path, data)
     return entry
 
 
@@ -444,7 +448,7 @@ def verify_dataset(path, preset: str | None = None, expected: bool = True, expec
         )
     lines = [f"annex fsck: all {checked} annexed files match their SHA-256 keys", check_dataset(root)]
     if expected:
-        lines.append(check_expected_version(root, preset or _read_card(root).get("preset", root.name), expected_path))
+        lines.append(check_expected_version(root, preset or read_card(root).preset, expected_path))
     return "\n".join(lines)
 
 
@@ -489,8 +493,8 @@ def ensure_dataset(preset: str, path, source: str | None = None, workers: int = 
     else:
         _ensure_regenerated(preset, path, workers, generate_cmd, expected_path)
         report = None
-    print(report or verify_dataset(path, preset, expected_path=expected_path))
-    print(f"{_rel(path)} is ready: {_describe(path)}")
+    logger.info(report or verify_dataset(path, preset, expected_path=expected_path))
+    logger.info("%s is ready: %s", _rel(path), _describe(path))
     return path
 
 
@@ -536,33 +540,46 @@ def _resolve(refs: dict, version: str | None, source: str) -> str:
 
 def _ensure_from_source(preset: str, path: Path, source: str, expected_path) -> str | None:
     """Clone and fetch ``source`` into ``path``; the verification report when it verified."""
-    import datalad.api as dl
-
     refs, version = _ls_remote(source)
     want = _resolve(refs, version, source)
     if path.exists() and not _is_empty_dir(path):
-        if not _is_dataset(path):
-            raise DatasetError(
-                f"{_rel(path)} exists but is not a DataLad dataset; move it away or remove it "
-                f"(`make clean-data PRESET={Path(preset).stem}`) and run `make data` again.")
-        if _head(path) != want:
-            raise DatasetError(
-                f"{_rel(path)} holds another version than DATASET_SOURCE asks for:\n"
-                f"  present:   {_describe(path)}\n"
-                f"  requested: {source} (commit {want[:12]})\n"
-                f"It was left as it is. To switch: `make clean-data PRESET={Path(preset).stem}` then "
-                f"`make data PRESET={Path(preset).stem} DATASET_SOURCE='{source}'`.")
-        print(f"{_rel(path)} already holds {source} (commit {want[:12]}): verifying")
+        _check_present_version(preset, path, source, want)
+        logger.info("%s already holds %s (commit %s): verifying", _rel(path), source, want[:12])
         _get_content(path)
         return None
-    # Clone beside the target and move it into place only once complete and verified, so an
-    # interrupted or failed fetch never leaves a half dataset under the real name.
+    return _clone_verified(preset, path, source, want, expected_path)
+
+
+def _check_present_version(preset: str, path: Path, source: str, want: str) -> None:
+    """Refuse a folder that is not a dataset, or holds another commit than ``want``."""
+    name = Path(preset).stem
+    if not _is_dataset(path):
+        raise DatasetError(
+            f"{_rel(path)} exists but is not a DataLad dataset; move it away or remove it "
+            f"(`make clean-data PRESET={name}`) and run `make data` again.")
+    if _head(path) != want:
+        raise DatasetError(
+            f"{_rel(path)} holds another version than DATASET_SOURCE asks for:\n"
+            f"  present:   {_describe(path)}\n"
+            f"  requested: {source} (commit {want[:12]})\n"
+            f"It was left as it is. To switch: `make clean-data PRESET={name}` then "
+            f"`make data PRESET={name} DATASET_SOURCE='{source}'`.")
+
+
+def _clone_verified(preset: str, path: Path, source: str, want: str, expected_path) -> str:
+    """Clone ``source`` at ``want`` into ``path``, fetched and verified; the verification report.
+
+    The clone is made beside the target and moved into place only once complete and
+    verified, so an interrupted or failed fetch never leaves a half dataset under the real name.
+    """
+    import datalad.api as dl
+
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.incoming-*"):
         shutil.rmtree(stale, onerror=_force_remove)
     incoming = Path(tempfile.mkdtemp(prefix=f".{path.name}.incoming-", dir=path.parent))
     try:
-        print(f"cloning {source} into {_rel(path)}")
+        logger.info("cloning %s into %s", source, _rel(path))
         try:
             dl.clone(source=source, path=str(incoming), result_renderer="disabled")
         except Exception as err:  # noqa: BLE001 - DataLad raises several types; all mean "cannot clone"
@@ -607,9 +624,9 @@ def _get_content(path: Path) -> None:
     missing = _missing_content(path)
     if not missing:
         return
-    print(f"fetching {len(missing)} file(s)")
+    logger.info("fetching %d file(s)", len(missing))
     try:
-        dl.get(path=str(path), dataset=str(path), jobs=int(os.environ.get("CLUSTERMASS_GET_JOBS", "2")),
+        dl.get(path=str(path), dataset=str(path), jobs=settings.current().get_jobs or 2,
                result_renderer="disabled", on_failure="continue")
     except Exception as err:  # noqa: BLE001
         still = _missing_content(path)
@@ -631,7 +648,7 @@ def create_dataset(path: Path) -> None:
     """Create an empty clustermass DataLad dataset (procedure ``cfg_clustermass``)."""
     import datalad.api as dl
 
-    overrides = {"datalad.locations.extra-procedures": str(PROCEDURES_DIR), "datalad.repo.backend": "SHA256E"}
+    overrides = {"datalad.locations.extra-procedures": str(procedures_dir()), "datalad.repo.backend": "SHA256E"}
     with _datalad_overrides(**overrides):
         dl.create(path=str(path), cfg_proc=["clustermass"], result_renderer="disabled")
     for key in overrides:  # create copies overrides into .git/config; they belong to this checkout only
@@ -661,19 +678,21 @@ def _code_version() -> str:
 
     The container image has no ``.git``; its build passes ``CLUSTERMASS_CODE_VERSION`` instead.
     """
-    if not (REPO_ROOT / ".git").exists() and os.environ.get("CLUSTERMASS_CODE_VERSION"):
-        return os.environ["CLUSTERMASS_CODE_VERSION"]
+    config = settings.current()
+    source = config.source_dir
+    if not (source / ".git").exists() and config.code_version:
+        return config.code_version
     # Read-only git calls: never take the project's index lock (a commit may be under way).
-    commit = _git(REPO_ROOT, "rev-parse", "--short=12", "HEAD", check=False).stdout.strip()
+    commit = _git(source, "rev-parse", "--short=12", "HEAD", check=False).stdout.strip()
     if not commit:
-        return os.environ.get("CLUSTERMASS_CODE_VERSION") or "unknown"
-    dirty = _git(REPO_ROOT, "--no-optional-locks", "status", "--porcelain", "--untracked-files=no",
+        return config.code_version or "unknown"
+    dirty = _git(source, "--no-optional-locks", "status", "--porcelain", "--untracked-files=no",
                  check=False).stdout.strip()
     return commit + ("-dirty" if dirty else "")
 
 
 def _generated(path: Path) -> bool:
-    return bool(_git(path, "ls-files", "--", "dataset_card.json").stdout.strip())
+    return bool(_git(path, "ls-files", "--", CARD_NAME).stdout.strip())
 
 
 def _ensure_regenerated(preset: str, path: Path, workers: int, generate_cmd: str | None, expected_path) -> None:
@@ -684,43 +703,65 @@ def _ensure_regenerated(preset: str, path: Path, workers: int, generate_cmd: str
             f"or remove it (`make clean-data PRESET={name}`), then run `make data PRESET={name}`.")
     if not _is_dataset(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        print(f"creating DataLad dataset {_rel(path)}")
+        logger.info("creating DataLad dataset %s", _rel(path))
         create_dataset(path)
-    outputs, what = list(GENERATION_OUTPUTS), "Generate"
-    if _generated(path) and not _unsaved_changes(path):
-        missing = _missing_content(path)
-        if not missing:
-            print(f"{_rel(path)} is present ({_describe(path)}): verifying only")
-            return
-        if _remotes_with_copies(path):
-            _get_content(path)
-            return
-        # Name only the lost files as outputs: `datalad run` unlocks existing outputs, and
-        # unlocking every image would change the tree although no byte changes.
-        print(f"{len(missing)} file(s) of {_rel(path)} lack content and no other copy is known: re-rendering them")
-        outputs, what = missing + list(GENERATION_OUTPUTS[1:]), "Re-render lost files of"
-    for stale in (path / "images").glob(".*.tmp"):
+    todo = _generation_todo(path)
+    if todo is None:
+        return
+    outputs, what = todo
+    for stale in (path / IMAGES_DIR).glob(".*.tmp"):
         stale.unlink()  # half-written files of an interrupted run (complete ones are kept)
     cmd = generate_cmd or _generation_command(preset, workers)
-    print(f"generating {_rel(path)} with `datalad run {cmd}`")
-    # The generator's scratch space must not land inside the dataset (its default is ./build).
-    scratch = os.environ.get("CLUSTERMASS_BUILD") or str(Path(tempfile.gettempdir()) / "clustermass-build")
-    resume = _stash_unsaved_images(path, Path(scratch) / "resume" / path.name)
-    saved_env = {k: os.environ.get(k) for k in ("CLUSTERMASS_BUILD", "CLUSTERMASS_RESUME_DIR")}
-    os.environ["CLUSTERMASS_BUILD"] = scratch
+    logger.info("generating %s with `datalad run %s`", _rel(path), cmd)
+    _run_generation(path, cmd, outputs,
+                    f"{what} the clustermass dataset (preset {name}, clustermass code {_code_version()})")
+
+
+def _generation_todo(path: Path) -> tuple[list[str], str] | None:
+    """``(outputs, verb)`` of the generation a dataset needs; None when it needs none."""
+    if not (_generated(path) and not _unsaved_changes(path)):
+        return list(GENERATION_OUTPUTS), "Generate"
+    missing = _missing_content(path)
+    if not missing:
+        logger.info("%s is present (%s): verifying only", _rel(path), _describe(path))
+        return None
+    if _remotes_with_copies(path):
+        _get_content(path)
+        return None
+    # Name only the lost files as outputs: `datalad run` unlocks existing outputs, and
+    # unlocking every image would change the tree although no byte changes.
+    logger.info("%d file(s) of %s lack content and no other copy is known: re-rendering them",
+                len(missing), _rel(path))
+    return missing + list(GENERATION_OUTPUTS[1:]), "Re-render lost files of"
+
+
+def _run_generation(path: Path, cmd: str, outputs: list[str], message: str) -> None:
+    """``datalad run`` the generation, handing it the finished clusters of an interrupted run."""
+    # Absolute: the command runs in the dataset, and its scratch space must not land there.
+    build = settings.current().build_dir.absolute()
+    resume = _stash_unsaved_images(path, build / "resume" / path.name)
+    child = {"CLUSTERMASS_BUILD": str(build)}
     if resume is not None:
-        os.environ["CLUSTERMASS_RESUME_DIR"] = str(resume)
+        child["CLUSTERMASS_RESUME_DIR"] = str(resume)
+    with _environment(child):
+        run_recorded(path, cmd, outputs, message)
+    if resume is not None:
+        shutil.rmtree(resume, ignore_errors=True)  # what the generator did not take was stale
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables for the child processes of the block (settings passed down)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
     try:
-        run_recorded(path, cmd, outputs,
-                     f"{what} the clustermass dataset (preset {name}, clustermass code {_code_version()})")
+        yield
     finally:
-        for key, value in saved_env.items():
+        for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    if resume is not None:
-        shutil.rmtree(resume, ignore_errors=True)  # what the generator did not take was stale
 
 
 def _stash_unsaved_images(path: Path, stash: Path) -> Path | None:
@@ -740,7 +781,7 @@ def _stash_unsaved_images(path: Path, stash: Path) -> Path | None:
     waiting = sorted((stash / "images").glob("cluster_*.h5"))
     if not waiting:
         return None
-    print(f"{len(waiting)} cluster file(s) of an interrupted run kept aside in {_rel(stash)} for reuse")
+    logger.info("%d cluster file(s) of an interrupted run kept aside in %s for reuse", len(waiting), _rel(stash))
     return stash
 
 
@@ -795,16 +836,33 @@ def release(path, store, tag: str, alias: str | None = None, *, preset: str | No
     str
         Clone URL ``ria+file:///STORE#~alias@tag``.
     """
-    import datalad.api as dl
-
     _prepare_environment()
     root = Path(path).absolute()
-    where = _rel(root)
     if not _is_dataset(root):
-        raise DatasetError(f"{where} is not a DataLad dataset: run `make data` first.")
-    card = _read_card(root)
-    preset = Path(str(preset or card.get("preset") or root.name)).stem
-    print(verify_dataset(root, preset, expected=False))
+        raise DatasetError(f"{_rel(root)} is not a DataLad dataset: run `make data` first.")
+    card = read_card(root)
+    preset = Path(str(preset or card.preset or root.name)).stem
+    logger.info(verify_dataset(root, preset, expected=False))
+    head = _tag(root, tag, card)
+    url = ria_url(store)
+    alias = alias or re.sub(r"[^A-Za-z0-9._-]", "-", card.name or f"clustermass-{preset}")
+    dsid = _dataset_id(root)
+    _push(root, url, alias, tag, dsid)
+    clone_url = f"{url}#~{alias}@{tag}"
+    if record:
+        record_expected_version(root, preset, {
+            "dataset_id": dsid, "tag": tag, "commit": head, "url": clone_url,
+        }, expected_path)
+    logger.info(f"released {_describe(root)} to {url}\n"
+                f"clone it with:  datalad clone '{clone_url}' mocks\n"
+                f"pin it with:    datalad clone -d . '{clone_url}' inputs/mocks\n"
+                f"or fetch it:    make data PRESET={preset} DATASET_SOURCE='{clone_url}'")
+    return clone_url
+
+
+def _tag(root: Path, tag: str, card) -> str:
+    """Tag the current commit of ``root`` as ``tag`` (or find it tagged); return the commit."""
+    where = _rel(root)
     if _git(root, "symbolic-ref", "-q", "HEAD", check=False).returncode:
         raise DatasetError(f"{where} is not on a branch (a clone sits detached at its tag): release "
                            f"from the maintainer's dataset, or `git -C {where} switch -c <branch>` first.")
@@ -817,21 +875,30 @@ def release(path, store, tag: str, alias: str | None = None, *, preset: str | No
                            f"{head[:12]}: choose a new tag for a new version.")
     if not existing:
         _git(root, "tag", "-a", tag, "-m",
-             f"{card.get('name')} version {card.get('version')} (content fingerprint {content_fingerprint(root)[:16]})")
-    url = ria_url(store)
-    alias = alias or re.sub(r"[^A-Za-z0-9._-]", "-", str(card.get("name") or f"clustermass-{preset}"))
+             f"{card.name} version {card.version} (content fingerprint {content_fingerprint(root)[:16]})")
+    return head
+
+
+def _check_alias(root: Path, store_root: Path, alias: str, dsid: str) -> None:
+    """Refuse an alias that already names another dataset in a local store."""
+    alias_link = store_root / "alias" / alias
+    if not alias_link.exists():
+        return
+    other = alias_link.resolve()
+    if other != (store_root / dsid[:3] / dsid[3:]).resolve():
+        raise DatasetError(
+            f"alias {alias!r} in {store_root} already names another dataset ({other.relative_to(store_root.resolve())}); "
+            f"{_rel(root)} has dataset id {dsid}. New versions belong in the same dataset (new commits, "
+            "new tags); to publish this one anyway pick another alias (`clustermass release --alias ...`).")
+
+
+def _push(root: Path, url: str, alias: str, tag: str, dsid: str) -> None:
+    """Push ``root``, its annexed content and ``tag`` to the RIA store at ``url``."""
+    import datalad.api as dl
+
     store_root = Path(url[len("ria+file://"):]) if url.startswith("ria+file://") else None
-    dsid = _dataset_id(root)
     if store_root is not None:
-        alias_link = store_root / "alias" / alias
-        if alias_link.exists():
-            other = alias_link.resolve()
-            mine = store_root / dsid[:3] / dsid[3:]
-            if other != mine.resolve():
-                raise DatasetError(
-                    f"alias {alias!r} in {store_root} already names another dataset ({other.relative_to(store_root.resolve())}); "
-                    f"{where} has dataset id {dsid}. New versions belong in the same dataset (new commits, "
-                    "new tags); to publish this one anyway pick another alias (`clustermass release --alias ...`).")
+        _check_alias(root, store_root, alias, dsid)
     sibling, known = _sibling_for(root, url, store_root)
     try:
         if not known:
@@ -839,21 +906,11 @@ def release(path, store, tag: str, alias: str | None = None, *, preset: str | No
                                   existing="skip", result_renderer="disabled")
         dl.push(dataset=str(root), to=sibling, data="anything", result_renderer="disabled")
     except Exception as err:  # noqa: BLE001
-        raise DatasetError(f"could not push {where} to {url} ({_short(err)}). Check that the store "
+        raise DatasetError(f"could not push {_rel(root)} to {url} ({_short(err)}). Check that the store "
                            "is writable; the tag stays local and the push can be retried.") from None
-    # `datalad push` pushes branches and the annex, not tags (NOTES.md).
+    # `datalad push` pushes branches and the annex, not tags.
     _git(root, "push", sibling, f"refs/tags/{tag}")
     not_stored = _annex(root, "find", "--not", f"--in={sibling}-storage").stdout.split("\n")[:-1]
     if not_stored:
         raise DatasetError(f"{len(not_stored)} file(s) did not reach the store: {', '.join(not_stored[:5])}. "
                            "Run `make release` again.")
-    clone_url = f"{url}#~{alias}@{tag}"
-    if record:
-        record_expected_version(root, preset, {
-            "dataset_id": dsid, "tag": tag, "commit": head, "url": clone_url,
-        }, expected_path)
-    print(f"released {_describe(root)} to {url}\n"
-          f"clone it with:  datalad clone '{clone_url}' mocks\n"
-          f"pin it with:    datalad clone -d . '{clone_url}' inputs/mocks\n"
-          f"or fetch it:    make data PRESET={preset} DATASET_SOURCE='{clone_url}'")
-    return clone_url

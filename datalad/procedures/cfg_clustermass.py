@@ -19,13 +19,17 @@ What it configures (in ``.gitattributes``, so every clone inherits it):
 
 It also writes the dataset's ``README.md`` from ``datalad/dataset_README.md`` and saves
 both files in one commit.
+
+DataLad runs a ``.py`` procedure with its own interpreter (``sys.executable``), the project's
+virtualenv, so the template is found through the project's settings.
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from datalad.distribution.dataset import require_dataset
+
+from benchmark.core import settings
 
 RULES = """\
 # clustermass dataset layout (written by the cfg_clustermass procedure)
@@ -34,7 +38,6 @@ RULES = """\
 images/** annex.largefiles=anything
 **/.git* annex.largefiles=nothing
 """
-TEMPLATE = Path(__file__).resolve().parents[1] / "dataset_README.md"
 
 
 def configure(ds) -> None:
@@ -48,8 +51,9 @@ def configure(ds) -> None:
             and not line.startswith("# clustermass")]
     attrs.write_text(RULES + "".join(line + "\n" for line in kept))
     readme = ds.pathobj / "README.md"
-    if not readme.exists() and TEMPLATE.exists():
-        readme.write_text(TEMPLATE.read_text())
+    template = settings.current().datalad_dir / "dataset_README.md"
+    if not readme.exists() and template.exists():
+        readme.write_text(template.read_text())
     ds.save(path=[str(attrs), str(readme)],
             message="[clustermass] Configure dataset: SHA256E keys, images/ annexed, metadata in git",
             result_renderer="disabled")

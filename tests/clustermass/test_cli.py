@@ -1,10 +1,13 @@
-"""The CLI answers bad invocations with one clear message and a non-zero exit."""
+"""The CLI: its subcommands, its defaults from the settings, and one clear message per bad call."""
+import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-from clustermass.cli import main, parse_overrides
+from clustermass.cli import build_parser, data_dir, main, parse_overrides, results_dir
 
 
 def test_unknown_preset_exits_2_with_one_line(capsys, tmp_path):
@@ -25,10 +28,49 @@ def test_overrides_parse_toml_values():
     }
 
 
+SUBCOMMANDS = ("generate", "check", "data", "train", "evaluate", "leaderboard", "diagnostics",
+               "release", "report", "format")
+
+
+def test_parser_has_every_subcommand():
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert tuple(sub.choices) == SUBCOMMANDS
+
+
 def test_console_script_help_lists_subcommands():
     out = subprocess.run([sys.executable, "-m", "clustermass.cli", "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("generate", "data", "train", "evaluate", "leaderboard", "release", "format"):
-        assert command in out
+    usage = " ".join(out.split("\n\n")[0].split())  # "usage: clustermass [-h] {generate,check,...} ..."
+    assert "{" + ",".join(SUBCOMMANDS) + "}" in usage
+
+
+def test_make_variables_are_the_defaults(monkeypatch):
+    for name, value in {"PRESET": "ci", "WORKERS": "3", "FOLD_JOBS": "2", "DIAG_CLUSTERS": "0",
+                        "SCHEDULE": "fast", "STORE": "/tmp/store"}.items():
+        monkeypatch.setenv(name, value)
+    parser = build_parser()
+    data = parser.parse_args(["data"])
+    assert (data.preset, data.workers) == ("ci", 3)
+    train = parser.parse_args(["train", "--entry", "mean"])
+    assert (train.jobs, train.diagnostics_clusters, train.schedule) == (2, 0, "fast")
+    assert parser.parse_args(["release", "--tag", "v1"]).store == "/tmp/store"
+
+
+def test_data_and_results_folders_follow_the_settings(monkeypatch, tmp_path):
+    monkeypatch.setenv("CLUSTERMASS_DATA", str(tmp_path / "d"))
+    monkeypatch.setenv("CLUSTERMASS_RESULTS", str(tmp_path / "r"))
+    args = build_parser().parse_args(["train", "--preset", "quick", "--entry", "mean"])
+    assert data_dir(args) == tmp_path / "d" / "quick" and results_dir(args) == tmp_path / "r" / "quick"
+    args = build_parser().parse_args(["train", "--preset", "quick", "--entry", "mean", "--dataset", "x"])
+    assert data_dir(args) == Path("x")
+
+
+def test_library_log_records_reach_stderr(capsys, tmp_path):
+    code = main(["data", "--preset", "ci", "--dataset", str(tmp_path / "ci"),
+                 "--source", f"ria+file://{tmp_path}/nowhere#~clustermass-ci@v1.0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "clustermass data: error: cannot reach the DataLad source" in err
+    logging.getLogger("benchmark.dataset.release").info("a library record")
+    assert capsys.readouterr().err == "a library record\n"
 
 
 def test_data_with_unknown_preset_creates_nothing(capsys, tmp_path, monkeypatch):

@@ -1,7 +1,7 @@
 """Stand-in for ``clustermass generate`` in the DataLad tests: a tiny real dataset, fast.
 
 Usage: ``python fake_generate.py OUT N_CLUSTERS [SEED]``. Writes the dataset of
-:func:`fakes.write_fake_dataset` (tests/support/fakes.py) (deterministic bytes for a given seed) into OUT
+:func:`fakes.write_fake_dataset` (deterministic bytes for a given seed) into OUT
 the way ``clustermass generate`` does: cluster files already present are kept (a resumed
 run), missing ones and the metadata files are moved in atomically.
 """
@@ -10,9 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Run by `datalad run` as a script, outside pytest: put the tests' support folder on the path.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
-from fakes import write_fake_dataset  # noqa: E402
+# Run as a script, this folder is sys.path[0]: fakes.py beside it imports as in pytest.
+from fakes import write_fake_dataset
 
 
 def main(out: str, n_clusters: str, seed: str = "0") -> None:

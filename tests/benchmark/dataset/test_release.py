@@ -1,4 +1,4 @@
-"""The dataset as a DataLad data product: regenerate, verify, release, fetch, pin, refuse."""
+"""benchmark.dataset.release: regenerate, verify, release, fetch, pin, refuse (real DataLad)."""
 from __future__ import annotations
 
 import json
@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 
 from benchmark.core.errors import ClusterMassError
-from benchmark.dataset import release as versioning
 from benchmark.dataset.release import (
     check_expected_version,
     content_fingerprint,
+    create_dataset,
     ensure_dataset,
     record_expected_version,
     verify_dataset,
 )
 
-from _datalad_helpers import FAKE_CMD, HERE, PRESET
+from datalad_fixtures import FAKE_CMD, PRESET
 
 
 def git(path, *args) -> str:
@@ -62,17 +62,17 @@ def test_regenerated_dataset_layout_and_provenance(generated):
     assert git(generated, "status", "--porcelain") == ""
 
 
-def test_second_run_only_verifies(generated, capsys):
+def test_second_run_only_verifies(generated, release_log):
     before = head(generated)
     ensure_dataset(PRESET, generated, generate_cmd="false")  # would fail if it ran anything
-    out = capsys.readouterr().out
+    out = release_log.text
     assert "verifying only" in out and "is ready" in out and "fsck" in out
     assert head(generated) == before
 
 
-def test_interrupted_generation_resumes(tmp_path, capsys):
+def test_interrupted_generation_resumes(tmp_path, release_log):
     root = tmp_path / "ci"
-    versioning.create_dataset(root)
+    create_dataset(root)
     # what a killed run leaves: some complete cluster files and a half-written temporary one
     subprocess.run(FAKE_CMD.replace(" . ", f" {root} "), shell=True, check=True, capture_output=True)
     for name in ("catalog.csv", "splits.json", "dataset_card.json", "images/cluster_0009.h5"):
@@ -89,7 +89,7 @@ def test_interrupted_generation_resumes(tmp_path, capsys):
     with pytest.raises(ClusterMassError, match=r"cluster_0004.h5.*No other copy.*run `make data` again"):
         verify_dataset(root, PRESET, expected_path=tmp_path / "none.json")
     ensure_dataset(PRESET, root, generate_cmd=FAKE_CMD, expected_path=tmp_path / "none.json")
-    assert "re-rendering them" in capsys.readouterr().out
+    assert "re-rendering them" in release_log.text
     assert head(root) == before  # same bytes, same keys: nothing new to record
     assert (root / "images" / "cluster_0004.h5").is_symlink()  # still locked
     assert (root / "images" / "cluster_0005.h5").is_symlink()  # others untouched
@@ -118,13 +118,13 @@ def test_release_pushes_tag_and_records_expected_version(generated, released, st
     assert entry["fingerprint"] == content_fingerprint(generated)
 
 
-def test_fetch_from_store_then_verify_only(fetched, generated, released, capsys):
+def test_fetch_from_store_then_verify_only(fetched, generated, released, release_log):
     assert head(fetched) == head(generated)
     assert git(fetched, "annex", "find", "--not", "--in=here") == ""
     assert not list(fetched.parent.glob(".ci.incoming-*"))
     assert "is release v1.0" in check_expected_version(fetched, PRESET)
     ensure_dataset(PRESET, fetched, source=released)
-    out = capsys.readouterr().out
+    out = release_log.text
     assert "already holds" in out and "fsck" in out and "is release v1.0" in out
     assert head(fetched) == head(generated)
 
@@ -148,7 +148,7 @@ def test_pinning_in_another_analysis(released, generated, tmp_path):
     assert "is release v1.0" in check_expected_version(mocks, PRESET)
 
 
-def test_unfetched_corrupt_and_modified_content(released, tmp_path, capsys):
+def test_unfetched_corrupt_and_modified_content(released, tmp_path, release_log):
     """Content not fetched, a corrupt annexed file, an unsaved change: each named, each fixable."""
     import datalad.api as dl
 
@@ -161,7 +161,7 @@ def test_unfetched_corrupt_and_modified_content(released, tmp_path, capsys):
     with pytest.raises(ClusterMassError, match="not fetched"):
         ClusterMassDataset(root)
     ensure_dataset(PRESET, root)  # make data on such a clone fetches what is missing
-    assert "fetching 10 file(s)" in capsys.readouterr().out
+    assert "fetching 10 file(s)" in release_log.text
 
     corrupt(root / "images" / "cluster_0003.h5")
     with pytest.raises(ClusterMassError, match=r"failed their SHA-256 check.*cluster_0003.h5.*datalad get"):
@@ -233,36 +233,10 @@ def test_missing_tag(released, tmp_path):
     assert not root.exists()
 
 
-def test_procedure_is_discoverable():
-    out = subprocess.run(
-        ["datalad", "-c", f"datalad.locations.extra-procedures={versioning.PROCEDURES_DIR}",
-         "run-procedure", "--discover"], capture_output=True, text=True, check=True).stdout
-    assert "cfg_clustermass" in out
-    assert (HERE.parents[1] / "datalad" / "procedures" / "cfg_clustermass.py").is_file()
-
-
 def test_release_again_with_same_tag_is_idempotent(generated, released, store):
     from benchmark.dataset.release import release
 
     assert release(generated, store, "v1.0", preset=PRESET) == released
-
-
-def test_cli_data_reports_one_error(tmp_path, capsys):
-    from clustermass.cli import main
-
-    code = main(["data", "--preset", "ci", "--dataset", str(tmp_path / "ci"),
-                 "--source", f"ria+file://{tmp_path}/nowhere#~clustermass-ci@v1.0"])
-    err = capsys.readouterr().err
-    assert code == 2 and "clustermass data: error: cannot reach the DataLad source" in err
-
-
-def test_record_version_script(generated, tmp_path):
-    path = tmp_path / "expected.json"
-    subprocess.run([sys.executable, str(HERE.parents[1] / "datalad" / "record_version.py"), str(generated),
-                    "--preset", "ci", "--tag", "v1.0", "--url", "ria+file:///x#~a@v1.0"],
-                   check=True, capture_output=True, env=dict(os.environ, CLUSTERMASS_EXPECTED_VERSION=str(path)))
-    entry = json.loads(path.read_text())["presets"]["ci"]
-    assert entry["release"]["commit"] == head(generated) and entry["fingerprint"] == content_fingerprint(generated)
 
 
 @pytest.mark.parametrize("left_in", ["dataset", "stash"])
@@ -277,7 +251,7 @@ def test_finished_clusters_of_a_killed_make_data_are_reused(tmp_path, datalad_en
     reference = generate(load_preset("ci", population={"n_clusters": 10, "n_epochs": 1}),
                          tmp_path / "reference", progress=False)
     root = tmp_path / "ci"
-    versioning.create_dataset(root)
+    create_dataset(root)
     stash = Path(datalad_env["CLUSTERMASS_BUILD"]) / "resume" / "ci"
     where = (root if left_in == "dataset" else stash) / "images"
     where.mkdir(parents=True)
