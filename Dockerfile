@@ -41,9 +41,9 @@ RUN python3 -m venv .venv \
 FROM ${BASE_IMAGE}
 ARG DEBIAN_FRONTEND=noninteractive
 # git for DataLad (git-annex itself comes from the lock file's git-annex wheel, in .venv/bin),
-# make for the targets.
+# make for the targets, bubblewrap for the sandbox of code submissions.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 git make \
+    && apt-get install -y --no-install-recommends python3 git make bubblewrap \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 1000 --user-group --shell /bin/bash clustermass \
     && git config --system user.name "clustermass container" \

@@ -43,7 +43,7 @@ export GIT_COMMITTER_EMAIL := clustermass@localhost
 endif
 
 .PHONY: help venv data reference baselines evaluate leaderboard demo test test-slow bench \
-        image image-check browser clean clean-data release report
+        image image-check browser sandbox clean clean-data release report
 
 help: ## List the targets
 	@echo "clustermass: make <target> [PRESET=ci|quick|fast|full] [WORKERS=N] [DATASET_SOURCE=...]"
@@ -97,7 +97,13 @@ browser: ## Install Debian's chromium for the page tests when missing (needs roo
 	  && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "chromium is not installed (needs root + apt): the browser tests will be skipped"
 
-test: $(STAMP) browser ## Run the test suite (slow and bench tests excluded)
+sandbox: ## Install Debian's bubblewrap (the code-submission sandbox) when missing (needs root and apt)
+	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get install -y -qq bubblewrap >/dev/null 2>&1 \
+	       || { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }; }; } \
+	  || echo "bubblewrap is not installed (needs root + apt): code submissions cannot be sandboxed"
+
+test: $(STAMP) browser sandbox ## Run the test suite (slow and bench tests excluded)
 	$(VENV)/bin/pytest -q
 
 test-slow: $(STAMP) ## Run the slow end-to-end tests too

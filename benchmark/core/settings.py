@@ -18,8 +18,8 @@ variable                  field                               default
 ``CLUSTERMASS_RESULTS``   ``results_root``: runs and entries   ``results``
 ``CLUSTERMASS_APEC_DIR``  ``apec_dir``: real AtomDB tables     none (the project's own table)
 ``CLUSTERMASS_EXPECTED_VERSION`` ``expected_version_file``     ``<source>/datalad/expected_version.json``
-``CLUSTERMASS_CODE_VERSION`` ``code_version``: code provenance ``git describe`` of the source
-``CLUSTERMASS_GET_JOBS``  ``get_jobs``: parallel annex gets    DataLad's default
+``CLUSTERMASS_CODE_VERSION`` ``code_version``: code provenance the source's commit (``-dirty`` if changed)
+``CLUSTERMASS_GET_JOBS``  ``get_jobs``: parallel annex gets    2
 ``CLUSTERMASS_RESUME_DIR`` ``resume_dir``: finished clusters   none
                           of an interrupted run
 ``CLUSTERMASS_TIMING``    ``timing``: print stage times        off
