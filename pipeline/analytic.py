@@ -28,12 +28,15 @@ Not modelled (all below 1% of the counts for this set-up): the 0.5 arcsec PSF (p
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from benchmark.core.cosmology import angular_diameter_distance_kpc, kpc_per_arcsec
+from benchmark.core.errors import ClusterMassError
+from benchmark.core.io import atomic_path
 
 __all__ = [
     "RateTable",
@@ -54,14 +57,6 @@ _X_H_DEFAULT = 0.76  # as pipeline.gas (primordial H mass fraction of a fully io
 _LOG_KT = np.linspace(np.log10(0.08), np.log10(64.0), 120)
 _REST_E = (0.05, 16.0, 0.004)  # keV: min, max, step of the cumulative rest-frame spectrum
 _OBS_E = (0.1, 12.0, 0.004)  # keV: observed photon-energy grid of the response fold
-
-
-def _error(msg: str) -> Exception:
-    try:
-        from benchmark.core.errors import ClusterMassError
-    except ImportError:
-        return ValueError(msg)
-    return ClusterMassError(msg)
 
 
 def _grid(spec):
@@ -105,10 +100,9 @@ def _rest_cumulative(apec_root: str | None, apec_version: str | None, apec_sha: 
     cosmic = np.concatenate([zero, np.cumsum(cosmic, axis=1)], axis=1)
     metal = np.concatenate([zero, np.cumsum(metal, axis=1)], axis=1)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-        np.savez(tmp, edges=edges, cosmic=cosmic, metal=metal)
-        os.replace(tmp, path)
+        # an open file, because np.savez appends ".npz" to a temporary name that lacks it
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, edges=edges, cosmic=cosmic, metal=metal)
     except OSError:
         pass  # read-only build dir: keep the in-memory table
     return edges, cosmic, metal
@@ -143,7 +137,7 @@ class RateTable:
 
     Attributes
     ----------
-    log10_kT_keV : np.ndarray
+    log10_kt_kev : np.ndarray
         Temperature grid.
     cosmic, metal : np.ndarray
         counts s^-1 per unit EM (n_e n_H V in cm^-3) at the observer, same length.
@@ -151,28 +145,28 @@ class RateTable:
         The set-up.
     """
 
-    log10_kT_keV: np.ndarray
+    log10_kt_kev: np.ndarray
     cosmic: np.ndarray
     metal: np.ndarray
     redshift: float
     nH_1e22: float
     band_kev: tuple
 
-    def __call__(self, kT_keV, Z_solar):
+    def __call__(self, kt_kev, Z_solar):
         """C(kT, Z) in counts s^-1 per unit EM (float64)."""
-        lt = np.log10(np.maximum(np.asarray(kT_keV, dtype=np.float64), 1e-6))
-        c = np.interp(lt, self.log10_kT_keV, self.cosmic, left=0.0)
-        m = np.interp(lt, self.log10_kT_keV, self.metal, left=0.0)
+        lt = np.log10(np.maximum(np.asarray(kt_kev, dtype=np.float64), 1e-6))
+        c = np.interp(lt, self.log10_kt_kev, self.cosmic, left=0.0)
+        m = np.interp(lt, self.log10_kt_kev, self.metal, left=0.0)
         return c + np.asarray(Z_solar, dtype=np.float64) * m
 
-    def scaled(self, kT_keV, Z_solar) -> tuple[np.ndarray, float]:
+    def scaled(self, kt_kev, Z_solar) -> tuple[np.ndarray, float]:
         """Fast float32 evaluation on big arrays: returns (C / ref, ref) with C(kT, Z) =
         ref * result (C itself, ~1e-68, would underflow float32). Linear in log kT on the
         uniform grid (index arithmetic, ~2x faster than np.interp); zero below the grid,
         constant above it."""
         ref = float(np.max(self.cosmic))
-        lg = self.log10_kT_keV
-        x = np.log10(np.maximum(np.asarray(kT_keV, dtype=np.float32), np.float32(1e-6)))
+        lg = self.log10_kt_kev
+        x = np.log10(np.maximum(np.asarray(kt_kev, dtype=np.float32), np.float32(1e-6)))
         below = x < np.float32(lg[0])
         x -= np.float32(lg[0])
         x *= np.float32((lg.size - 1) / (lg[-1] - lg[0]))
@@ -210,13 +204,11 @@ def _response_on_grid(band_kev, nH_1e22, responses):
 
 @lru_cache(maxsize=64)
 def _rate_table_cached(redshift, nH_1e22, band_kev, responses, apec_key):
-    from pipeline.observation import angular_diameter_distance_kpc
-
     edges_r, cum_c, cum_m = _rest_cumulative(*apec_key)
     edges_o, resp = _response_on_grid(band_kev, nH_1e22, responses)
     rest_edges = edges_o * (1.0 + redshift)
     if rest_edges[-1] > edges_r[-1] or rest_edges[0] < edges_r[0]:
-        raise _error(f"redshift {redshift} moves the observed 0.1-12 keV grid outside the "
+        raise ClusterMassError(f"redshift {redshift} moves the observed 0.1-12 keV grid outside the "
                      f"tabulated rest-frame range {edges_r[0]}-{edges_r[-1]} keV")
     # photons per observed bin = N(<E_hi(1+z)) - N(<E_lo(1+z)) (linear within 4 eV bins)
     pos = (rest_edges - edges_r[0]) / (edges_r[1] - edges_r[0])
@@ -289,12 +281,12 @@ def count_rate_cube(gas, obs, redshift=None, responses=None, apec=None) -> np.nd
         return cache[key]
     rho = np.asarray(gas.density_gcm3, dtype=np.float32)
     if rho.ndim != 3 or len(set(rho.shape)) != 1:
-        raise _error(f"gas density must be a cubic 3D array, got shape {rho.shape}")
+        raise ClusterMassError(f"gas density must be a cubic 3D array, got shape {rho.shape}")
     table = rate_table(obs, z, responses, apec)
     # scale rho before squaring: (1e-27 g/cm^3)^2 underflows float32
     scale = np.float32(1.0 / max(float(rho.max()), 1e-300))
     rs = rho * scale
-    coeff, ref = table.scaled(gas.kT_keV, gas.metallicity_zsun)
+    coeff, ref = table.scaled(gas.kt_kev, gas.metallicity_zsun)
     coeff *= rs * rs
     coeff *= np.float32(_em_per_rho2(gas) * ref / float(scale) ** 2)
     if isinstance(cache, dict):
@@ -304,26 +296,24 @@ def count_rate_cube(gas, obs, redshift=None, responses=None, apec=None) -> np.nd
 
 def _project(cube: np.ndarray, axis: str, npix: int) -> np.ndarray:
     if axis not in _AXES:
-        raise _error(f"projection axis {axis!r} is unknown: use 'x', 'y' or 'z'.")
+        raise ClusterMassError(f"projection axis {axis!r} is unknown: use 'x', 'y' or 'z'.")
     img = cube.sum(axis=_AXES[axis], dtype=np.float64)
     n = img.shape[0]
     if n == npix:
         return img
     if n % npix:
-        raise _error(f"gas grid of {n} cells per side cannot be binned to {npix} image pixels; "
+        raise ClusterMassError(f"gas grid of {n} cells per side cannot be binned to {npix} image pixels; "
                      "use a grid whose size is a multiple of the image size.")
     k = n // npix
     return img.reshape(npix, k, npix, k).sum(axis=(1, 3))
 
 
 def _check_alignment(gas, obs, z):
-    from pipeline.observation import kpc_per_arcsec
-
     n = int(np.shape(gas.density_gcm3)[0])
     fov_kpc = float(obs.fov_arcmin) * 60.0 * float(kpc_per_arcsec(z))
     box = float(gas.cell_kpc) * n
     if abs(box / fov_kpc - 1.0) > 1e-3:
-        raise _error(f"gas box ({box:.1f} kpc) is not the image field at z={z} ({fov_kpc:.1f} kpc): "
+        raise ClusterMassError(f"gas box ({box:.1f} kpc) is not the image field at z={z} ({fov_kpc:.1f} kpc): "
                      "build the grid with GridSpec.for_observation(obs, redshift).")
 
 
@@ -341,7 +331,7 @@ def expected_counts(gas, axis: str, obs, redshift=None, background: bool = True,
     Parameters
     ----------
     gas : GasGrid-like
-        ``density_gcm3``, ``kT_keV``, ``metallicity_zsun`` (n, n, n) arrays and
+        ``density_gcm3``, ``kt_kev``, ``metallicity_zsun`` (n, n, n) arrays and
         ``cell_kpc``; the box must be the image field at the view's redshift
         (``gas.redshift`` if present, else ``obs.z_obs``).
     axis : {'x', 'y', 'z'}

@@ -1,9 +1,10 @@
 """Presets: TOML files that override the defaults of the pipeline's parameter dataclasses.
 
 A preset names a size and a renderer, nothing else: every physical parameter keeps the
-default documented beside its dataclass unless the preset overrides it.  The loaded
-configuration is immutable and serialises to the dataset card, so a dataset records
-exactly what made it.
+default documented beside its dataclass unless the preset overrides it.  A preset is parsed
+once, by :func:`load_preset`, into one immutable :class:`Config` that carries the typed
+settings of every stage; it serialises to the dataset card, so a dataset records exactly
+what made it.
 """
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from benchmark.core.errors import ClusterMassError
+from benchmark.core.io import json_safe
+from pipeline.chain import ChainSettings
+from pipeline.gas import GridSpec
+from pipeline.observation import Observation
+from pipeline.population import PopulationParams
 
 SECTIONS = ("dataset", "population", "observation", "grid", "chain", "splits")
 PRESET_NAMES = ("ci", "quick", "fast", "full")
@@ -60,26 +66,45 @@ class SplitSettings:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """A loaded preset: its name, source file and one mapping of overrides per section."""
+    """A loaded preset, parsed once: the typed settings of every stage.
+
+    Attributes
+    ----------
+    preset, path : str
+        The preset's name and the TOML file it came from.
+    sections : Mapping
+        The overrides the preset and the caller gave, per section (what the card records
+        under ``config.preset``).
+    dataset, splits, observation, population, grid :
+        The parameter dataclasses of each stage, defaults included.
+    chain : ChainSettings or None
+        The real chain's settings; ``None`` with the analytic renderer, which has none.
+    """
 
     preset: str
     path: str
     sections: Mapping[str, Mapping[str, Any]]
-
-    def section(self, name: str) -> dict:
-        """Return the overrides of one section (empty when the preset leaves it alone)."""
-        return dict(self.sections.get(name, {}))
-
-    @property
-    def dataset(self) -> DatasetSettings:
-        return build(DatasetSettings, self.section("dataset"), "dataset")
-
-    @property
-    def splits(self) -> SplitSettings:
-        return build(SplitSettings, self.section("splits"), "splits")
+    dataset: DatasetSettings
+    splits: SplitSettings
+    observation: Observation
+    population: PopulationParams
+    grid: GridSpec
+    chain: ChainSettings | None
 
     def to_dict(self) -> dict:
+        """The preset's overrides as plain dicts, with the preset's name."""
         return {"preset": self.preset, **{k: dict(v) for k, v in self.sections.items()}}
+
+    def resolved_parameters(self) -> dict:
+        """Every parameter of every stage, defaults included (what the card records)."""
+        return {
+            "dataset": json_safe(dataclasses.asdict(self.dataset)),
+            "observation": json_safe(dataclasses.asdict(self.observation)),
+            "population": json_safe(dataclasses.asdict(self.population)),
+            "grid": json_safe(dataclasses.asdict(self.grid)),
+            "chain": json_safe(dataclasses.asdict(self.chain)) if self.chain is not None else None,
+            "splits": json_safe(dataclasses.asdict(self.splits)),
+        }
 
 
 def build(cls, overrides: Mapping[str, Any], section: str):
@@ -128,12 +153,23 @@ def load_preset(name_or_path: str | Path, **overrides: Mapping[str, Any]) -> Con
         if name not in SECTIONS:
             raise ClusterMassError(f"Unknown section {name!r}; valid: {list(SECTIONS)}.")
         sections[name].update(values)
-    preset = path.stem
-    config = Config(
+    return parse(path.stem, str(path), sections)
+
+
+def parse(preset: str, path: str, sections: Mapping[str, Mapping[str, Any]]) -> Config:
+    """Build every stage's settings from the sections (bad input fails before any work)."""
+    dataset = build(DatasetSettings, sections.get("dataset", {}), "dataset")
+    chain = None
+    if dataset.renderer == "chain":
+        chain = build(ChainSettings, sections.get("chain", {}), "chain")
+    return Config(
         preset=preset,
-        path=str(path),
-        sections=MappingProxyType({k: MappingProxyType(v) for k, v in sections.items()}),
+        path=path,
+        sections=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in sections.items()}),
+        dataset=dataset,
+        splits=build(SplitSettings, sections.get("splits", {}), "splits"),
+        observation=build(Observation, sections.get("observation", {}), "observation"),
+        population=build(PopulationParams, sections.get("population", {}), "population"),
+        grid=build(GridSpec, sections.get("grid", {}), "grid"),
+        chain=chain,
     )
-    config.dataset  # validate eagerly: bad input fails before any work starts
-    config.splits
-    return config

@@ -57,8 +57,8 @@ which cannot collide with AtomDB's numeric versions (e.g. "3.0.9").
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -67,6 +67,10 @@ from pathlib import Path
 import numpy as np
 from scipy.special import erf, k0e
 
+from benchmark.core import settings
+from benchmark.core.cosmology import H_KEV_S, HC_KEV_ANGSTROM, KEV_PER_K, KEV_TO_ERG
+from benchmark.core.errors import ClusterMassError
+from benchmark.core.io import write_bytes, write_text
 from benchmark.dataset.checker import sha256_file
 
 __all__ = [
@@ -77,7 +81,7 @@ __all__ = [
     "spectrum",
     "spectrum_components",
     "band_emissivity",
-    "kt_grid_keV",
+    "kt_grid_kev",
     "default_table_dir",
 ]
 
@@ -85,12 +89,9 @@ TABLE_VERSION = "cm1"
 # Bump whenever the physics or the file layout below changes (goes into the manifest).
 _GENERATOR_REVISION = 1
 
-# CODATA 2018 constants (cgs / keV), fixed here so table bytes do not depend on astropy.
-_H_KEV_S = 4.135667696e-18
-_ERG_PER_KEV = 1.602176634e-9
-_K_PER_KEV = 1.160451812e7
+# CODATA 2018 constants (cgs / keV) that astropy does not name in these units.
+_K_PER_KEV = 1.0 / KEV_PER_K
 _RYD_KEV = 13.605693122994e-3
-_HC_KEV_ANG = 12.398419843320026  # same as soxs.constants.hc
 _CLIGHT_CM_S = 2.99792458e10
 _M_U_G = 1.66053906660e-24
 # Kramers free-free constant 2^5 pi e^6 / (3 m_e c^3) sqrt(2 pi / (3 k m_e)):
@@ -117,15 +118,15 @@ _METALS = (6, 7, 8, 10, 12, 13, 14, 16, 18, 20, 26, 28)  # soxs.constants.metal_
 class _Metal:
     """Lumped ionisation ladder of one metal.
 
-    chi_keV: ionisation potentials of the Li-like, He-like and H-like ions (keV).
+    chi_kev: ionisation potentials of the Li-like, He-like and H-like ions (keV).
     log_t50: log10 T [K] at which successive stages (<=Li-like|He-like, He|H, H|bare)
     have equal populations (approximately Mazzotta et al. 1998).
     """
 
     z: int
-    chi_keV: tuple[float, float, float]
+    chi_kev: tuple[float, float, float]
     log_t50: tuple[float, float, float]
-    lines_keV: tuple[float, float, float, float]  # He alpha, He beta, Ly alpha, Ly beta
+    lines_kev: tuple[float, float, float, float]  # He alpha, He beta, Ly alpha, Ly beta
 
 
 _METAL_DATA = {
@@ -161,17 +162,14 @@ _E_MIN_KEV, _E_MAX_KEV, _N_E = 0.03, 60.0, 700
 _N_FB_LEVELS = 6
 
 
-def kt_grid_keV() -> np.ndarray:
+def kt_grid_kev() -> np.ndarray:
     """Temperatures (keV) of the project's emission table."""
     return np.logspace(np.log10(_KT_MIN_KEV), np.log10(_KT_MAX_KEV), _N_KT)
 
 
 def default_table_dir() -> Path:
-    """Default directory of the project's tables: ``$CLUSTERMASS_BUILD/emission`` or
-    ``<repo>/build/emission``."""
-    build = os.environ.get("CLUSTERMASS_BUILD")
-    root = Path(build) if build else Path(__file__).resolve().parents[1] / "build"
-    return root / "emission"
+    """Default directory of the project's tables: ``emission`` in the build folder."""
+    return settings.current().build_dir / "emission"
 
 
 # ----------------------------------------------------------------------------------
@@ -209,15 +207,15 @@ def _gaunt_born(u: np.ndarray) -> np.ndarray:
     return np.sqrt(3.0) / np.pi * k0e(0.5 * u)
 
 
-def gaunt_ff(energy_keV: np.ndarray, kT_keV: float, charge: float) -> np.ndarray:
+def gaunt_ff(energy_kev: np.ndarray, kt_kev: float, charge: float) -> np.ndarray:
     """Thermally averaged non-relativistic free-free Gaunt factor.
 
     Hummer (1988) fit inside 1e-3 <= gamma^2 <= 1e3 and 1e-4 <= u <= 10^1.5, Hummer's
     asymptotes at large u; for gamma^2 < 1e-3 the Born limit plus the Coulomb correction
     taken at gamma^2 = 1e-3 and scaled as gamma. gamma^2 = Z^2 Ry / kT, u = E / kT.
     """
-    u = np.atleast_1d(np.asarray(energy_keV, dtype=np.float64)) / kT_keV
-    gamma2 = charge * charge * _RYD_KEV / kT_keV
+    u = np.atleast_1d(np.asarray(energy_kev, dtype=np.float64)) / kt_kev
+    gamma2 = charge * charge * _RYD_KEV / kt_kev
     if gamma2 < 1e-3:
         # Below Hummer's domain: Born limit plus the Coulomb correction at gamma^2 = 1e-3
         # scaled as gamma (the leading order of the correction), so g stays continuous.
@@ -264,27 +262,27 @@ def _gaunt_hummer(u: np.ndarray, gamma2: float) -> np.ndarray:
 # ----------------------------------------------------------------------------------
 # Ionisation balance and emission components (rest frame, per n_e n_H)
 # ----------------------------------------------------------------------------------
-def _stage_fractions(metal: _Metal, kT_keV: float) -> np.ndarray:
+def _stage_fractions(metal: _Metal, kt_kev: float) -> np.ndarray:
     """Fractions of the lumped stages (<=Li-like, He-like, H-like, bare)."""
     logs = [0.0]
-    for chi, lt50 in zip(metal.chi_keV, metal.log_t50):
+    for chi, lt50 in zip(metal.chi_kev, metal.log_t50):
         kt50 = 10.0 ** lt50 / _K_PER_KEV
-        log_ratio = _STAGE_GAMMA * np.log(kT_keV / kt50) + chi * (1.0 / kt50 - 1.0 / kT_keV)
+        log_ratio = _STAGE_GAMMA * np.log(kt_kev / kt50) + chi * (1.0 / kt50 - 1.0 / kt_kev)
         logs.append(logs[-1] + log_ratio)
     logs = np.array(logs)
     w = np.exp(logs - logs.max())
     return w / w.sum()
 
 
-def _ff_kernel(energy_keV: np.ndarray, kT_keV: float) -> np.ndarray:
+def _ff_kernel(energy_kev: np.ndarray, kt_kev: float) -> np.ndarray:
     """Kramers photon emissivity for unit charge, g = 1 [ph cm^3 s^-1 keV^-1]."""
-    t_k = kT_keV * _K_PER_KEV
-    return (_C_FF / np.sqrt(t_k) * np.exp(-energy_keV / kT_keV)
-            / (_H_KEV_S * energy_keV * _ERG_PER_KEV))
+    t_k = kt_kev * _K_PER_KEV
+    return (_C_FF / np.sqrt(t_k) * np.exp(-energy_kev / kt_kev)
+            / (H_KEV_S * energy_kev * KEV_TO_ERG))
 
 
 def _edges(z: int) -> list[tuple[float, float, int, float, int]]:
-    """Recombination edges of element z: (charge, chi_keV, n, vacancy, stage)."""
+    """Recombination edges of element z: (charge, chi_kev, n, vacancy, stage)."""
     out = []
     if z <= 2:
         for n in range(1, _N_FB_LEVELS + 1):
@@ -295,36 +293,36 @@ def _edges(z: int) -> list[tuple[float, float, int, float, int]]:
         # bare -> H-like (all states of level n vacant)
         out.append((float(z), z * z * _RYD_KEV / n ** 2, n, 1.0, 3))
         # H-like -> He-like: ground state half filled; excited levels hydrogenic in Z-1
-        chi = m.chi_keV[1] if n == 1 else (z - 1) ** 2 * _RYD_KEV / n ** 2
+        chi = m.chi_kev[1] if n == 1 else (z - 1) ** 2 * _RYD_KEV / n ** 2
         out.append((float(z - 1), chi, n, 0.5 if n == 1 else 1.0, 2))
         # He-like -> Li-like: K shell full, recombination onto n >= 2
         if n >= 2:
-            chi = m.chi_keV[0] if n == 2 else (z - 2) ** 2 * _RYD_KEV / n ** 2
+            chi = m.chi_kev[0] if n == 2 else (z - 2) ** 2 * _RYD_KEV / n ** 2
             out.append((float(z - 2), chi, n, 1.0, 1))
     return out
 
 
-def _element_continuum(z: int, energy_keV: np.ndarray, kT_keV: float) -> np.ndarray:
+def _element_continuum(z: int, energy_kev: np.ndarray, kt_kev: float) -> np.ndarray:
     """Continuum of element z at its angr abundance [ph cm^3 s^-1 keV^-1 per n_e n_H]."""
-    e = np.asarray(energy_keV, dtype=np.float64)
+    e = np.asarray(energy_kev, dtype=np.float64)
     if z <= 2:
         fracs = np.array([0.0, 0.0, 0.0, 1.0])  # H, He fully ionised at X-ray temperatures
         charges = (0.0, 0.0, 0.0, float(z))
     else:
-        fracs = _stage_fractions(_METAL_DATA[z], kT_keV)
+        fracs = _stage_fractions(_METAL_DATA[z], kt_kev)
         # mean charge of the lumped L-shell stage ~ Z - 6 (e.g. Fe XX-XXI)
         charges = (float(z - 6), float(z - 2), float(z - 1), float(z))
-    kern = _ff_kernel(e, kT_keV)
+    kern = _ff_kernel(e, kt_kev)
     gsum = np.zeros_like(e)
     for f, q in zip(fracs, charges):
         if f > 1e-10 and q > 0.0:
-            gsum += f * q * q * gaunt_ff(e, kT_keV, q)
+            gsum += f * q * q * gaunt_ff(e, kt_kev, q)
     # Free-bound (Kramers, hydrogenic): an edge chi_n of an ion of charge q adds
     # q^2 (2 chi_n / (n kT)) vacancy exp((chi_n - E)/kT) x [Kramers kernel / exp(-E/kT)] above
     # chi_n, i.e. kern(E) times a constant, so the sum over edges is kern(E) times a step
     # function of E.
     chi, coef = _edge_table(z)
-    w = coef * fracs[_edge_stage(z)] * np.exp(np.minimum(chi / kT_keV, 700.0)) * (2.0 / kT_keV) * chi
+    w = coef * fracs[_edge_stage(z)] * np.exp(np.minimum(chi / kt_kev, 700.0)) * (2.0 / kt_kev) * chi
     step = np.concatenate([[0.0], np.cumsum(w)])
     fb = step[np.searchsorted(chi, e, side="right")]
     return _ANGR[z] * kern * (gsum + fb)
@@ -349,25 +347,25 @@ def _edge_stage(z: int):
     return _edge_arrays(z)[2]
 
 
-def _element_lines(z: int, kT_keV: float) -> tuple[np.ndarray, np.ndarray]:
+def _element_lines(z: int, kt_kev: float) -> tuple[np.ndarray, np.ndarray]:
     """Lines of element z: (energies keV, emissivities ph cm^3 s^-1 per n_e n_H)."""
     if z <= 2:
         return np.zeros(0), np.zeros(0)
     m = _METAL_DATA[z]
-    fracs = _stage_fractions(m, kT_keV)
-    sqrt_t = np.sqrt(kT_keV * _K_PER_KEV)
+    fracs = _stage_fractions(m, kt_kev)
+    sqrt_t = np.sqrt(kt_kev * _K_PER_KEV)
     energies, eps = [], []
-    for e0, coeff, glow, stage in zip(m.lines_keV, _K_LINE_COEFF, _K_LINE_GLOW, _K_LINE_STAGE):
+    for e0, coeff, glow, stage in zip(m.lines_kev, _K_LINE_COEFF, _K_LINE_GLOW, _K_LINE_STAGE):
         omega = coeff / z ** 2
-        rate = _C_EXC * omega / (glow * sqrt_t) * np.exp(-e0 / kT_keV)
+        rate = _C_EXC * omega / (glow * sqrt_t) * np.exp(-e0 / kt_kev)
         energies.append(e0)
         eps.append(_ANGR[z] * fracs[stage] * rate)
     if z == 26:
-        logt = np.log10(kT_keV * _K_PER_KEV)
+        logt = np.log10(kt_kev * _K_PER_KEV)
         w = np.array([np.exp(-0.5 * ((logt - lt) / _FE_L_WIDTH_DEX) ** 2) for _, lt in _FE_L_LINES])
         w /= w.sum()
         for (e0, _), wk in zip(_FE_L_LINES, w):
-            rate = _C_EXC * _FE_L_OMEGA / sqrt_t * np.exp(-e0 / kT_keV)
+            rate = _C_EXC * _FE_L_OMEGA / sqrt_t * np.exp(-e0 / kt_kev)
             energies.append(e0)
             eps.append(_ANGR[z] * fracs[0] * wk * rate)
     return np.array(energies), np.array(eps)
@@ -386,30 +384,30 @@ def _continuum_energy_grid(z: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------
 # Public spectrum
 # ----------------------------------------------------------------------------------
-def _thermal_width(e0, kT_keV, z):
+def _thermal_width(e0, kt_kev, z):
     """SOXS' broadening width (the erf argument scale: sqrt(2) sigma)."""
-    return e0 * np.sqrt(2.0 * kT_keV * _ERG_PER_KEV / (_ATOMIC_WEIGHT[z] * _M_U_G)) / _CLIGHT_CM_S
+    return e0 * np.sqrt(2.0 * kt_kev * KEV_TO_ERG / (_ATOMIC_WEIGHT[z] * _M_U_G)) / _CLIGHT_CM_S
 
 
-def _binned_lines(energies, eps, ebins, kT_keV, z, broadening):
+def _binned_lines(energies, eps, ebins, kt_kev, z, broadening):
     if energies.size == 0:
         return np.zeros(ebins.size - 1)
     if not broadening:
         return np.histogram(energies, ebins, weights=eps)[0]
-    s = _thermal_width(energies, kT_keV, z)
+    s = _thermal_width(energies, kt_kev, z)
     cdf = 0.5 * (1.0 + erf((ebins[None, :] - energies[:, None]) / s[:, None]))
     return (np.diff(cdf, axis=1) * eps[:, None]).sum(axis=0)
 
 
-def spectrum_components(kT_keV: float, ebins_keV, broadening: bool = True,
+def spectrum_components(kt_kev: float, ebins_kev, broadening: bool = True,
                         nsub: int = 1, nolines: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """H+He and metal (at 1 solar) parts of the rest-frame spectrum.
 
     Parameters
     ----------
-    kT_keV : float
+    kt_kev : float
         Plasma temperature in keV.
-    ebins_keV : array_like
+    ebins_kev : array_like
         Energy bin edges in keV (rest frame), increasing.
     broadening : bool
         Thermally broaden lines as SOXS does.
@@ -424,22 +422,22 @@ def spectrum_components(kT_keV: float, ebins_keV, broadening: bool = True,
         Photon emissivity in each bin, ph cm^3 s^-1 per unit emission measure
         n_e n_H V (not per keV); the spectrum at metallicity Z is cosmic + Z * metal.
     """
-    ebins = np.asarray(ebins_keV, dtype=np.float64)
+    ebins = np.asarray(ebins_kev, dtype=np.float64)
     if ebins.ndim != 1 or ebins.size < 2 or np.any(np.diff(ebins) <= 0) or ebins[0] <= 0:
-        raise _error("ebins_keV must be a 1D increasing array of positive energies (keV)")
-    if not np.isfinite(kT_keV) or kT_keV <= 0:
-        raise _error(f"kT_keV must be positive and finite, got {kT_keV!r}")
+        raise ClusterMassError("ebins_kev must be a 1D increasing array of positive energies (keV)")
+    if not np.isfinite(kt_kev) or kt_kev <= 0:
+        raise ClusterMassError(f"kt_kev must be positive and finite, got {kt_kev!r}")
     de = np.diff(ebins)
     frac = (np.arange(nsub) + 0.5) / nsub
     e_sub = ebins[:-1, None] + de[:, None] * frac[None, :]
     cosmic = np.zeros(de.size)
     metal = np.zeros(de.size)
     for z in (1, 2) + _METALS:
-        cont = _element_continuum(z, e_sub.ravel(), kT_keV).reshape(e_sub.shape).mean(axis=1) * de
+        cont = _element_continuum(z, e_sub.ravel(), kt_kev).reshape(e_sub.shape).mean(axis=1) * de
         part = cont
         if not nolines:
-            e_l, eps_l = _element_lines(z, kT_keV)
-            part = cont + _binned_lines(e_l, eps_l, ebins, kT_keV, z, broadening)
+            e_l, eps_l = _element_lines(z, kt_kev)
+            part = cont + _binned_lines(e_l, eps_l, ebins, kt_kev, z, broadening)
         if z <= 2:
             cosmic += part
         else:
@@ -447,7 +445,7 @@ def spectrum_components(kT_keV: float, ebins_keV, broadening: bool = True,
     return cosmic, metal
 
 
-def spectrum(kT_keV, Z_solar, ebins_keV, broadening: bool = True, nsub: int = 1,
+def spectrum(kt_kev, Z_solar, ebins_kev, broadening: bool = True, nsub: int = 1,
              nolines: bool = False) -> np.ndarray:
     """Rest-frame photon emissivity per unit emission measure in each energy bin.
 
@@ -455,11 +453,11 @@ def spectrum(kT_keV, Z_solar, ebins_keV, broadening: bool = True, nsub: int = 1,
 
     Parameters
     ----------
-    kT_keV : float or array_like
+    kt_kev : float or array_like
         Temperature(s) in keV.
     Z_solar : float or array_like
-        Metallicity in (Anders & Grevesse 1989) solar units, broadcast with kT_keV.
-    ebins_keV : array_like
+        Metallicity in (Anders & Grevesse 1989) solar units, broadcast with kt_kev.
+    ebins_kev : array_like
         Bin edges in keV.
 
     Returns
@@ -468,10 +466,10 @@ def spectrum(kT_keV, Z_solar, ebins_keV, broadening: bool = True, nsub: int = 1,
         ph cm^3 s^-1 per bin (per n_e n_H V); shape (nbins,) for scalar inputs,
         else broadcast shape + (nbins,).
     """
-    kt, zs = np.broadcast_arrays(np.asarray(kT_keV, dtype=float), np.asarray(Z_solar, dtype=float))
-    out = np.empty(kt.shape + (len(ebins_keV) - 1,))
+    kt, zs = np.broadcast_arrays(np.asarray(kt_kev, dtype=float), np.asarray(Z_solar, dtype=float))
+    out = np.empty(kt.shape + (len(ebins_kev) - 1,))
     for idx in np.ndindex(kt.shape):
-        c, m = spectrum_components(float(kt[idx]), ebins_keV, broadening=broadening, nsub=nsub,
+        c, m = spectrum_components(float(kt[idx]), ebins_kev, broadening=broadening, nsub=nsub,
                                    nolines=nolines)
         out[idx] = c + zs[idx] * m
     return out
@@ -480,10 +478,10 @@ def spectrum(kT_keV, Z_solar, ebins_keV, broadening: bool = True, nsub: int = 1,
 @lru_cache(maxsize=8)
 def _band_energy_table(e_lo: float, e_hi: float):
     """log10 kT grid and (cosmic, metal) band energy emissivities, erg cm^3 s^-1."""
-    kts = kt_grid_keV()
+    kts = kt_grid_kev()
     n = max(int(np.ceil((e_hi - e_lo) / 0.005)), 16)
     eb = np.linspace(e_lo, e_hi, n + 1)
-    emid_erg = 0.5 * (eb[1:] + eb[:-1]) * _ERG_PER_KEV
+    emid_erg = 0.5 * (eb[1:] + eb[:-1]) * KEV_TO_ERG
     cos, met = [], []
     for t in kts:
         c, m = spectrum_components(float(t), eb)
@@ -492,7 +490,7 @@ def _band_energy_table(e_lo: float, e_hi: float):
     return np.log10(kts), np.array(cos), np.array(met)
 
 
-def band_emissivity(kT_keV, Z_solar, band_kev=(0.5, 2.0)) -> np.ndarray:
+def band_emissivity(kt_kev, Z_solar, band_kev=(0.5, 2.0)) -> np.ndarray:
     """Rest-frame band energy emissivity Lambda(T, Z) per n_e n_H, erg cm^3 s^-1.
 
     The same physics as :func:`spectrum` (tabulated on the table's temperature grid,
@@ -500,7 +498,7 @@ def band_emissivity(kT_keV, Z_solar, band_kev=(0.5, 2.0)) -> np.ndarray:
     L = sum n_e n_H V Lambda consistent with the images.
     """
     lt, cos, met = _band_energy_table(float(band_kev[0]), float(band_kev[1]))
-    x = np.log10(np.maximum(np.asarray(kT_keV, dtype=np.float64), 1e-6))
+    x = np.log10(np.maximum(np.asarray(kt_kev, dtype=np.float64), 1e-6))
     c = np.interp(x, lt, cos, left=0.0, right=0.0)
     m = np.interp(x, lt, met, left=0.0, right=0.0)
     return c + np.asarray(Z_solar, dtype=np.float64) * m
@@ -509,14 +507,6 @@ def band_emissivity(kT_keV, Z_solar, band_kev=(0.5, 2.0)) -> np.ndarray:
 # ----------------------------------------------------------------------------------
 # FITS writing
 # ----------------------------------------------------------------------------------
-def _error(msg: str) -> Exception:
-    try:
-        from benchmark.core.errors import ClusterMassError
-    except ImportError:  # the benchmark package is optional for the pipeline alone
-        return ValueError(msg)
-    return ClusterMassError(msg)
-
-
 def _table_hdu(rows: np.ndarray, units: dict, header: dict):
     """Binary table HDU from a big-endian structured array (much faster than Columns)."""
     from astropy.io import fits
@@ -543,7 +533,7 @@ def _param_hdu(kts, n_per_t, count_name):
                        "CMVERS": (TABLE_VERSION, "clustermass approximate table, not AtomDB")})
 
 
-def _coco_hdu(kT_keV: float):
+def _coco_hdu(kt_kev: float):
     elems = (1, 2) + _METALS
     grids = [_continuum_energy_grid(z) for z in elems]
     nmax = max(g.size for g in grids)
@@ -556,20 +546,20 @@ def _coco_hdu(kT_keV: float):
         rows["N_Cont"][k] = g.size
         rows["E_Cont"][k, : g.size] = g
         rows["E_Cont"][k, g.size:] = g[-1]
-        rows["Continuum"][k, : g.size] = _element_continuum(z, g, kT_keV)
+        rows["Continuum"][k, : g.size] = _element_continuum(z, g, kt_kev)
     rows["N_Pseudo"] = 2
     rows["E_Pseudo"] = (_E_MIN_KEV, _E_MAX_KEV)
     units = {"E_Cont": "keV", "Continuum": "photons cm^3 s^-1 keV^-1", "E_Pseudo": "keV",
              "Pseudo": "photons cm^3 s^-1 keV^-1"}
     return _table_hdu(rows, units, {"EXTNAME": "EMISSIVITY", "TEMP_K": (
-        kT_keV * _K_PER_KEV, "electron temperature (K)"), "DENSITY": (1.0, "cm**-3")})
+        kt_kev * _K_PER_KEV, "electron temperature (K)"), "DENSITY": (1.0, "cm**-3")})
 
 
-def _line_hdu(kT_keV: float):
+def _line_hdu(kt_kev: float):
     lam, eps, elem, ion = [], [], [], []
     for z in _METALS:
-        e_l, eps_l = _element_lines(z, kT_keV)
-        lam += list(_HC_KEV_ANG / e_l)
+        e_l, eps_l = _element_lines(z, kt_kev)
+        lam += list(HC_KEV_ANGSTROM / e_l)
         eps += list(eps_l)
         elem += [z] * e_l.size
         # ion (1 = neutral): He-like = z-1, H-like = z; Fe L lumped as Fe XX (20)
@@ -585,20 +575,14 @@ def _line_hdu(kT_keV: float):
     rows["LowerLev"] = 1
     units = {"Lambda": "A", "Lambda_Err": "A", "Epsilon": "photons cm^3 s^-1"}
     hdu = _table_hdu(rows, units, {"EXTNAME": "EMISSIVITY", "TEMP_K": (
-        kT_keV * _K_PER_KEV, "electron temperature (K)"), "DENSITY": (1.0, "cm**-3")})
+        kt_kev * _K_PER_KEV, "electron temperature (K)"), "DENSITY": (1.0, "cm**-3")})
     return hdu, len(lam)
 
 
 def _atomic_write_hdul(hdul, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        hdul.writeto(tmp, overwrite=True, checksum=False, output_verify="exception")
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    buffer = io.BytesIO()
+    hdul.writeto(buffer, checksum=False, output_verify="exception")
+    write_bytes(path, buffer.getvalue())
 
 
 def _manifest(version: str, kts: np.ndarray) -> dict:
@@ -606,7 +590,7 @@ def _manifest(version: str, kts: np.ndarray) -> dict:
             "kT_keV": [float(t) for t in kts], "E_keV": [_E_MIN_KEV, _E_MAX_KEV, _N_E]}
 
 
-def write_apec_tables(out_dir=None, version: str = TABLE_VERSION, kt_keV=None) -> dict:
+def write_apec_tables(out_dir=None, version: str = TABLE_VERSION, kt_kev=None) -> dict:
     """Write the project's APEC-format tables (idempotent, atomic, deterministic bytes).
 
     Parameters
@@ -616,8 +600,8 @@ def write_apec_tables(out_dir=None, version: str = TABLE_VERSION, kt_keV=None) -
     version : str
         Version string in the file names (``apec_v{version}_coco.fits``); must not look
         like an AtomDB version (digits and dots) so it never shadows real tables.
-    kt_keV : array_like, optional
-        Table temperatures (keV, increasing); default :func:`kt_grid_keV`. Smaller grids
+    kt_kev : array_like, optional
+        Table temperatures (keV, increasing); default :func:`kt_grid_kev`. Smaller grids
         are for tests.
 
     Returns
@@ -628,15 +612,15 @@ def write_apec_tables(out_dir=None, version: str = TABLE_VERSION, kt_keV=None) -
         manifest (generator revision and checksums) matches.
     """
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]*", version) or re.fullmatch(r"[0-9.]+", version):
-        raise _error(f"emission table version {version!r} must start with a letter "
+        raise ClusterMassError(f"emission table version {version!r} must start with a letter "
                      "(e.g. 'cm1') so it cannot collide with AtomDB's numeric versions")
     out = Path(out_dir) if out_dir is not None else default_table_dir()
     out.mkdir(parents=True, exist_ok=True)
     paths = {"coco": out / f"apec_v{version}_coco.fits", "line": out / f"apec_v{version}_line.fits"}
     man_path = out / f"apec_v{version}_manifest.json"
-    kts = kt_grid_keV() if kt_keV is None else np.asarray(kt_keV, dtype=np.float64)
+    kts = kt_grid_kev() if kt_kev is None else np.asarray(kt_kev, dtype=np.float64)
     if kts.ndim != 1 or kts.size < 2 or np.any(np.diff(kts) <= 0) or kts[0] <= 0:
-        raise _error("kt_keV must be an increasing 1D array of at least two positive temperatures")
+        raise ClusterMassError("kt_kev must be an increasing 1D array of at least two positive temperatures")
     want = _manifest(version, kts)
     if man_path.exists() and all(p.exists() for p in paths.values()):
         try:
@@ -657,9 +641,7 @@ def write_apec_tables(out_dir=None, version: str = TABLE_VERSION, kt_keV=None) -
     for k, hdus in (("coco", coco), ("line", line)):
         _atomic_write_hdul(fits.HDUList(hdus), paths[k])
     sha = {k: sha256_file(p) for k, p in paths.items()}
-    man_tmp = man_path.with_name(man_path.name + ".tmp")
-    man_tmp.write_text(json.dumps({**want, "sha256": sha}, indent=1, sort_keys=True))
-    os.replace(man_tmp, man_path)
+    write_text(man_path, json.dumps({**want, "sha256": sha}, indent=1, sort_keys=True))
     return {"root": str(out), "version": version, "paths": {k: str(p) for k, p in paths.items()},
             "sha256": sha}
 
@@ -706,7 +688,7 @@ def resolve_apec(dir=None, version: str | None = None) -> ApecTables:  # noqa: A
     ClusterMassError
         A directory was given but holds no complete APEC table pair.
     """
-    user_dir = dir if dir is not None else os.environ.get("CLUSTERMASS_APEC_DIR") or None
+    user_dir = dir if dir is not None else settings.current().apec_dir
     if user_dir is None:
         info = write_apec_tables(version=version or TABLE_VERSION)
         return ApecTables(info["root"], info["version"], "clustermass-approx", info["sha256"])
@@ -721,7 +703,7 @@ def resolve_apec(dir=None, version: str | None = None) -> ApecTables:  # noqa: A
         found = {v: p for v, p in found.items() if v == version}
     if not found:
         want = f"apec_v{version}_coco.fits/_line.fits" if version else "apec_v<VERSION>_coco.fits and apec_v<VERSION>_line.fits"
-        raise _error(
+        raise ClusterMassError(
             f"no APEC emission tables in {str(root)!r}: expected {want} (AtomDB, "
             "http://www.atomdb.org/download.php). Point CLUSTERMASS_APEC_DIR (or dir=) at the "
             "folder holding them, or unset it to use the project's built-in approximate table.")

@@ -55,6 +55,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from benchmark.core.cosmology import KEV_PER_K
 from benchmark.core.errors import ClusterMassError
 from pipeline.observation import Observation
 
@@ -141,7 +142,7 @@ class GasGrid:
 
     Attributes
     ----------
-    density_gcm3, kT_keV, metallicity_zsun : np.ndarray
+    density_gcm3, kt_kev, metallicity_zsun : np.ndarray
         Gas mass density (g/cm^3), temperature (keV), metallicity (solar).
     cell_kpc, box_kpc : float
         Cell and box side, physical kpc.
@@ -154,7 +155,7 @@ class GasGrid:
     """
 
     density_gcm3: np.ndarray
-    kT_keV: np.ndarray
+    kt_kev: np.ndarray
     metallicity_zsun: np.ndarray
     cell_kpc: float
     box_kpc: float
@@ -458,7 +459,7 @@ def build_gas_grid(row, grid: GridSpec, rng: np.random.Generator) -> GasGrid:
         r500_inside_box=bool(r_norm >= r500), **comp_info,
     )
     return GasGrid(
-        density_gcm3=rho.astype(np.float32, copy=False), kT_keV=kT.astype(np.float32, copy=False),
+        density_gcm3=rho.astype(np.float32, copy=False), kt_kev=kT.astype(np.float32, copy=False),
         metallicity_zsun=metal.astype(np.float32, copy=False), cell_kpc=cell,
         box_kpc=float(grid.box_kpc), r500c_kpc=r500, redshift=float(row.get("redshift", np.nan)),
         meta=meta,
@@ -501,7 +502,7 @@ def _emissivity_tables(e_lo: float, e_hi: float):
     e = np.linspace(e_lo, e_hi, 257)
     xx = e[None, :] / kt[:, None]
     gaunt = np.sqrt(3.0) / np.pi * k0e(0.5 * xx)  # Born approximation, exact in E/kT
-    t_k = kt * 1.160451812e7
+    t_k = kt / KEV_PER_K
     # Rybicki & Lightman (1979) eq. 5.14b: 6.8e-38 Z^2 n_e n_i T^-1/2 exp(-hv/kT) g erg/s/cm^3/Hz;
     # 2.417989e17 Hz per keV; sum Z^2 n_i / n_H = 1 + 4 n_He/n_H = 1 + Y/X for H + He
     coeff = 6.8e-38 * 2.417989e17 * (1.0 + Y_HE / X_H)
@@ -521,7 +522,7 @@ def _emissivity_tables(e_lo: float, e_hi: float):
     return log_kt, cont, line
 
 
-def band_emissivity(kT_keV, metallicity_zsun, band_kev=LX_BAND_KEV):
+def band_emissivity(kt_kev, metallicity_zsun, band_kev=LX_BAND_KEV):
     """Band emissivity Lambda(T, Z) in erg cm^3 s^-1 per n_e n_H (rest frame).
 
     Thermal bremsstrahlung of H + He with the non-relativistic Born Gaunt factor
@@ -531,14 +532,14 @@ def band_emissivity(kT_keV, metallicity_zsun, band_kev=LX_BAND_KEV):
     pipeline's emission table.
     """
     log_kt, cont, line = _emissivity_tables(float(band_kev[0]), float(band_kev[1]))
-    lt = np.log10(np.asarray(kT_keV, dtype=np.float64))
+    lt = np.log10(np.asarray(kt_kev, dtype=np.float64))
     return np.interp(lt, log_kt, cont) + np.asarray(metallicity_zsun) * np.interp(lt, log_kt, line)
 
 
 def _cell_luminosity(gas: GasGrid) -> np.ndarray:
     """0.5-2 keV luminosity of every cell, erg/s (float64), cached on the GasGrid."""
     if "lum" not in gas._cache:
-        lam = band_emissivity(gas.kT_keV, gas.metallicity_zsun)
+        lam = band_emissivity(gas.kt_kev, gas.metallicity_zsun)
         rho = gas.density_gcm3.astype(np.float64)
         lam *= rho * rho * (NE_PER_GRAM * NH_PER_GRAM * gas.cell_volume_cm3)
         gas._cache["lum"] = lam

@@ -14,21 +14,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import logging
 import shutil
-import tempfile
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmark.core import settings
 from benchmark.core.errors import ClusterMassError
-from benchmark.dataset.checker import check_dataset, sha256_file
+from benchmark.core.io import atomic_path, write_bytes, write_json, write_text
+from benchmark.dataset.checker import check_dataset
 from benchmark.dataset.layout import CATALOG_COLUMNS, LAYOUT_VERSION
-from pipeline.config import Config, build
+from pipeline.config import Config
+
+logger = logging.getLogger(__name__)
 
 PROJECTIONS = ("x", "y", "z")
 CARD_PACKAGES = ("numpy", "scipy", "h5py", "astropy", "yt", "pyxsim", "soxs", "pandas")
@@ -51,61 +54,28 @@ class Plan:
         return len(self.population) * len(PROJECTIONS)
 
 
-def settings(config: Config):
-    """Parameter objects of every stage, built from the preset (validates the preset)."""
-    from pipeline.gas import GridSpec
-    from pipeline.observation import Observation
-    from pipeline.population import PopulationParams
-
-    observation = build(Observation, config.section("observation"), "observation")
-    population = build(PopulationParams, config.section("population"), "population")
-    grid = build(GridSpec, config.section("grid"), "grid")
-    chain = None
-    if config.dataset.renderer == "chain":
-        from pipeline.chain import ChainSettings
-
-        chain = build(ChainSettings, config.section("chain"), "chain")
-    return observation, population, grid, chain
-
-
-def resolved_parameters(config: Config) -> dict:
-    """Every parameter of every stage, defaults included (what the card records)."""
-    observation, population, grid, chain = settings(config)
-    return {
-        "dataset": _jsonable(asdict(config.dataset)),
-        "observation": _jsonable(asdict(observation)),
-        "population": _jsonable(asdict(population)),
-        "grid": _jsonable(asdict(grid)),
-        "chain": _jsonable(asdict(chain)) if chain is not None else None,
-        "splits": _jsonable(asdict(config.splits)),
-    }
-
-
 def config_fingerprint(config: Config) -> str:
     """SHA-256 of the resolved parameters: a cluster file made with others is remade."""
-    from benchmark.dataset.layout import LAYOUT_VERSION as layout
-
-    text = json.dumps({"layout": layout, **resolved_parameters(config)}, sort_keys=True)
+    text = json.dumps({"layout": LAYOUT_VERSION, **config.resolved_parameters()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def plan_dataset(config: Config) -> Plan:
     """Validate the configuration and draw the cluster population."""
+    from pipeline.instrument import responses_dir
     from pipeline.population import make_population
 
-    observation, population_params, grid, chain = settings(config)
     dataset = config.dataset
-    from pipeline.instrument import responses_dir
-
     responses_dir()  # a missing ARF/RMF is named before any work starts
     if dataset.source == "tng":
         from pipeline.tng import tng_population
 
         population = with_view_seeds(
-            tng_population(Path(dataset.tng_dir), population_params, observation), dataset.master_seed
+            tng_population(Path(dataset.tng_dir), config.population, config.observation),
+            dataset.master_seed,
         )
     else:
-        population = make_population(population_params, dataset.master_seed, observation)
+        population = make_population(config.population, dataset.master_seed, config.observation)
     return Plan(config=config, population=population, fingerprint=config_fingerprint(config))
 
 
@@ -159,13 +129,13 @@ def stage_timings(infos: list[dict]) -> dict[str, float]:
 
 def render_images(gas, row: dict, config: Config, workdir: Path) -> tuple[list[np.ndarray], list[dict]]:
     """The three projections of one gas grid, with the chosen renderer."""
-    observation, _, _, chain_settings = settings(config)
+    observation = config.observation
     seeds = [int(row[f"seed_{p}"]) for p in PROJECTIONS]
     if config.dataset.renderer == "chain":
         from pipeline.chain import render_views
 
         rendered = render_views(gas, PROJECTIONS, chain_observation(observation, row), seeds,
-                                workdir=workdir, settings=chain_settings)
+                                workdir=workdir, settings=config.chain)
         return [image for image, _ in rendered], [info for _, info in rendered]
 
     from pipeline.analytic import background_counts_per_pixel, expected_counts
@@ -196,9 +166,8 @@ def render_synthetic_epoch(row: dict, config: Config, workdir: Path):
     """A synthetic cluster-epoch: gas grid from the population row, then the renderer."""
     from pipeline.gas import build_gas_grid, view_truth
 
-    observation, _, grid, _ = settings(config)
     start = time.perf_counter()
-    gas = build_gas_grid(row, grid.resolved(observation, float(row["redshift"])),
+    gas = build_gas_grid(row, config.grid.resolved(config.observation, float(row["redshift"])),
                          np.random.default_rng(int(row["seed"])))
     gas_s = time.perf_counter() - start
     images, infos = render_images(gas, row, config, workdir)
@@ -216,10 +185,9 @@ def render_tng_epoch(row: dict, config: Config, workdir: Path):
 
     if config.dataset.renderer != "chain":
         raise ClusterMassError("TNG cutouts are rendered by the real chain: set dataset.renderer = 'chain'.")
-    observation, _, _, chain_settings = settings(config)
     seeds = [int(row[f"seed_{p}"]) for p in PROJECTIONS]
-    rendered = render_tng_views(halo_from_row(row), PROJECTIONS, chain_observation(observation, row),
-                                seeds, chain_settings, workdir)
+    rendered = render_tng_views(halo_from_row(row), PROJECTIONS, chain_observation(config.observation, row),
+                                seeds, config.chain, workdir)
     infos = [info for _, info in rendered]
     nan = {"lx_total_erg_s": float("nan"), "lx_cex_erg_s": float("nan")}
     return [image for image, _ in rendered], infos, [nan] * len(PROJECTIONS), stage_timings(infos)
@@ -264,8 +232,7 @@ def render_cluster(config: Config, rows: list[dict], out_dir: str, fingerprint: 
     cluster_id = int(rows[0]["cluster_id"])
     path = cluster_path(Path(out_dir), cluster_id)
     # Scratch (pyXSIM photon files) never goes inside the dataset, even under a bare `datalad rerun`.
-    scratch_root = os.environ.get("CLUSTERMASS_BUILD") or tempfile.gettempdir()
-    workdir = Path(scratch_root) / "scratch" / f"cluster_{cluster_id:04d}"
+    workdir = settings.current().build_dir / "scratch" / f"cluster_{cluster_id:04d}"
     workdir.mkdir(parents=True, exist_ok=True)
     images, views, timings = [], [], defaultdict(float)
     for row in sorted(rows, key=lambda r: r["epoch"]):
@@ -275,7 +242,7 @@ def render_cluster(config: Config, rows: list[dict], out_dir: str, fingerprint: 
         for stage, seconds in epoch_timings.items():
             timings[stage] += seconds
     start = time.perf_counter()
-    observation, _, _, _ = settings(config)
+    observation = config.observation
     attrs = {
         "layout_version": LAYOUT_VERSION,
         "cluster_id": cluster_id,
@@ -296,9 +263,7 @@ def render_cluster(config: Config, rows: list[dict], out_dir: str, fingerprint: 
 
 def write_cluster_file(path: Path, counts: np.ndarray, views: list[dict], attrs: dict, h5py) -> None:
     """Write one cluster's images; the file appears under its name only when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with h5py.File(tmp, "w", track_order=False) as h5:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=False) as h5:
         npix = counts.shape[-1]
         data = h5.create_dataset(
             "counts", data=counts.astype(np.int32), chunks=(1, npix, npix),
@@ -313,7 +278,6 @@ def write_cluster_file(path: Path, counts: np.ndarray, views: list[dict], attrs:
         h5.create_dataset("views", data=json.dumps(views, sort_keys=True), dtype=h5py.string_dtype(), track_times=False)
         for key, value in attrs.items():
             h5.attrs[key] = value
-    os.replace(tmp, path)
 
 
 def read_views(path: Path) -> list[dict]:
@@ -380,12 +344,6 @@ def assemble_catalog(plan: Plan, out_dir: Path, folds: dict[int, int]) -> pd.Dat
     return catalog.sort_values(["cluster_id", "epoch", "projection"], kind="stable").reset_index(drop=True)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -400,15 +358,15 @@ def package_versions() -> dict[str, str]:
 
 def dataset_card(plan: Plan, catalog: pd.DataFrame, splits_sha256: str) -> dict:
     """The dataset card: what the dataset is, how it was made, and how to check it."""
-    from pipeline import population as population_module
+    from pipeline.population import REFERENCES
 
-    observation, population_params, grid, chain = settings(plan.config)
+    observation = plan.config.observation
     dataset = plan.config.dataset
     checksums = {}
     if dataset.renderer == "chain":
         from pipeline.chain import emission_table_checksums
 
-        checksums.update(emission_table_checksums(chain))
+        checksums.update(emission_table_checksums(plan.config.chain))
     else:
         from pipeline.emission import resolve_apec
 
@@ -447,21 +405,17 @@ def dataset_card(plan: Plan, catalog: pd.DataFrame, splits_sha256: str) -> dict:
             "exposure_ks": observation.exposure_ks,
             "units": "count",
         },
-        "config": {"preset": plan.config.to_dict(), **resolved_parameters(plan.config)},
+        "config": {"preset": plan.config.to_dict(), **plan.config.resolved_parameters()},
         "checksums": checksums,
         "splits_sha256": splits_sha256,
         "packages": package_versions(),
-        "references": list(getattr(population_module, "REFERENCES", [])),
+        "references": list(REFERENCES),
         "units": {
             "log10_m500c": "log10(Msun)", "r500c_kpc": "kpc", "r500c_arcmin": "arcmin",
             "t500_kev": "keV", "lx_total_erg_s": "erg/s (0.5-2 keV rest frame)",
             "lx_cex_erg_s": "erg/s (0.5-2 keV rest frame, 0.15-1 R500c)", "counts": "count",
         },
     }
-
-
-def _jsonable(value):
-    return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 
 def generate(config: Config, out_dir: Path, workers: int = 1, scheduler: str | None = None,
@@ -503,27 +457,27 @@ def generate(config: Config, out_dir: Path, workers: int = 1, scheduler: str | N
     splits = make_splits(latest["cluster_id"].to_numpy(), latest["log10_m500c"].to_numpy(),
                          n_folds=config.splits.n_folds, seed=config.splits.seed)
 
-    resume_dir = resume_dir or os.environ.get("CLUSTERMASS_RESUME_DIR") or None
+    resume_dir = resume_dir or settings.current().resume_dir
     if resume_dir:
         take_back_finished(plan, Path(resume_dir), out_dir)
     todo = [c for c in plan.cluster_ids if not cluster_done(cluster_path(out_dir, c), plan.fingerprint)]
     skipped = len(plan.cluster_ids) - len(todo)
     if skipped and progress:
-        print(f"resuming: {skipped} of {len(plan.cluster_ids)} clusters already complete")
+        logger.info("resuming: %d of %d clusters already complete", skipped, len(plan.cluster_ids))
     if timings_log is not None:
         Path(timings_log).parent.mkdir(parents=True, exist_ok=True)
     timings = run_tasks(plan, todo, out_dir, workers, scheduler, progress, timings_log)
 
     splits_bytes = splits.to_json()
-    write_bytes_atomic(out_dir / "splits.json", splits_bytes)
+    write_bytes(out_dir / "splits.json", splits_bytes)
     folds = {int(c): splits.fold_of(c) for c in plan.cluster_ids}
     catalog = assemble_catalog(plan, out_dir, folds)
-    write_bytes_atomic(out_dir / "catalog.csv", catalog.to_csv(index=False, lineterminator="\n").encode())
+    write_text(out_dir / "catalog.csv", catalog.to_csv(index=False, lineterminator="\n"))
     card = dataset_card(plan, catalog, hashlib.sha256(splits_bytes).hexdigest())
-    write_bytes_atomic(out_dir / "dataset_card.json", (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    write_json(out_dir / "dataset_card.json", card)
     check_dataset(out_dir)
     if progress:
-        print_timings(timings, len(todo) * len(PROJECTIONS) * config_epochs(plan), time.perf_counter() - start)
+        log_timings(timings, len(todo) * len(PROJECTIONS) * config_epochs(plan), time.perf_counter() - start)
     return out_dir
 
 
@@ -532,21 +486,21 @@ def take_back_finished(plan: Plan, resume_dir: Path, out_dir: Path) -> None:
     for cid in plan.cluster_ids:
         src, dst = cluster_path(resume_dir, cid), cluster_path(out_dir, cid)
         if not dst.exists() and src.is_file() and cluster_done(src, plan.fingerprint):
-            tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-            shutil.move(str(src), str(tmp))
-            os.replace(tmp, dst)
+            with atomic_path(dst) as tmp:
+                shutil.move(str(src), str(tmp))
 
 
 def config_epochs(plan: Plan) -> int:
     return int(plan.population.groupby("cluster_id").size().max())
 
 
-def print_timings(timings: dict[str, float], n_views: int, wall_s: float) -> None:
+def log_timings(timings: dict[str, float], n_views: int, wall_s: float) -> None:
     """Per-stage summary: where the time went (summed over workers)."""
     if not n_views:
-        print(f"nothing to render; assembled and checked in {wall_s:.1f} s")
+        logger.info("nothing to render; assembled and checked in %.1f s", wall_s)
         return
     total = sum(timings.values()) or 1.0
-    print(f"rendered {n_views} views in {wall_s:.1f} s wall ({n_views / wall_s:.2f} views/s)")
+    logger.info("rendered %d views in %.1f s wall (%.2f views/s)", n_views, wall_s, n_views / wall_s)
     for stage, seconds in sorted(timings.items(), key=lambda kv: -kv[1]):
-        print(f"  {stage:<16} {seconds:9.1f} s  {100 * seconds / total:5.1f}%  {1000 * seconds / n_views:8.1f} ms/view")
+        logger.info("  %-16s %9.1f s  %5.1f%%  %8.1f ms/view", stage, seconds, 100 * seconds / total,
+                    1000 * seconds / n_views)

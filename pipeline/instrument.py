@@ -26,13 +26,15 @@ and how to supply it: ``responses_dir=`` / ``$CLUSTERMASS_RESPONSES``, or
 
 from __future__ import annotations
 
-import os
 import shutil
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from benchmark.core import settings
+from benchmark.core.errors import ClusterMassError
+from benchmark.core.io import atomic_path
 from benchmark.dataset.checker import sha256_file
 
 __all__ = [
@@ -72,19 +74,6 @@ _BKGND_H5 = "acisi_particle_bkgnd.h5"
 _ENV = "CLUSTERMASS_RESPONSES"
 
 
-def _error(msg: str) -> Exception:
-    try:
-        from benchmark.core.errors import ClusterMassError
-    except ImportError:  # pipeline used without the benchmark package
-        return ValueError(msg)
-    return ClusterMassError(msg)
-
-
-def _default_responses_dir() -> Path:
-    # The shared data folder sits beside the repository (../shared/data/chandra).
-    return Path(__file__).resolve().parents[2] / "shared" / "data" / "chandra"
-
-
 # ----------------------------------------------------------------------------------
 # Locating the response files
 # ----------------------------------------------------------------------------------
@@ -107,10 +96,8 @@ def responses_dir(path=None, allow_download: bool = False) -> Path:
     """
     if path is not None:
         root, origin = Path(path).expanduser(), "responses_dir argument"
-    elif os.environ.get(_ENV):
-        root, origin = Path(os.environ[_ENV]).expanduser(), f"${_ENV}"
     else:
-        root, origin = _default_responses_dir(), "default location"
+        root, origin = settings.current().responses_dir, f"${_ENV} or its default"
     missing = [name for name in RESPONSE_FILES.values() if not (root / name).is_file()]
     if not missing:
         return root
@@ -119,7 +106,7 @@ def responses_dir(path=None, allow_download: bool = False) -> Path:
 
         fetched = [Path(get_data_file(name)) for name in RESPONSE_FILES.values()]
         return fetched[0].parent
-    raise _error(
+    raise ClusterMassError(
         f"Chandra ACIS-I response file(s) {', '.join(missing)} not found in {str(root)!r} "
         f"({origin}). Supply the Cycle-0 aimpoint ARF/RMF (SOXS repository, commit af133a0) in a "
         f"folder and pass responses_dir=FOLDER or set {_ENV}=FOLDER, or allow SOXS to download "
@@ -134,7 +121,7 @@ def response_paths(path=None, allow_download: bool = False) -> dict:
 
 
 def load_arf(path=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Effective area: ``(e_lo_keV, e_hi_keV, area_cm2)`` float64 arrays."""
+    """Effective area: ``(e_lo_kev, e_hi_kev, area_cm2)`` float64 arrays."""
     return _load_arf_cached(str(response_paths(path)["arf"]))
 
 
@@ -189,7 +176,7 @@ def band_response(band_kev=(0.5, 7.0), path=None) -> tuple[np.ndarray, np.ndarra
 
     Returns
     -------
-    e_lo_keV, e_hi_keV, p_band : np.ndarray
+    e_lo_kev, e_hi_kev, p_band : np.ndarray
         RMF energy rows and the probability that SOXS reports the event in ``band_kev``.
     """
     rmf = str(response_paths(path)["rmf"])
@@ -218,14 +205,14 @@ def particle_background_spectrum() -> tuple[np.ndarray, np.ndarray]:
 
     Returns
     -------
-    ebins_keV, rate : np.ndarray
+    ebins_kev, rate : np.ndarray
         Bin edges (keV) and counts s^-1 keV^-1 arcmin^-2 in each bin.
     """
     import h5py
 
     path = _bkgnd_h5_path()
     if not path.is_file():
-        raise _error(f"SOXS' particle background {str(path)!r} is missing: reinstall soxs "
+        raise ClusterMassError(f"SOXS' particle background {str(path)!r} is missing: reinstall soxs "
                      "(the wheel ships soxs/files/acisi_particle_bkgnd.h5).")
     with h5py.File(path, "r") as f:
         rate = np.asarray(f["spectrum"][()], dtype=np.float64)
@@ -288,13 +275,8 @@ def _write_bkgnd_pha(out: Path, rmf_path: str) -> None:
 
 
 def _atomic_write(out: Path, write) -> None:
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(out) as tmp:
         write(tmp)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # ----------------------------------------------------------------------------------
@@ -379,7 +361,7 @@ def register_acisi(responses=None, name: str = INSTRUMENT_NAME, psf_fwhm_arcsec:
     if name in soxs.instrument_registry:
         if soxs.instrument_registry[name] == spec:
             return name
-        raise _error(f"SOXS instrument {name!r} is already registered with a different "
+        raise ClusterMassError(f"SOXS instrument {name!r} is already registered with a different "
                      "specification; pass another name= to register_acisi.")
     soxs.add_instrument_to_registry(dict(spec))
     return name

@@ -23,7 +23,9 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import ClusterMassError
-from pipeline.observation import H, Observation, efunc, kpc_per_arcsec, r500c_kpc
+from benchmark.core.cosmology import (H, angular_diameter_distance_kpc, efunc, kpc_per_arcsec,
+                                      r500c_kpc)
+from pipeline.observation import Observation
 
 __all__ = [
     "PopulationParams", "make_population", "REFERENCES", "VIEWS", "derive_seed", "gas_seed",
@@ -483,7 +485,6 @@ def make_population(params: PopulationParams | None = None, master_seed: int = 0
         # each epoch its own redshift, uniform in comoving volume between the limits
         z_lo, z_hi = params.survey_z_range
         zz = np.linspace(z_lo, z_hi, 2001)
-        from pipeline.observation import angular_diameter_distance_kpc
         dc = angular_diameter_distance_kpc(zz) * (1 + zz)
         vol = dc**3
         zs = []

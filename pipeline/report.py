@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -36,6 +37,10 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import ClusterMassError
+from benchmark.core.io import dumps_json, write_json
+from pipeline.observation import Observation
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["population_checks", "population_plots", "truth_table", "CALIBRATION", "TARGETS"]
 
@@ -75,7 +80,6 @@ def truth_table(pop: pd.DataFrame, observation=None, npix: int = 128, progress: 
     ``lx_cex_erg_s``, ``lx_box_erg_s`` and ``mgas_r500_msun`` (one row per view).
     """
     from pipeline.gas import GridSpec, build_gas_grid, view_truth
-    from pipeline.observation import Observation
     from pipeline.population import VIEWS
 
     observation = Observation() if observation is None else observation
@@ -89,7 +93,7 @@ def truth_table(pop: pd.DataFrame, observation=None, npix: int = 128, progress: 
             out.append(dict(cluster_id=int(row["cluster_id"]), epoch=int(row["epoch"]), projection=view,
                             mgas_r500_msun=gas.meta["mgas_r500_msun"], **truth))
         if progress and (i + 1) % 500 == 0:
-            print(f"  {i + 1}/{len(pop)} cluster epochs, {time.perf_counter() - t0:.0f} s", flush=True)
+            logger.info("  %d/%d cluster epochs, %.0f s", i + 1, len(pop), time.perf_counter() - t0)
     return pd.DataFrame(out)
 
 
@@ -270,7 +274,6 @@ def population_plots(pop_df: pd.DataFrame, truths_df: pd.DataFrame, out_dir) -> 
 
 def main(argv=None) -> dict:
     """Calibration run: population -> gas -> truths -> checks (+ plots, JSON)."""
-    from pipeline.observation import Observation
     from pipeline.population import PopulationParams, make_population
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -301,21 +304,17 @@ def main(argv=None) -> dict:
                 "lx_total_mass_scatter", "lx_total_mass_scatter_gauss", "lx_cex_scatter_ln",
                 "lx_total_scatter_ln", "lx_total_offset_dex_cool_core", "lx_total_offset_dex_merger",
                 "cool_core_fraction", "merger_fraction", "wall_s")
-        print(" ".join(f"{k}={checks[k]:.3f}" for k in keys if k in checks))
+        logger.info(" ".join(f"{k}={checks[k]:.3f}" for k in keys if k in checks))
     else:
-        print(json.dumps(checks, indent=1))
+        logger.info(dumps_json(checks, indent=1, sort_keys=False).rstrip())
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         truths.to_csv(out / "truths.csv", index=False)
         pop.to_csv(out / "population.csv", index=False)
-        (out / "checks.json").write_text(json.dumps(checks, indent=1))
+        write_json(out / "checks.json", checks, indent=1, sort_keys=False)
         population_plots(pop, truths, out)
     return checks
-
-
-if __name__ == "__main__":
-    main()
 
 
 def write_montage(dataset, path, n_images: int = 16, seed: int = 0) -> Path:
@@ -359,8 +358,6 @@ def write_dataset_report(root) -> Path:
     Path
         The ``report.json`` written.
     """
-    import json
-
     from benchmark.dataset.loader import ClusterMassDataset
 
     dataset = ClusterMassDataset(root)
@@ -370,6 +367,11 @@ def write_dataset_report(root) -> Path:
     plots = population_plots(dataset.catalog, dataset.catalog, out)
     montage = write_montage(dataset, out / "montage.png")
     checks["plots"] = sorted(p.name for p in [*plots, montage])
-    path = out / "report.json"
-    path.write_text(json.dumps(checks, indent=2, sort_keys=True, default=float) + "\n")
-    return path
+    return write_json(out / "report.json", checks)
+
+
+if __name__ == "__main__":
+    from benchmark.core.log import setup_logging
+
+    setup_logging()
+    main()

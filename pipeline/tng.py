@@ -40,6 +40,7 @@ from typing import Sequence
 
 import numpy as np
 
+from benchmark.core.cosmology import KEV_PER_K, efunc, kpc_per_arcsec, r500c_kpc
 from pipeline.chain import ChainError, ChainSettings, render_views
 
 __all__ = [
@@ -241,9 +242,9 @@ def load_cutout(halo: TNGHalo, side_kpc: float):
     import yt
     from yt.frontends.arepo.api import ArepoHDF5Dataset
 
-    from pipeline.chain import _quiet_libraries
+    from pipeline.chain import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
 
     path = _unwrapped(halo)
     with _h5(path) as f:
@@ -340,7 +341,6 @@ def render_tng_views(
     (``obs.z_obs``), so the image shows what lies within the field around the halo.
     """
     from pipeline.chain import ChainObservation
-    from pipeline.observation import kpc_per_arcsec
 
     o = ChainObservation.from_any(obs)
     side_kpc = o.fov_arcmin * 60.0 * float(kpc_per_arcsec(o.redshift))
@@ -364,7 +364,7 @@ def tng_population(tng_dir, params=None, observation=None):
     """
     import pandas as pd
 
-    from pipeline.observation import Observation, efunc, kpc_per_arcsec
+    from pipeline.observation import Observation
 
     obs = observation or Observation()
     z_obs = float(getattr(obs, "z_obs", 0.2))
@@ -405,7 +405,7 @@ def write_test_cutout(
     path,
     n_cells: int = 20000,
     m500c_msun: float = 3e14,
-    kT_keV: float = 5.0,
+    kt_kev: float = 5.0,
     z_solar: float = 0.3,
     rc_kpc: float = 150.0,
     beta: float = 2.0 / 3.0,
@@ -447,7 +447,7 @@ def write_test_cutout(
     cell_mass_code = total_mass_g / n_cells / msun_g / 1e10 * hubble
     dens_g = np.interp(r, r_grid, rho_g)
     dens_code = dens_g / (1e10 * msun_g / hubble) * (kpc_cm * a / hubble) ** 3
-    temp_k = np.full(n_cells, kT_keV * 1.160451812e7)
+    temp_k = np.full(n_cells, kt_kev / KEV_PER_K)
     sfr = np.zeros(n_cells)
     cold = rng.uniform(size=n_cells) < cold_fraction
     temp_k[cold] = 1e4
@@ -509,8 +509,6 @@ def _solar_metal_mass_fraction():
 
 
 def _r500_of_test(m500c_msun, z, hubble):
-    from pipeline.observation import r500c_kpc
-
     return float(r500c_kpc(m500c_msun, z))
 
 

@@ -18,7 +18,7 @@ from pipeline.observation import Observation
 RNG_SEEDS = (11, 12, 13)
 
 
-def beta_gas(obs, n=32, rc_kpc=250.0, beta=2.0 / 3.0, n_e0=5e-3, kT_keV=5.0, z_sun=0.3, offset_kpc=(0, 0, 0)):
+def beta_gas(obs, n=32, rc_kpc=250.0, beta=2.0 / 3.0, n_e0=5e-3, kt_kev=5.0, z_sun=0.3, offset_kpc=(0, 0, 0)):
     """A spherical beta-model cluster on the grid that covers the image field at z_obs."""
     box = obs.fov_kpc()
     cell = box / n
@@ -28,7 +28,7 @@ def beta_gas(obs, n=32, rc_kpc=250.0, beta=2.0 / 3.0, n_e0=5e-3, kT_keV=5.0, z_s
     rho = (ne * 1.6726e-24 / 0.88).astype(np.float32)  # n_e = rho (X_H + (1-X_H)/2) / m_p, X_H = 0.76
     return GasGrid(
         density_gcm3=rho,
-        kT_keV=np.full_like(rho, kT_keV),
+        kt_kev=np.full_like(rho, kt_kev),
         metallicity_zsun=np.full_like(rho, z_sun),
         cell_kpc=cell,
         box_kpc=box,
@@ -82,7 +82,7 @@ def test_render_views_contract_and_determinism(obs32, settings, workdir):
 
 
 def test_reused_dataset_renders_like_a_fresh_one(obs32, settings, workdir):
-    first, second = beta_gas(obs32, n_e0=3e-3), beta_gas(obs32, n_e0=6e-3, kT_keV=3.0, rc_kpc=150.0)
+    first, second = beta_gas(obs32, n_e0=3e-3), beta_gas(obs32, n_e0=6e-3, kt_kev=3.0, rc_kpc=150.0)
     chain.render_views(first, ("x",), obs32, (1,), settings, workdir)  # caches the geometry
     reused = chain.render_views(second, ("x", "z"), obs32, (5, 6), settings, workdir)
     fresh = chain.render_views(
@@ -94,7 +94,7 @@ def test_reused_dataset_renders_like_a_fresh_one(obs32, settings, workdir):
 
 def test_counts_and_profile_match_analytic_renderer(settings, workdir):
     obs = Observation(npix=64)
-    gas = beta_gas(obs, n=64, n_e0=1e-2, kT_keV=6.0)
+    gas = beta_gas(obs, n=64, n_e0=1e-2, kt_kev=6.0)
     edges = np.array([0, 2, 4, 7, 11, 16, 24])
     for grid in ("uniform", "nested"):
         s = dataclasses.replace(settings, grid=grid, nested_levels=3)
@@ -124,7 +124,7 @@ def test_orientation_matches_analytic_renderer(obs32, settings, workdir):
 def test_fast_detector_matches_soxs(settings, workdir):
     """The project's detector step against SOXS instrument_simulator on the same events."""
     obs = Observation(npix=64)
-    gas = beta_gas(obs, n=64, n_e0=1.5e-2, kT_keV=6.0)
+    gas = beta_gas(obs, n=64, n_e0=1.5e-2, kt_kev=6.0)
     fast = chain.render_views(gas, ("y",), obs, RNG_SEEDS[:1], settings, workdir)
     soxs = chain.render_views(
         gas, ("y",), obs, RNG_SEEDS[:1], dataclasses.replace(settings, detector="soxs"), workdir
@@ -142,7 +142,7 @@ def test_beta_model_slope_is_recovered(settings, workdir):
 
     obs = Observation(npix=64)
     beta, rc_kpc = 0.6, 200.0
-    gas = beta_gas(obs, n=64, rc_kpc=rc_kpc, beta=beta, n_e0=2e-2, kT_keV=6.0)
+    gas = beta_gas(obs, n=64, rc_kpc=rc_kpc, beta=beta, n_e0=2e-2, kt_kev=6.0)
     bkg = analytic.background_counts_per_pixel(obs)
     pix_kpc = obs.pixel_kpc()
     views = chain.render_views(gas, ("x", "y"), obs, RNG_SEEDS[:2], settings, workdir)  # nested grid
@@ -180,7 +180,7 @@ def test_bad_input_raises_one_clear_error(obs32, bad, match, workdir):
 
 def test_bad_gas_raises(obs32, settings, workdir):
     gas = beta_gas(obs32)
-    broken = dataclasses.replace(gas, kT_keV=gas.kT_keV[:-1])
+    broken = dataclasses.replace(gas, kt_kev=gas.kt_kev[:-1])
     with pytest.raises(chain.ChainError, match="cubes of one shape"):
         chain.render_views(broken, ("x",), obs32, (1,), settings, workdir)
     nan = dataclasses.replace(gas, density_gcm3=np.full_like(gas.density_gcm3, np.nan))
@@ -197,7 +197,7 @@ def test_emission_table_checksums(settings):
 @pytest.mark.slow
 def test_fast_detector_matches_soxs_at_preset_size(settings, tmp_path):
     obs = Observation()
-    gas = beta_gas(obs, n=128, n_e0=1e-2, kT_keV=6.0)
+    gas = beta_gas(obs, n=128, n_e0=1e-2, kt_kev=6.0)
     fast = chain.render_views(gas, ("x",), obs, (3,), settings, tmp_path)
     soxs = chain.render_views(gas, ("x",), obs, (3,), dataclasses.replace(settings, detector="soxs"), tmp_path)
     edges = np.array([0, 3, 6, 10, 16, 25, 40, 64])
@@ -209,7 +209,7 @@ def test_fast_detector_matches_soxs_at_preset_size(settings, tmp_path):
 def test_bench_chain_epoch(benchmark, settings, tmp_path):
     """One cluster-epoch (3 views) at the preset size (128^3 grid, 128x128 images)."""
     obs = Observation()
-    gas = beta_gas(obs, n=128, n_e0=5e-3, kT_keV=5.0)
+    gas = beta_gas(obs, n=128, n_e0=5e-3, kt_kev=5.0)
     chain.render_views(gas, ("x",), obs, (1,), settings, tmp_path)  # warm caches (table, dataset)
     out = benchmark.pedantic(
         chain.render_views, args=(gas, ("x", "y", "z"), obs, RNG_SEEDS, settings, tmp_path), rounds=3, iterations=1

@@ -57,7 +57,7 @@ def test_same_seed_identical_arrays_other_seed_differs(pop):
     row = _row(pop, merger=0)
     assert row["n_subclumps"] > 0
     a, b = _build(row), _build(row)
-    for name in ("density_gcm3", "kT_keV", "metallicity_zsun"):
+    for name in ("density_gcm3", "kt_kev", "metallicity_zsun"):
         assert getattr(a, name).dtype == np.float32
         assert getattr(a, name).shape == (64, 64, 64)
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
@@ -91,7 +91,7 @@ def test_profiles_physical_ranges_and_centring(pop):
     row = _quiet(_row(pop, cool_core=0))
     gas = _build(row)
     assert np.isfinite(gas.density_gcm3).all() and (gas.density_gcm3 > 0).all()
-    assert gas.kT_keV.min() >= 0.08 and gas.kT_keV.max() < 3 * row["t500_kev"]
+    assert gas.kt_kev.min() >= 0.08 and gas.kt_kev.max() < 3 * row["t500_kev"]
     assert 0.1 <= gas.metallicity_zsun.min() and gas.metallicity_zsun.max() <= 1.0
     # spherical and calm: symmetric about the box centre, densest there
     rho = gas.density_gcm3
@@ -110,7 +110,7 @@ def test_cool_core_is_denser_cooler_and_richer_in_metals(pop):
     n = GRID64.npix // 2
     core = (slice(n - 1, n + 1),) * 3
     assert cc.density_gcm3[core].mean() > 2.5 * ncc.density_gcm3[core].mean()
-    assert cc.kT_keV[core].mean() < 0.8 * ncc.kT_keV[core].mean()
+    assert cc.kt_kev[core].mean() < 0.8 * ncc.kt_kev[core].mean()
     assert cc.metallicity_zsun[core].mean() > 0.6
     t_cc = view_truth(cc, base, "z")
     t_ncc = view_truth(ncc, base, "z")

@@ -20,7 +20,7 @@ from benchmark.dataset.checker import check_dataset
 from pipeline.config import load_preset
 from pipeline.generate import cluster_path, generate
 
-SMALL = {"population": {"n_clusters": 10, "n_epochs": 1}}
+SMALL = {"population": {"n_clusters": 10, "n_epochs": 1}}  # the size of conftest's serial_dataset
 SMALL_ARGS = ["--set", "population.n_clusters=10", "--set", "population.n_epochs=1"]
 
 
@@ -29,13 +29,6 @@ def digests(root: Path) -> dict[str, str]:
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".")
     }
-
-
-@pytest.fixture(scope="module")
-def serial_dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("serial")
-    generate(load_preset("ci", **SMALL), out, workers=1, progress=False)
-    return out
 
 
 def test_dataset_passes_its_checker_and_loads(serial_dataset):
@@ -131,17 +124,3 @@ def test_dask_two_workers_with_a_killed_worker_give_identical_bytes(serial_datas
     assert killed, "no worker was killed: the run finished before the test could act"
     assert digests(out) == digests(serial_dataset)
     assert len(pd.read_csv(out / "catalog.csv")) == 30
-
-
-def test_science_report_is_written_next_to_the_dataset(serial_dataset, tmp_path):
-    import json
-    import shutil
-
-    from pipeline.report import write_dataset_report
-
-    root = tmp_path / "copy"
-    shutil.copytree(serial_dataset, root)
-    report = json.loads(write_dataset_report(root).read_text())
-    assert {"montage.png", "lx_m.png", "t_m.png"} <= set(report["plots"])
-    assert all((root / "report" / name).stat().st_size > 1000 for name in report["plots"])
-    assert 0.0 < report["lx_cex_mass_scatter"] < report["lx_total_mass_scatter"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import soxs
 
 from benchmark.core.errors import ClusterMassError
 from pipeline import instrument
 
-soxs = pytest.importorskip("soxs")
 
 
 @pytest.fixture(scope="module")

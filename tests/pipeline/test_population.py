@@ -8,9 +8,7 @@ import pandas as pd
 import pytest
 
 from benchmark.core.errors import ClusterMassError
-from pipeline.observation import (
-    Observation, efunc, kpc_per_arcsec, m500c_from_r500c, r500c_kpc, rho_crit_msun_kpc3,
-)
+from benchmark.core.cosmology import efunc, kpc_per_arcsec, r500c_kpc
 from pipeline.population import (
     REFERENCES, VIEWS, PopulationParams, gas_seed, make_population, rotation_matrix, view_seed,
 )
@@ -22,37 +20,6 @@ SMALL = PopulationParams(n_clusters=12, n_epochs=4)
 def full_pop():
     """The default 329 x 8 population (population only: a few seconds)."""
     return make_population(PopulationParams(), 20190521)
-
-
-# --- cosmology / observation -----------------------------------------------------------
-
-
-def test_cosmology_matches_astropy():
-    from pipeline.observation import cosmology
-
-    import astropy.units as u
-
-    cosmo = cosmology()
-    assert cosmo.h == pytest.approx(0.6774)
-    assert cosmo.Om0 == pytest.approx(0.3089)
-    assert float(efunc(0.5)) == pytest.approx(float(cosmo.efunc(0.5)), rel=1e-4)
-    rho = cosmo.critical_density(0.2).to(u.Msun / u.kpc**3).value
-    assert float(rho_crit_msun_kpc3(0.2)) == pytest.approx(rho, rel=1e-3)
-    assert float(m500c_from_r500c(r500c_kpc(3e14, 0.3), 0.3)) == pytest.approx(3e14)
-
-
-def test_observation_defaults_keep_r500_of_most_massive_inside_field():
-    obs = Observation()
-    assert obs.pixel_arcsec == pytest.approx(16.9 * 60 / 128)
-    assert obs.pixel_kpc(0.2) == pytest.approx(obs.pixel_arcsec * float(kpc_per_arcsec(0.2)))
-    assert float(r500c_kpc(10**15.2, obs.z_obs)) < obs.half_field_kpc()
-
-
-def test_observation_rejects_bad_input():
-    with pytest.raises(ClusterMassError, match="band_kev"):
-        Observation(band_kev=(7.0, 0.5))
-    with pytest.raises(ClusterMassError, match="z_obs"):
-        Observation(z_obs=-1)
 
 
 # --- determinism and seeds ----------------------------------------------------------------

@@ -10,13 +10,14 @@ import pytest
 
 from pipeline import chain, tng
 from pipeline.gas import GasGrid
+from benchmark.core.cosmology import r500c_kpc
 from pipeline.observation import Observation
 
 
 @pytest.fixture(scope="module")
 def tng_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("tng")
-    entry = tng.write_test_cutout(d / "cutout_7.hdf5", n_cells=20000, n_e0_cm3=5e-3, kT_keV=5.0, rc_kpc=150.0)
+    entry = tng.write_test_cutout(d / "cutout_7.hdf5", n_cells=20000, n_e0_cm3=5e-3, kt_kev=5.0, rc_kpc=150.0)
     tng.write_group_catalog(d, [dict(entry, halo_id=7)])
     return d
 
@@ -25,8 +26,6 @@ def test_catalog_is_read_in_physical_units(tng_dir):
     (halo,) = tng.read_group_catalog(tng_dir)
     assert halo.halo_id == 7 and halo.epoch == 0
     assert halo.m500c_msun == pytest.approx(3e14)
-    from pipeline.observation import r500c_kpc
-
     assert halo.r500c_kpc == pytest.approx(float(r500c_kpc(3e14, 0.0)), rel=1e-6)
     pop = tng.tng_population(tng_dir, None, Observation())
     assert list(pop["cluster_id"]) == [7]

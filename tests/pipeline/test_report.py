@@ -1,0 +1,70 @@
+"""The science report: checks measured on a tiny real dataset, plots, montage, strict JSON."""
+import json
+import logging
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.core.errors import ClusterMassError
+from benchmark.dataset.loader import ClusterMassDataset
+from pipeline import report
+from pipeline.population import PopulationParams, make_population
+
+
+@pytest.fixture(scope="module")
+def reported(serial_dataset, tmp_path_factory):
+    root = tmp_path_factory.mktemp("report") / "ci"
+    shutil.copytree(serial_dataset, root)
+    path = report.write_dataset_report(root)
+    return root, path
+
+
+def test_report_is_written_next_to_the_dataset_with_its_plots(reported):
+    root, path = reported
+    assert path == root / "report" / "report.json"
+    figures = json.loads(path.read_text())
+    assert {"montage.png", "lx_m.png", "t_m.png"} <= set(figures["plots"])
+    assert all((root / "report" / name).stat().st_size > 1000 for name in figures["plots"])
+    assert path.read_text().endswith("}\n") and "NaN" not in path.read_text()
+
+
+def test_report_figures_are_the_catalog_s(reported):
+    root, path = reported
+    figures = json.loads(path.read_text())
+    catalog = ClusterMassDataset(root).catalog
+    assert figures["n_views"] == len(catalog) == 30
+    assert figures["n_clusters"] == 10
+    assert figures["cool_core_fraction"] == pytest.approx(catalog["cool_core"].mean())
+    # core-excised L_X is the better mass proxy, as the population is built to make it
+    assert 0.0 < figures["lx_cex_mass_scatter"] < figures["lx_total_mass_scatter"]
+    slope = np.polyfit(catalog["log10_m500c"] - 14.5, np.log10(catalog["lx_cex_erg_s"]), 1)[0]
+    assert figures["lx_cex_slope"] == pytest.approx(slope, rel=1e-9)
+    assert set(figures["targets_met"]) == {"lx_cex_mass_scatter", "lx_total_clearly_worse",
+                                           "lx_cex_slope", "cool_core_fraction", "merger_fraction"}
+
+
+def test_truth_table_gives_three_views_per_epoch_and_feeds_the_checks():
+    pop = make_population(PopulationParams(n_clusters=4, n_epochs=2), 3)
+    truths = report.truth_table(pop, npix=16)
+    assert len(truths) == 3 * len(pop)
+    assert (truths["lx_total_erg_s"] > truths["lx_cex_erg_s"]).all()
+    checks = report.population_checks(pop, truths)
+    assert checks["n_cluster_epochs"] == 8 and "cool_core_lag1_autocorr" in checks
+
+
+def test_a_truth_table_without_luminosities_is_named():
+    pop = make_population(PopulationParams(n_clusters=4, n_epochs=1), 3)
+    with pytest.raises(ClusterMassError, match="lx_cex_erg_s"):
+        report.population_checks(pop, pd.DataFrame({"cluster_id": [0], "epoch": [0]}))
+
+
+def test_calibration_run_logs_and_writes_its_figures(tmp_path, caplog):
+    out = tmp_path / "calibration"
+    with caplog.at_level(logging.INFO, logger="pipeline.report"):
+        checks = report.main(["--n-clusters", "6", "--n-epochs", "2", "--npix", "16", "--quiet",
+                              "--out", str(out)])
+    assert "lx_cex_slope=" in caplog.text
+    assert json.loads((out / "checks.json").read_text())["n_views"] == checks["n_views"] == 36
+    assert len(pd.read_csv(out / "truths.csv")) == 36
