@@ -36,6 +36,7 @@ does one batch of images with one predictor.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -45,6 +46,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import ClusterMassError
+from benchmark.core.io import json_safe, write_text
+from benchmark.entries import load_entry, write_entry
 
 __all__ = [
     "DEFAULT_R_EDGES_R500C",
@@ -382,25 +385,7 @@ def _profile_stats(arr: np.ndarray) -> dict:
                 "p84": np.nanpercentile(arr, 84, axis=0),
                 "n": np.sum(np.isfinite(arr), axis=0),
             }
-    return {k: _jsonable(v) for k, v in stats.items()}
-
-
-def _jsonable(x):
-    """numpy -> plain Python with NaN/inf turned into None (strict JSON)."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.bool_, bool)):
-        return bool(x)
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        return x if np.isfinite(x) else None
-    return x
+    return {k: json_safe(v) for k, v in stats.items()}
 
 
 def _median_ratio(num: np.ndarray, den: np.ndarray) -> float | None:
@@ -425,8 +410,8 @@ def summarise(per_image: pd.DataFrame, batches: list[dict], settings: dict, outl
         "folds": sorted(int(f) for f in per_image["fold"].unique()),
         "has_gradient": bool(has_grad),
         "settings": settings,
-        "r_edges_r500c": _jsonable(first["r_edges_r500c"]),
-        "ring_edges_r500c": _jsonable(first["ring_edges_r500c"]),
+        "r_edges_r500c": json_safe(first["r_edges_r500c"]),
+        "ring_edges_r500c": json_safe(first["ring_edges_r500c"]),
     }
     core_ratio = {}
     for rc in cores:
@@ -435,7 +420,7 @@ def summarise(per_image: pd.DataFrame, batches: list[dict], settings: dict, outl
         occl = _median_ratio(cat("occlusion_share_core", key), photon)
         grad = _median_ratio(cat("gradient_share_core", key), photon) if has_grad else None
         core_ratio[key] = {
-            "photon_share_median": _jsonable(np.nanmedian(photon)),
+            "photon_share_median": json_safe(np.nanmedian(photon)),
             "occlusion": occl,
             "gradient": grad,
         }
@@ -458,8 +443,8 @@ def summarise(per_image: pd.DataFrame, batches: list[dict], settings: dict, outl
     occl = {}
     for key in first["occlusion"]:
         d = cat("occlusion", key)
-        occl[key] = {"mean": _jsonable(d.mean()), "std": _jsonable(d.std()), "median": _jsonable(np.median(d)),
-                     "per_image": _jsonable(d)}
+        occl[key] = {"mean": json_safe(d.mean()), "std": json_safe(d.std()), "median": json_safe(np.median(d)),
+                     "per_image": json_safe(d)}
     summary["occlusion_delta_log10m"] = occl
 
     outliers = []
@@ -469,7 +454,7 @@ def summarise(per_image: pd.DataFrame, batches: list[dict], settings: dict, outl
         f_dd = np.concatenate([b["deepdream_log10m"] for b in batches], axis=1)
         f0 = cat("log10m_pred")
         summary["deepdream_delta_log10m"] = {
-            f"iter{i + 1}": _jsonable(np.mean(f_dd[i] - f0)) for i in range(f_dd.shape[0])
+            f"iter{i + 1}": json_safe(np.mean(f_dd[i] - f0)) for i in range(f_dd.shape[0])
         }
         summary["saliency_profile"] = _profile_stats(cat("saliency_profile"))
         attr = cat("attribution_rings")
@@ -487,11 +472,11 @@ def summarise(per_image: pd.DataFrame, batches: list[dict], settings: dict, outl
                 reasons.append("predicted mass did not rise under gradient ascent")
             if reasons:
                 outliers.append({"image_id": str(row.image_id), "fold": int(row.fold), "index": i,
-                                 "peak_r500c": _jsonable(peak[i]), "reasons": reasons})
-        summary["deepdream_peak_r500c"] = _jsonable(peak)
+                                 "peak_r500c": json_safe(peak[i]), "reasons": reasons})
+        summary["deepdream_peak_r500c"] = json_safe(peak)
     summary["outliers"] = outliers
-    summary["images"] = _jsonable(per_image[["image_id", "cluster_id", "fold", "log10_m500c"]].to_dict("list"))
-    summary["log10m_pred"] = _jsonable(cat("log10m_pred"))
+    summary["images"] = json_safe(per_image[["image_id", "cluster_id", "fold", "log10_m500c"]].to_dict("list"))
+    summary["log10m_pred"] = json_safe(cat("log10m_pred"))
     return summary
 
 
@@ -648,9 +633,7 @@ def run_diagnostics(
         plot_dir.mkdir(parents=True, exist_ok=True)
         example = _example_images(batches, summary)
         summary["plots"] = plot_diagnostics(summary, plot_dir, example=example)
-        tmp = plot_dir / "diagnostics.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=1, allow_nan=False))
-        tmp.replace(plot_dir / "diagnostics.json")
+        write_text(plot_dir / "diagnostics.json", json.dumps(summary, indent=1, allow_nan=False))
     return summary
 
 
@@ -838,9 +821,6 @@ def diagnose_entry(run_dir, dataset, entry_path=None, n_clusters_per_fold: int =
         plot_dir = entry_path.with_name(entry_path.name[: -len(".json")] + ".diagnostics")
     summary = run_diagnostics(run_dir, dataset, n_clusters_per_fold, folds, plot_dir=plot_dir, **kwargs)
     if entry_path is not None:
-        from benchmark.entries import load_entry, write_entry
-
         entry = load_entry(entry_path)
-        entry["diagnostics"] = entry_summary(summary)
-        write_entry(entry_path, entry)
+        write_entry(entry_path, dataclasses.replace(entry, diagnostics=entry_summary(summary)))
     return summary

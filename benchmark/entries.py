@@ -1,4 +1,4 @@
-"""Leaderboard entry files: schema, construction, validation, atomic writing, loading.
+"""Leaderboard entry files: schema, typed entries, construction, validation, writing, loading.
 
 One entry per file, ``results/<preset>/entries/<slug>.json``, with its out-of-fold
 predictions beside it as ``<slug>.predictions.csv``. The schema (:data:`ENTRY_SCHEMA`)
@@ -8,29 +8,38 @@ is a JSON-Schema-like dict checked by a small validator of our own
 ``minimum``, ``maximum``, ``minLength``, ``maxLength``, ``minItems`` and ``format:
 date-time`` (ISO 8601 UTC ``YYYY-MM-DDTHH:MM:SSZ``).
 
-:func:`evaluate_predictions` is the glue for prediction submissions: load, validate
-(all problems in one error), score with :func:`benchmark.metrics.score`, write the entry
-and the predictions. Code submissions and baselines are trained by
-``benchmark.training`` and then call :func:`benchmark.metrics.score` and
-:func:`make_entry` / :func:`write_entry` themselves.
+A valid entry is an :class:`Entry` with its harness scores as a :class:`Score`: the
+validator returns one, the writer writes one, the leaderboard renders them. The JSON on
+disk is the schema's; :meth:`Entry.to_json` gives back exactly what was read.
+
+Entries are made where runs are scored: :mod:`benchmark.training` (baselines, code
+submissions) and :mod:`benchmark.evaluate` (prediction submissions). This module reads
+no dataset, so that the renderer may import it.
 """
 
 from __future__ import annotations
 
 import configparser
+import copy
+import dataclasses
 import datetime as _dt
 import json
+import math
 import os
 import re
 import subprocess
-import tempfile
 from pathlib import Path
+from typing import Any, Mapping
 
 import pandas as pd
 
+from benchmark import HARNESS_VERSION
 from benchmark.core.errors import EntryError, format_problems
+from benchmark.core.io import write_json, write_text
 
 __all__ = [
+    "Entry",
+    "Score",
     "ENTRY_SCHEMA",
     "SCHEMA_VERSION",
     "FOLD_COLUMNS",
@@ -41,7 +50,6 @@ __all__ = [
     "write_predictions",
     "load_entry",
     "load_entries",
-    "evaluate_predictions",
     "slugify",
     "dataset_provenance",
     "harness_version",
@@ -234,29 +242,161 @@ def schema_problems(value, schema: dict = ENTRY_SCHEMA, path: str = "$") -> list
     return problems
 
 
-def validate_entry(d) -> dict:
+
+# ---------------------------------------------------------------------------------------
+# Typed entries
+# ---------------------------------------------------------------------------------------
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _section(document: Mapping, key: str) -> Mapping[str, Any]:
+    # Optional objects of the open parts of the schema (metrics, diagnostics): {} when absent.
+    value = document.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _interval(value) -> tuple[float, float] | None:
+    if isinstance(value, list) and len(value) == 2 and None not in map(_number, value):
+        return float(value[0]), float(value[1])
+    return None
+
+
+def _fold_extreme(summary: Mapping, which: str) -> tuple[int, float] | None:
+    value, fold = _number(summary.get(which)), summary.get(f"{which}_fold")
+    return None if value is None or not isinstance(fold, int) else (fold, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Score:
+    """The harness's scores of one entry: its ``metrics`` (:func:`benchmark.metrics.score`).
+
+    The headline numbers are typed fields; every other part (pooled statistics, per-fold
+    rows, mass bins, the error PDF, ...) stays in :attr:`document`, the ``metrics`` object
+    exactly as written, read through :meth:`section`.
+    """
+
+    n_images: int
+    n_clusters: int
+    complete: bool
+    seeds: tuple[int, ...]
+    scatter_frac: float | None
+    scatter_frac_ci68: tuple[float, float] | None
+    bias_dex: float | None
+    fold_mean_frac: float | None
+    fold_std_frac: float | None
+    best_fold: tuple[int, float] | None
+    worst_fold: tuple[int, float] | None
+    document: Mapping[str, Any] = dataclasses.field(repr=False)
+
+    @classmethod
+    def from_json(cls, metrics: Mapping) -> "Score":
+        """The score of a ``metrics`` object that follows the schema."""
+        head = metrics["headline"]
+        gauss = _section(_section(metrics, "fold_summary"), "scatter_gauss_frac")
+        return cls(n_images=metrics["n_images"], n_clusters=metrics["n_clusters"],
+                   complete=metrics["complete"], seeds=tuple(metrics["seeds"]),
+                   scatter_frac=_number(head.get("scatter_frac")),
+                   scatter_frac_ci68=_interval(head.get("scatter_frac_ci68")),
+                   bias_dex=_number(head.get("bias_dex")),
+                   fold_mean_frac=_number(head.get("scatter_frac_fold_mean")),
+                   fold_std_frac=_number(head.get("scatter_frac_fold_std")),
+                   best_fold=_fold_extreme(gauss, "best"), worst_fold=_fold_extreme(gauss, "worst"),
+                   document=copy.deepcopy(dict(metrics)))
+
+    def section(self, key: str) -> Mapping[str, Any]:
+        """One object of the metrics (``pooled``, ``pdf``, ``mass_bins``, ...); {} if absent."""
+        return _section(self.document, key)
+
+    @property
+    def fold_rows(self) -> list[Mapping[str, Any]]:
+        """The per-fold statistics of the metrics, one object per test fold."""
+        return [r for r in self.document.get("folds", []) if isinstance(r, dict) and "fold" in r]
+
+    def to_json(self) -> dict:
+        """The ``metrics`` object as written."""
+        return copy.deepcopy(dict(self.document))
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One leaderboard entry; its JSON form is :data:`ENTRY_SCHEMA`'s (``score`` is ``metrics``).
+
+    Build one with :func:`make_entry` or :func:`validate_entry`; never edit the JSON by hand.
+    ``source`` is the file it was read from (None for an entry not read from disk).
+    """
+
+    name: str
+    slug: str
+    kind: str
+    trusted: bool
+    metadata: Mapping[str, Any]
+    dataset: Mapping[str, Any]
+    harness_version: str
+    created: str
+    score: Score
+    folds: tuple[Mapping[str, Any], ...]
+    diagnostics: Mapping[str, Any] | None
+    predictions_file: str | None
+    schema_version: int = SCHEMA_VERSION
+    source: Path | None = dataclasses.field(default=None, compare=False)
+
+    @classmethod
+    def from_json(cls, d: Mapping, source: Path | None = None) -> "Entry":
+        """The entry of a JSON object that follows the schema (see :func:`validate_entry`)."""
+        d = copy.deepcopy(dict(d))
+        return cls(name=d["name"], slug=d["slug"], kind=d["kind"], trusted=d["trusted"],
+                   metadata=d["metadata"], dataset=d["dataset"],
+                   harness_version=d["harness_version"], created=d["created"],
+                   score=Score.from_json(d["metrics"]), folds=tuple(d["folds"]),
+                   diagnostics=d["diagnostics"], predictions_file=d["predictions_file"],
+                   schema_version=d["schema_version"], source=source)
+
+    def to_json(self) -> dict:
+        """The JSON object of the entry file (keys in the schema's order)."""
+        return copy.deepcopy({
+            "schema_version": self.schema_version, "name": self.name, "slug": self.slug,
+            "kind": self.kind, "trusted": self.trusted, "metadata": dict(self.metadata),
+            "dataset": dict(self.dataset), "harness_version": self.harness_version,
+            "created": self.created, "metrics": self.score.to_json(),
+            "folds": [dict(f) for f in self.folds],
+            "diagnostics": None if self.diagnostics is None else dict(self.diagnostics),
+            "predictions_file": self.predictions_file,
+        })
+
+    @property
+    def core_sensitivity(self) -> float | None:
+        """The diagnostics' core sensitivity ratio (older entries: ``core_sensitivity``)."""
+        diag = self.diagnostics or {}
+        ratio = diag.get("core_sensitivity_ratio")
+        return _number(diag.get("core_sensitivity") if ratio is None else ratio)
+
+
+def validate_entry(d) -> Entry:
     """Check an entry against :data:`ENTRY_SCHEMA` and internal consistency.
+
+    Parameters
+    ----------
+    d : Entry or dict
+        An entry, or the JSON object of an entry file.
 
     Returns
     -------
-    dict
-        ``d`` unchanged.
+    Entry
 
     Raises
     ------
     EntryError
         Listing every problem.
     """
+    if isinstance(d, Entry):
+        d = d.to_json()
     problems = schema_problems(d)
     if not problems:
-        if d["dataset"]["splits_sha256"] != d["metrics"].get("splits_sha256",
-                                                             d["dataset"]["splits_sha256"]):
-            problems.append("$.metrics.splits_sha256 differs from $.dataset.splits_sha256")
-        if sorted(d["metadata"]["seeds"]) != sorted(d["metrics"]["seeds"]):
-            problems.append(f"$.metadata.seeds {d['metadata']['seeds']} differ from the scored "
-                            f"seeds {d['metrics']['seeds']}")
-        if [f["fold"] for f in d["folds"]] != [f.get("fold") for f in d["metrics"]["folds"]]:
-            problems.append("$.folds does not match $.metrics.folds")
+        problems = _consistency_problems(d)
     try:
         json.dumps(d, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -269,7 +409,20 @@ def validate_entry(d) -> dict:
                                                     if len(problems) > 30 else []),
             "Entries are written by the harness (`clustermass evaluate`/`train`); "
             "regenerate it rather than editing by hand."))
-    return d
+    return Entry.from_json(d)
+
+
+def _consistency_problems(d: dict) -> list[str]:
+    problems = []
+    if d["dataset"]["splits_sha256"] != d["metrics"].get("splits_sha256",
+                                                         d["dataset"]["splits_sha256"]):
+        problems.append("$.metrics.splits_sha256 differs from $.dataset.splits_sha256")
+    if sorted(d["metadata"]["seeds"]) != sorted(d["metrics"]["seeds"]):
+        problems.append(f"$.metadata.seeds {d['metadata']['seeds']} differ from the scored "
+                        f"seeds {d['metrics']['seeds']}")
+    if [f["fold"] for f in d["folds"]] != [f.get("fold") for f in d["metrics"]["folds"]]:
+        problems.append("$.folds does not match $.metrics.folds")
+    return problems
 
 
 # ---------------------------------------------------------------------------------------
@@ -290,21 +443,8 @@ def slugify(name: str) -> str:
 
 
 def harness_version() -> str:
-    """Version of the benchmark harness (``benchmark.HARNESS_VERSION`` or the package's)."""
-    try:
-        import benchmark
-
-        v = getattr(benchmark, "HARNESS_VERSION", None) or getattr(benchmark, "__version__", None)
-        if v:
-            return str(v)
-    except ImportError:
-        pass
-    try:
-        from importlib.metadata import version
-
-        return version("clustermass")
-    except Exception:  # not installed as a distribution
-        return "0+unknown"
+    """Version of the benchmark harness (:data:`benchmark.HARNESS_VERSION`)."""
+    return HARNESS_VERSION
 
 
 def _git(root: Path, *args) -> str | None:
@@ -318,6 +458,18 @@ def _git(root: Path, *args) -> str | None:
     return out if res.returncode == 0 and out else None
 
 
+def _datalad_id(root: Path, default: str | None) -> str | None:
+    cfg = root / ".datalad" / "config"
+    if not cfg.is_file():
+        return default
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(cfg)
+    except configparser.Error:
+        return default
+    return parser.get('datalad "dataset"', "id", fallback=default)
+
+
 def dataset_provenance(dataset) -> dict:
     """``{id, version, tag, commit, splits_sha256, name, source, renderer, preset}``.
 
@@ -326,22 +478,15 @@ def dataset_provenance(dataset) -> dict:
 
     Parameters
     ----------
-    dataset : ClusterMassDataset or dict
-        A dataset, or a card dict (then id/commit/tag are None unless the card has them).
+    dataset : object with ``card`` and ``root`` (a ClusterMassDataset), or a card dict
+        With a card dict, id/commit/tag are None unless the card has them.
     """
     card = dataset.card if hasattr(dataset, "card") else dict(dataset)
     root = Path(dataset.root) if hasattr(dataset, "root") else None
     ds_id = card.get("dataset_id")
     commit = tag = None
     if root is not None:
-        cfg = root / ".datalad" / "config"
-        if cfg.is_file():
-            parser = configparser.ConfigParser()
-            try:
-                parser.read(cfg)
-                ds_id = parser.get('datalad "dataset"', "id", fallback=ds_id)
-            except configparser.Error:
-                pass
+        ds_id = _datalad_id(root, ds_id)
         if (root / ".git").exists():  # only the dataset's own repo, never a parent's
             commit = _git(root, "rev-parse", "HEAD")
             tag = _git(root, "describe", "--tags", "--exact-match", "HEAD")
@@ -355,7 +500,7 @@ def make_entry(name: str, kind: str | None = None, metrics: dict | None = None, 
                metadata: dict | None = None,
                slug: str | None = None, trusted: bool | None = None,
                diagnostics: dict | None = None, predictions_file: str | None = "default",
-               created: str | None = None) -> dict:
+               created: str | None = None) -> Entry:
     """Build (and validate) a leaderboard entry.
 
     Parameters
@@ -388,7 +533,7 @@ def make_entry(name: str, kind: str | None = None, metrics: dict | None = None, 
 
     Returns
     -------
-    dict
+    Entry
     """
     if metrics is None or dataset is None:
         raise EntryError("make_entry needs the metrics (benchmark.metrics.score) and the "
@@ -404,7 +549,7 @@ def make_entry(name: str, kind: str | None = None, metrics: dict | None = None, 
     meta.setdefault("seeds", list(metrics.get("seeds", [0])))
     meta.setdefault("external_data", False)
     folds = [{k: row.get(k) for k in FOLD_COLUMNS} for row in metrics.get("folds", [])]
-    entry = {
+    return validate_entry({
         "schema_version": SCHEMA_VERSION,
         "name": name,
         "slug": slug,
@@ -419,47 +564,27 @@ def make_entry(name: str, kind: str | None = None, metrics: dict | None = None, 
         "diagnostics": diagnostics,
         "predictions_file": (f"{slug}.predictions.csv" if predictions_file == "default"
                              else predictions_file),
-    }
-    return validate_entry(entry)
+    })
 
 
 # ---------------------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------------------
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_entry(path, d: dict) -> Path:
-    """Validate ``d`` and write it to ``path`` atomically (temp file + rename)."""
-    validate_entry(d)
-    path = Path(path)
-    _atomic_write(path, (json.dumps(d, indent=1, allow_nan=False) + "\n").encode("utf-8"))
-    return path
+def write_entry(path, entry) -> Path:
+    """Validate ``entry`` (an :class:`Entry` or its JSON object) and write it atomically."""
+    entry = validate_entry(entry)
+    return write_json(path, entry.to_json(), indent=1, sort_keys=False)
 
 
 def write_predictions(path, pred: pd.DataFrame) -> Path:
     """Write out-of-fold predictions (image_id, seed, log10_m500c_pred) atomically as CSV."""
     cols = [c for c in ("image_id", "seed", "log10_m500c_pred") if c in pred.columns]
-    text = pred[cols].to_csv(index=False, float_format="%.6f", lineterminator="\n")
-    path = Path(path)
-    _atomic_write(path, text.encode("utf-8"))
-    return path
+    return write_text(path, pred[cols].to_csv(index=False, float_format="%.6f",
+                                              lineterminator="\n"))
 
 
-def load_entry(path) -> dict:
+def load_entry(path) -> Entry:
     """Read and validate one entry file."""
     path = Path(path)
     if not path.is_file():
@@ -471,88 +596,58 @@ def load_entry(path) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EntryError(f"entry file {path} is not valid JSON: {exc}") from None
     try:
-        return validate_entry(d)
+        return dataclasses.replace(validate_entry(d), source=path)
     except EntryError as exc:
         raise EntryError(f"{path}: {exc}") from None
 
 
-def load_entries(directory, strict: bool = True) -> list[dict]:
-    """All entries ``*.json`` of a directory (predictions files skipped), sorted by slug.
+def _entry_files(source: Path) -> list[Path]:
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise EntryError(f"entries directory {source} does not exist")
+    # Symbolic links are skipped: an entries folder never points outside itself.
+    return sorted(p for p in source.glob("*.json") if ".predictions." not in p.name
+                  and p.is_file() and not p.is_symlink())
+
+
+def _short(exc: EntryError) -> str:
+    lines = str(exc).splitlines()
+    return lines[0] + (" (" + "; ".join(line.strip(" -") for line in lines[1:4]) + ")")
+
+
+def _load_folder(source: Path, problems: list[str]) -> list[Entry]:
+    entries = []
+    for path in _entry_files(source):
+        try:
+            entries.append(load_entry(path))
+        except EntryError as exc:
+            problems.append(_short(exc))
+    slugs = [e.slug for e in entries]
+    dup = sorted({s for s in slugs if slugs.count(s) > 1})
+    if dup:
+        problems.append(f"several entries in {source} share the slug(s) {dup}")
+    return sorted(entries, key=lambda e: e.slug)
+
+
+def load_entries(sources, strict: bool = True) -> list[Entry]:
+    """The entries ``*.json`` of folders (predictions files skipped), each folder by slug.
 
     Parameters
     ----------
+    sources : path or list of paths
+        Folders of entry files, or single entry files. Folders of several sources may hold
+        entries of the same slug (a board of several result folders).
     strict : bool
         Raise one :class:`EntryError` naming every invalid file (default); otherwise skip
         invalid files.
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise EntryError(f"entries directory {directory} does not exist")
+    sources = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     entries, problems = [], []
-    for path in sorted(directory.glob("*.json")):
-        if ".predictions." in path.name:
-            continue
-        try:
-            entries.append(load_entry(path))
-        except EntryError as exc:
-            problems.append(str(exc).splitlines()[0] + (
-                " (" + "; ".join(line.strip(" -") for line in str(exc).splitlines()[1:4]) + ")"))
-    slugs = [e["slug"] for e in entries]
-    dup = sorted({s for s in slugs if slugs.count(s) > 1})
-    if dup:
-        problems.append(f"several entries share the slug(s) {dup}")
+    for source in map(Path, sources):
+        entries += _load_folder(source, problems)
     if problems and strict:
-        raise EntryError(format_problems(f"{len(problems)} invalid entry file(s) in {directory}",
-                                         problems))
-    return sorted(entries, key=lambda e: e["slug"])
-
-
-def evaluate_predictions(pred_path, meta_path, dataset, out_dir, n_boot: int = 1000,
-                         rng_seed: int = 0, overwrite: bool = False) -> dict:
-    """Validate, score and record a prediction submission.
-
-    Parameters
-    ----------
-    pred_path : path-like
-        Predictions file, or a directory holding predictions and metadata.
-    meta_path : path-like or None
-        Metadata file (None: found beside the predictions).
-    dataset : ClusterMassDataset or path-like
-    out_dir : path-like
-        Entries directory; writes ``<slug>.json`` and ``<slug>.predictions.csv``.
-    n_boot, rng_seed : int
-        Bootstrap settings of :func:`benchmark.metrics.score`.
-    overwrite : bool
-        Replace an existing entry of the same slug.
-
-    Returns
-    -------
-    dict
-        The entry written.
-
-    Raises
-    ------
-    ClusterMassError
-        Any problem with the dataset, the submission (all listed at once) or the entry.
-    """
-    from benchmark.dataset.loader import ClusterMassDataset
-    from benchmark.metrics import score
-    from benchmark.submission import load_submission, validate_submission
-
-    ds = dataset if isinstance(dataset, ClusterMassDataset) else ClusterMassDataset(dataset)
-    raw, raw_meta = load_submission(pred_path, meta_path)
-    pred, meta = validate_submission(raw, raw_meta, ds.catalog, ds.card)
-    slug = meta.get("slug") or slugify(meta["name"])
-    out_dir = Path(out_dir)
-    entry_path = out_dir / f"{slug}.json"
-    if entry_path.exists() and not overwrite:
-        raise EntryError(f"an entry {entry_path} already exists; choose another 'slug' in "
-                         "the metadata or pass overwrite=True (--force)")
-    metrics = score(pred, ds.catalog, ds.splits, n_boot=n_boot, rng_seed=rng_seed)
-    meta_entry = {k: v for k, v in meta.items() if k not in ("slug", "dataset_version",
-                                                             "splits_sha256")}
-    entry = make_entry(meta["name"], "submission", metrics, ds, metadata=meta_entry, slug=slug,
-                       trusted=False)
-    write_predictions(out_dir / entry["predictions_file"], pred)
-    write_entry(entry_path, entry)
-    return entry
+        where = ", ".join(map(str, sources))
+        raise EntryError(format_problems(f"{len(problems)} invalid entry file(s) in {where}",
+                                         problems, "fix or remove these files"))
+    return entries

@@ -1,8 +1,8 @@
 """``clustermass evaluate``: score a submission, predictions or code, into an entry file.
 
 - predictions (a ``.csv``/``.parquet`` file, or a folder holding ``predictions.*`` and
-  ``metadata.*``): validated and scored by :func:`benchmark.entries.evaluate_predictions`
-  (an untrusted entry);
+  ``metadata.*``): validated and scored by :func:`evaluate_predictions` (an untrusted
+  entry);
 - code (a ``.py`` module with ``make_model`` or ``build_keras_model``): trained fold by
   fold by :func:`benchmark.training.evaluate_code_submission` (a trusted entry).
 """
@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.core.errors import SubmissionError
+from benchmark.core.errors import EntryError, SubmissionError
+from benchmark.dataset.loader import ClusterMassDataset
+from benchmark.entries import Entry, make_entry, slugify, write_entry, write_predictions
+from benchmark.metrics import score
+from benchmark.submission import load_submission, validate_submission
 
-__all__ = ["evaluate_submission", "submission_kind"]
+__all__ = ["evaluate_submission", "evaluate_predictions", "submission_kind"]
 
 _PRED_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -73,8 +77,53 @@ def evaluate_submission(path, dataset_dir, results_dir, seeds=(0,), preset=None,
 
         return Path(evaluate_code_submission(path, dataset_dir, results_dir, seeds=tuple(seeds),
                                              preset=preset))
-    from benchmark.entries import evaluate_predictions
-
     entry = evaluate_predictions(path, None, dataset_dir, entries_dir, n_boot=n_boot,
                                  overwrite=overwrite)
-    return entries_dir / f"{entry['slug']}.json"
+    return entries_dir / f"{entry.slug}.json"
+
+
+def evaluate_predictions(pred_path, meta_path, dataset, out_dir, n_boot: int = 1000,
+                         rng_seed: int = 0, overwrite: bool = False) -> Entry:
+    """Validate, score and record a prediction submission.
+
+    Parameters
+    ----------
+    pred_path : path-like
+        Predictions file, or a directory holding predictions and metadata.
+    meta_path : path-like or None
+        Metadata file (None: found beside the predictions).
+    dataset : ClusterMassDataset or path-like
+    out_dir : path-like
+        Entries directory; writes ``<slug>.json`` and ``<slug>.predictions.csv``.
+    n_boot, rng_seed : int
+        Bootstrap settings of :func:`benchmark.metrics.score`.
+    overwrite : bool
+        Replace an existing entry of the same slug.
+
+    Returns
+    -------
+    Entry
+        The entry written.
+
+    Raises
+    ------
+    ClusterMassError
+        Any problem with the dataset, the submission (all listed at once) or the entry.
+    """
+    ds = dataset if isinstance(dataset, ClusterMassDataset) else ClusterMassDataset(dataset)
+    raw, raw_meta = load_submission(pred_path, meta_path)
+    pred, meta = validate_submission(raw, raw_meta, ds.catalog, ds.card)
+    slug = meta.get("slug") or slugify(meta["name"])
+    out_dir = Path(out_dir)
+    entry_path = out_dir / f"{slug}.json"
+    if entry_path.exists() and not overwrite:
+        raise EntryError(f"an entry {entry_path} already exists; choose another 'slug' in "
+                         "the metadata or pass overwrite=True (--force)")
+    metrics = score(pred, ds.catalog, ds.splits, n_boot=n_boot, rng_seed=rng_seed)
+    meta_entry = {k: v for k, v in meta.items() if k not in ("slug", "dataset_version",
+                                                             "splits_sha256")}
+    entry = make_entry(meta["name"], "submission", metrics, ds, metadata=meta_entry, slug=slug,
+                       trusted=False)
+    write_predictions(out_dir / entry.predictions_file, pred)
+    write_entry(entry_path, entry)
+    return entry

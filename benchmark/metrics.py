@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import SubmissionError, format_problems
+from benchmark.core.io import json_safe
 
 __all__ = [
     "score",
@@ -482,23 +483,6 @@ def _best_worst(values: dict, key: str) -> dict:
             "worst": values[worst], "worst_fold": int(worst)}
 
 
-def _clean(obj):
-    """JSON-safe: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_clean(v) for v in obj.tolist()]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
 def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
           rng_seed: int = 0, folds=None) -> dict:
     """Score out-of-fold predictions against the truth of the catalog.
@@ -653,4 +637,4 @@ def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
                      "bias in dex",
         },
     }
-    return _clean(result)
+    return json_safe(result)

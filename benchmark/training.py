@@ -37,6 +37,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import pickle
 import shutil
@@ -50,6 +51,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import ClusterMassError
+from benchmark.core.io import write_text
+from benchmark.entries import harness_version, make_entry, slugify, write_entry, write_predictions
 
 __all__ = [
     "FoldData",
@@ -74,6 +77,8 @@ RECORD_FILE = "fold.json"
 PREDICTIONS_FILE = "predictions.csv"
 RUN_FILE = "run.json"
 _RUNNER_KEYS = ("progress", "progress_desc")  # do not change what a fold computes
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -272,15 +277,12 @@ def fold_dir(out_dir, k: int, seed: int = 0) -> Path:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
-    os.replace(tmp, path)
+    # Not core.io.write_json: run records keep their format (NaN, str() of foreign values).
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
 
 
 def _write_csv(path: Path, df: pd.DataFrame) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    df.to_csv(tmp, index=False, float_format="%.8f", lineterminator="\n")
-    os.replace(tmp, path)
+    write_text(path, df.to_csv(index=False, float_format="%.8f", lineterminator="\n"))
 
 
 def _json_default(value):
@@ -494,7 +496,7 @@ def _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint) -> dict:
             "training": getattr(model, "training_summary", None) or {},
             "files": files + [RECORD_FILE],
             "dataset": _dataset_identity(ds),
-            "harness_version": _harness_version(),
+            "harness_version": harness_version(),
             "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         _write_json(tmp / RECORD_FILE, record)  # written last: it marks the fold complete
@@ -528,14 +530,6 @@ def _pid_alive(pid: int) -> bool:
     except (PermissionError, OverflowError):
         return True
     return True
-
-
-def _harness_version() -> str:
-    try:
-        from benchmark import HARNESS_VERSION
-    except ImportError:
-        return "unknown"
-    return HARNESS_VERSION
 
 
 def _summary_line(record: dict) -> str:
@@ -576,7 +570,7 @@ def _run_summary(spec, base, ds, seeds, folds, records) -> dict:
         "n_params": next((r["training"].get("n_params") for r in records
                           if (r.get("training") or {}).get("n_params")), None),
         "fit_seconds_total": round(sum(r.get("fit_seconds", 0.0) for r in records), 1),
-        "harness_version": _harness_version(),
+        "harness_version": harness_version(),
     }
 
 
@@ -695,8 +689,6 @@ def load_fold_predictor(out_dir, k: int, seed: int = 0) -> Predictor:
 
 def run_dir_of(results_dir, name: str) -> Path:
     """``results_dir/runs/<slug>``: the training folder of the entry ``<slug>.json``."""
-    from benchmark.entries import slugify
-
     return Path(results_dir) / "runs" / slugify(name)
 
 
@@ -738,7 +730,7 @@ def train_baselines(dataset_dir, results_dir, entries, seeds=(0,), folds=None, p
             written.append(write_baseline_entry(name, preds, ds, run_dir,
                                                 Path(results_dir) / "entries"))
         else:
-            print(f"{name}: folds {folds} trained; run all folds to write its entry")
+            logger.info("%s: folds %s trained; run all folds to write its entry", name, folds)
     return written
 
 
@@ -781,7 +773,6 @@ def write_baseline_entry(name: str, predictions: pd.DataFrame, dataset, run_dir,
     Path
         The entry file.
     """
-    from benchmark import entries as entries_mod
     from benchmark.metrics import score
 
     ds = _as_dataset(dataset)
@@ -790,12 +781,12 @@ def write_baseline_entry(name: str, predictions: pd.DataFrame, dataset, run_dir,
     meta = _entry_metadata(name, run)
     meta.update(metadata or {})
     baseline = meta.get("kind") == "baseline"
-    slug = entries_mod.slugify(name)
-    entry = entries_mod.make_entry(meta.pop("display_name"), "baseline" if baseline else "submission",
-                                   metrics, ds, metadata=meta, slug=slug, trusted=True)
+    slug = slugify(name)
+    entry = make_entry(meta.pop("display_name"), "baseline" if baseline else "submission",
+                       metrics, ds, metadata=meta, slug=slug, trusted=True)
     entries_dir = Path(entries_dir)
-    entries_mod.write_predictions(entries_dir / entry["predictions_file"], predictions)
-    return entries_mod.write_entry(entries_dir / f"{slug}.json", entry)
+    write_predictions(entries_dir / entry.predictions_file, predictions)
+    return write_entry(entries_dir / f"{slug}.json", entry)
 
 
 def _entry_metadata(name: str, run: dict) -> dict:

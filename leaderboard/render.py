@@ -5,16 +5,17 @@ their predictions beside them (``<slug>.predictions.csv``: image_id, log10_m500c
 optional seed) and, optionally, the interpretation-diagnostics plots of code entries in
 ``<slug>.diagnostics/*.png`` (written by :func:`benchmark.diagnostics.run_diagnostics`).
 
-The table takes its numbers from the entry's harness-computed ``metrics`` when present and
-otherwise computes them here from the predictions and the dataset's truth (marked so on
-the entry page). The figures are always drawn from the predictions and the truth:
+Entries are read and validated by :func:`benchmark.entries.load_entries`: the table and the
+figures take their numbers from each entry's harness-computed :class:`~benchmark.entries.Score`.
+The only thing the renderer joins from outside the entry files is the truth of each image
+(the dataset's catalog, passed in by the caller), for the predicted-vs-true figure. Figures:
 error PDF with its Gaussian fit (as in the study's figure), predicted vs true mass,
 per-fold scatter, mass-binned bias and scatter, residuals by cool-core and merger state,
 and the diagnostics.
 
 Safety: everything a submitter wrote (names, authors, metadata, links) is passed through
 :func:`html.escape`; links are kept only with an http or https scheme; file names on the
-site come from a sanitised slug, never from submitted text; pages carry a strict
+site come from the validated slug, never from submitted text; pages carry a strict
 Content-Security-Policy (scripts only from the site's own ``assets/sort.js``). The site
 works from disk: no server, no CDN, no external fonts.
 """
@@ -30,20 +31,24 @@ import shutil
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import EntryError
+from benchmark.core.io import write_text
+from benchmark.entries import Entry, Score, load_entries
 from leaderboard.svg import COLORS, Axes
 
-__all__ = ["render_site", "load_entries", "entry_statistics", "table_row", "LoadedEntry", "esc", "safe_url"]
+__all__ = ["render_site", "load_board", "table_row", "LoadedEntry", "esc", "safe_url"]
 
 LN10 = math.log(10.0)
 ASSETS = Path(__file__).with_name("assets")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "base-uri 'none'; form-action 'none'")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PNG_STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")  # plot names the diagnostics write
 SITE_MARKER = ".leaderboard-site"  # marks a folder render_site may rebuild
 
 
@@ -89,59 +94,35 @@ def md_escape(value) -> str:
     return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=True))
 
 
-def slugify(text: str) -> str:
-    """File-name-safe slug (letters, digits, '-', '_'); never empty."""
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", str(text)).strip("-_")[:80]
-    return slug or "entry"
-
-
 # --------------------------------------------------------------------------------------
 # loading
 # --------------------------------------------------------------------------------------
 @dataclass
 class LoadedEntry:
-    """One entry file with its predictions and everything computed for the site."""
+    """One entry with its predictions and what the site computes from them.
 
-    path: Path
-    entry: dict
+    ``slug`` names the entry's page: the entry's own slug, with ``-2``, ``-3``, ... when
+    entries of several folders share one.
+    """
+
+    entry: Entry
     slug: str
     predictions: pd.DataFrame | None
     problems: list[str] = field(default_factory=list)
-    stats: dict | None = None
+    errors: pd.DataFrame | None = None
     row: dict = field(default_factory=dict)
 
-
-def _entry_files(entries_dirs) -> list[Path]:
-    if isinstance(entries_dirs, (str, os.PathLike)):
-        entries_dirs = [entries_dirs]
-    files = []
-    for d in entries_dirs:
-        d = Path(d)
-        if d.is_file() and d.suffix == ".json":
-            files.append(d)
-        elif d.is_dir():
-            files.extend(sorted(p for p in d.glob("*.json") if p.is_file() and not p.is_symlink()))
-    return files
+    @property
+    def path(self) -> Path:
+        """The entry file."""
+        return self.entry.source
 
 
-def _validate(entry: dict) -> list[str]:
-    """Schema problems of one entry: benchmark.entries.validate_entry when available."""
-    try:
-        from benchmark.entries import validate_entry
-    except ImportError:
-        validate_entry = None
-    if validate_entry is not None:
-        try:
-            validate_entry(entry)
-        except ValueError as exc:
-            return [str(exc)]
-        return []
-    return [] if _name(entry) else ["entry has no name"]
-
-
-def _read_predictions(path: Path, entry: dict) -> tuple[pd.DataFrame | None, list[str]]:
-    name = entry.get("predictions_file") or entry.get("predictions")
-    if isinstance(name, str) and name:
+def read_predictions(entry: Entry) -> tuple[pd.DataFrame | None, list[str]]:
+    """The predictions beside an entry file, or None and why not."""
+    path = entry.source
+    name = entry.predictions_file
+    if name:
         cand = (path.parent / name).resolve()
         # Never read outside the entries folder, whatever the entry file says.
         if path.parent.resolve() not in cand.parents:
@@ -159,62 +140,35 @@ def _read_predictions(path: Path, entry: dict) -> tuple[pd.DataFrame | None, lis
     return df, []
 
 
-def load_entries(entries_dirs, strict: bool = True) -> list[LoadedEntry]:
-    """Read every ``*.json`` entry of the folders given, with its predictions.
+def load_board(sources, strict: bool = True) -> list[LoadedEntry]:
+    """The entries of the folders given (:func:`benchmark.entries.load_entries`), with predictions.
 
     Parameters
     ----------
-    entries_dirs : path or list of paths
-        Folders of entry files (or single entry files).
+    sources : path or list of paths
+        Folders of entry files (or single entry files); folders that do not exist are
+        skipped (a results folder nothing was trained into yet).
     strict : bool
         Raise one :class:`~benchmark.core.errors.EntryError` listing every invalid entry file;
         with False, invalid entries are dropped.
 
     Returns
     -------
-    list of LoadedEntry, with unique slugs.
+    list of LoadedEntry, with unique page slugs.
     """
-    out, errors, seen = [], [], set()
-    for path in _entry_files(entries_dirs):
-        try:
-            entry = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            errors.append(f"{path}: not valid JSON ({exc})")
-            continue
-        if not isinstance(entry, dict):
-            errors.append(f"{path}: an entry must be a JSON object")
-            continue
-        problems = _validate(entry)
-        if problems:
-            errors.extend(f"{path}: {p}" for p in problems)
-            continue
-        # The entry's own slug (validated by the schema) names its page; else the file's stem.
-        slug = slugify(entry.get("slug") if isinstance(entry.get("slug"), str) else path.name[: -len(".json")])
-        base, i = slug, 2
+    sources = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    board, seen = [], set()
+    for entry in load_entries([p for p in map(Path, sources) if p.exists()], strict=strict):
+        slug, i = entry.slug, 2
         while slug in seen:
-            slug, i = f"{base}-{i}", i + 1
+            slug, i = f"{entry.slug}-{i}", i + 1
         seen.add(slug)
-        preds, probs = _read_predictions(path, entry)
-        out.append(LoadedEntry(path, entry, slug, preds, probs))
-    if errors and strict:
-        from benchmark.core.errors import format_problems
-
-        raise EntryError(format_problems(f"{len(errors)} invalid leaderboard entr{'y' if len(errors) == 1 else 'ies'}",
-                                         errors, "fix or remove these files, then render again"))
-    return out
+        board.append(LoadedEntry(entry, slug, *read_predictions(entry)))
+    return board
 
 
-# --------------------------------------------------------------------------------------
-# statistics: benchmark.metrics is the one definition; the renderer only joins the truth
-# --------------------------------------------------------------------------------------
-def is_metrics(m) -> bool:
-    """Whether ``m`` looks like the output of :func:`benchmark.metrics.score`."""
-    return isinstance(m, dict) and isinstance(m.get("headline"), dict) and isinstance(m.get("pooled"), dict)
-
-
-def entry_statistics(pred: pd.DataFrame, catalog: pd.DataFrame, metrics: dict | None = None,
-                     splits=None, n_boot: int = 200) -> dict:
-    """What an entry page needs: the per-image errors and the harness metrics.
+def per_image_errors(pred: pd.DataFrame, catalog: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The per-image errors of the predictions against the truth, and what does not match.
 
     Parameters
     ----------
@@ -222,67 +176,29 @@ def entry_statistics(pred: pd.DataFrame, catalog: pd.DataFrame, metrics: dict | 
         image_id, log10_m500c_pred (, seed); with several seeds the first is plotted.
     catalog : DataFrame
         The dataset's catalog (truth).
-    metrics : dict, optional
-        The entry's harness metrics (:func:`benchmark.metrics.score` output); computed here
-        with ``splits`` when missing.
-    splits : benchmark.dataset.splits.Splits, optional
-    n_boot : int
-        Bootstrap resamples when the metrics are computed here.
 
     Returns
     -------
-    dict: ``df`` (image_id, truth, prediction, eps, ...), ``metrics`` (or None),
-    ``metrics_source`` ("harness", "renderer" or None), ``problems`` (list of str).
+    DataFrame (image_id, log10_m500c_pred, the catalog's truth columns, eps), list of str
     """
     problems = []
     if "seed" in pred.columns and pred["seed"].nunique() > 1:
-        first = sorted(pred["seed"].unique())[0]
-        plotted = pred[pred["seed"] == first]
-    else:
-        plotted = pred
+        pred = pred[pred["seed"] == sorted(pred["seed"].unique())[0]]
     cols = [c for c in ("image_id", "cluster_id", "log10_m500c", "fold", "cool_core", "merger", "redshift")
             if c in catalog.columns]
-    df = plotted[["image_id", "log10_m500c_pred"]].merge(catalog[cols], on="image_id", how="inner")
-    if len(df) < len(plotted):
-        problems.append(f"{len(plotted) - len(df)} predicted image ids are not in this dataset")
+    df = pred[["image_id", "log10_m500c_pred"]].merge(catalog[cols], on="image_id", how="inner")
+    if len(df) < len(pred):
+        problems.append(f"{len(pred) - len(df)} predicted image ids are not in this dataset")
     if len(df) < len(catalog):
         problems.append(f"{len(catalog) - len(df)} images of this dataset have no prediction")
     df = df[np.isfinite(df["log10_m500c_pred"].to_numpy(dtype=float))].copy()
     df["eps"] = df["log10_m500c_pred"].astype(float) - df["log10_m500c"].astype(float)
-    source = "harness" if is_metrics(metrics) else None
-    if source is None and splits is not None and len(df):
-        from benchmark.metrics import score
-
-        try:
-            metrics, source = score(pred, catalog, splits, n_boot=n_boot), "renderer"
-        except ValueError as exc:
-            problems.append(f"cannot score the predictions against this dataset: {exc}")
-            metrics = None
-    return {"df": df, "metrics": metrics if source else None, "metrics_source": source, "problems": problems}
+    return df, problems
 
 
 # --------------------------------------------------------------------------------------
-# entry fields (defensive: entry schema from benchmark.entries)
+# entry fields
 # --------------------------------------------------------------------------------------
-def _dig(d, path: str):
-    for part in path.split("."):
-        if isinstance(d, dict) and part in d:
-            d = d[part]
-        elif isinstance(d, list) and part.isdigit() and int(part) < len(d):
-            d = d[int(part)]
-        else:
-            return None
-    return d
-
-
-def _first(d, *paths):
-    for p in paths:
-        v = _dig(d, p)
-        if v is not None:
-            return v
-    return None
-
-
 def _num(v) -> float | None:
     try:
         v = float(v)
@@ -291,50 +207,33 @@ def _num(v) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _name(entry: dict):
-    return _first(entry, "name", "metadata.name", "title")
-
-
-def _metadata(entry: dict) -> dict:
-    meta = dict(entry.get("metadata") or {}) if isinstance(entry.get("metadata"), dict) else {}
-    return meta
+def _obj(d: Mapping, key: str) -> Mapping[str, Any]:
+    # Objects inside the open parts of an entry (metrics sections, diagnostics).
+    value = d.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def table_row(le: LoadedEntry, dataset_version: str | None, dataset_splits: str | None = None) -> dict:
-    """The leaderboard row of one entry (numbers from its harness metrics)."""
-    e, st = le.entry, le.stats or {}
-    m = st.get("metrics") or {}
-    head = m.get("headline") or {}
-    g = _dig(m, "fold_summary.scatter_gauss_frac") or {}
-    ci = head.get("scatter_frac_ci68")
-    if not (isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_num(c) is not None for c in ci)):
-        ci = None
-    diag = e.get("diagnostics") if isinstance(e.get("diagnostics"), dict) else {}
-    version = _first(e, "dataset.version", "dataset_version")
-    date = _first(e, "created", "date")
-    splits = _first(e, "dataset.splits_sha256", "splits_sha256")
-
-    def fold(which):
-        val, k = _num(g.get(which)), g.get(f"{which}_fold")
-        return None if val is None or k is None else (int(k), val)
-
+    """The leaderboard row of one entry (numbers from its harness score)."""
+    e, sc = le.entry, le.entry.score
+    version, splits = e.dataset["version"], e.dataset["splits_sha256"]
     return {
-        "name": _name(e) or le.slug, "slug": le.slug, "source": st.get("metrics_source"),
-        "scatter_frac": _num(head.get("scatter_frac")),
-        "scatter_ci_frac": None if ci is None else [float(c) for c in ci],
-        "bias_dex": _num(head.get("bias_dex")),
-        "fold_mean_frac": _num(head.get("scatter_frac_fold_mean")),
-        "fold_std_frac": _num(head.get("scatter_frac_fold_std")),
-        "best_fold": fold("best"), "worst_fold": fold("worst"),
-        "core_ratio": _num(_first(diag, "core_sensitivity_ratio", "core_sensitivity")),
-        "core_method": diag.get("core_sensitivity_method"),
-        "dataset_version": None if version is None else str(version),
-        "stale": ((version is not None and dataset_version is not None and str(version) != str(dataset_version))
-                  or (splits is not None and dataset_splits is not None and splits != dataset_splits)),
-        "date": None if date is None else str(date)[:19].replace("T", " "),
-        "kind": e.get("kind") if isinstance(e.get("kind"), str) else None,
-        "trusted": e.get("trusted") is True,
-        "n_seeds": len(m.get("seeds") or []) or None,
+        "name": e.name, "slug": le.slug,
+        "scatter_frac": sc.scatter_frac,
+        "scatter_ci_frac": None if sc.scatter_frac_ci68 is None else list(sc.scatter_frac_ci68),
+        "bias_dex": sc.bias_dex,
+        "fold_mean_frac": sc.fold_mean_frac,
+        "fold_std_frac": sc.fold_std_frac,
+        "best_fold": sc.best_fold, "worst_fold": sc.worst_fold,
+        "core_ratio": e.core_sensitivity,
+        "core_method": (e.diagnostics or {}).get("core_sensitivity_method"),
+        "dataset_version": version,
+        "stale": ((dataset_version is not None and version != str(dataset_version))
+                  or (dataset_splits is not None and splits != dataset_splits)),
+        "date": e.created[:19].replace("T", " "),
+        "kind": e.kind,
+        "trusted": e.trusted,
+        "n_seeds": len(sc.seeds) or None,
     }
 
 
@@ -418,11 +317,10 @@ def _nums(values) -> np.ndarray:
     return np.array([np.nan if _num(v) is None else _num(v) for v in values], dtype=float)
 
 
-def _figures(st: dict) -> list[tuple[str, str]]:
-    """(svg, caption) of the entry's figures, from its metrics and per-image errors."""
+def _figures(score: Score, df: pd.DataFrame | None) -> list[tuple[str, str]]:
+    """(svg, caption) of the entry's figures, from its score and per-image errors."""
     figs = []
-    df, m = st.get("df"), st.get("metrics") or {}
-    pdf = m.get("pdf") or {}
+    pdf = score.section("pdf")
     edges, counts = _nums(pdf.get("bin_edges_dex") or []), _nums(pdf.get("counts") or [])
     gauss = pdf.get("gauss") or {}
     amp, mu, sig = (_num(gauss.get(k)) for k in ("amplitude", "mu_dex", "sigma_dex"))
@@ -451,7 +349,7 @@ def _figures(st: dict) -> list[tuple[str, str]]:
         ax.line([lo, hi], [lo, hi], "#d62728", 1, "4,3")
         figs.append((ax.to_svg(), f"{len(df)} images, shaded by density (log scale); dashed: 1:1."))
 
-    rows = [r for r in (m.get("folds") or []) if isinstance(r, dict) and "fold" in r]
+    rows = score.fold_rows
     if rows:
         folds = [int(r["fold"]) for r in rows]
         key, what = "scatter_gauss_frac", "Gaussian-fit scatter (ln10 σ)"
@@ -464,15 +362,15 @@ def _figures(st: dict) -> list[tuple[str, str]]:
                   ylabel="scatter (%)")
         ax.bars(range(len(folds)), vals, 0.7, COLORS[0],
                 labels=[f"fold {k}: {v:.1f}%" for k, v in zip(folds, vals)])
-        mean = _num(_dig(m, f"fold_summary.{key}.mean"))
-        std = _num(_dig(m, f"fold_summary.{key}.std"))
+        summary = _obj(score.section("fold_summary"), key)
+        mean, std = _num(summary.get("mean")), _num(summary.get("std"))
         if mean is not None:
             ax.hline(100 * mean, COLORS[1])
             ax.note(f"mean {100 * mean:.1f}%" + ("" if std is None else f" ± {100 * std:.1f}%"))
         figs.append((ax.to_svg(xticks=list(range(len(folds))), xticklabels=[str(k) for k in folds]),
                      f"{what} of each test fold; line: mean over folds."))
 
-    bins = [b for b in (_dig(m, "mass_bins.bins") or []) if isinstance(b, dict)]
+    bins = [b for b in (score.section("mass_bins").get("bins") or []) if isinstance(b, dict)]
     if bins:
         c = _nums([b.get("center") for b in bins])
         bias = _nums([b.get("bias_mean_dex") for b in bins])
@@ -488,7 +386,7 @@ def _figures(st: dict) -> list[tuple[str, str]]:
 
     groups = []
     for key, names in (("by_cool_core", ("non-CC", "cool core")), ("by_merger", ("relaxed", "merger"))):
-        split = m.get(key) or {}
+        split = score.section(key)
         for val, name in enumerate(names):
             if isinstance(split.get(str(val)), dict):
                 groups.append((name, split[str(val)]))
@@ -551,9 +449,9 @@ def _diag_figures(diag: dict) -> list[tuple[str, str]]:
     return figs
 
 
-def _meta_html(entry: dict) -> str:
+def _meta_html(entry: Entry) -> str:
     """Metadata list: every value escaped, only http(s) values become links."""
-    meta = _metadata(entry)
+    meta = entry.metadata
     items = []
     for key in sorted(meta, key=str):
         val = meta[key]
@@ -566,50 +464,47 @@ def _meta_html(entry: dict) -> str:
         else:
             text = esc(val)
         items.append(f"<dt>{esc(key)}</dt><dd>{text}</dd>")
-    for key, path in (("kind", "kind"), ("trusted (trained by the harness)", "trusted"),
-                      ("dataset version", "dataset.version"), ("dataset tag", "dataset.tag"),
-                      ("dataset commit", "dataset.commit"), ("splits sha256", "dataset.splits_sha256"),
-                      ("harness version", "harness_version"), ("created", "created")):
-        v = _dig(entry, path)
+    for key, v in (("kind", entry.kind), ("trusted (trained by the harness)", entry.trusted),
+                   ("dataset version", entry.dataset["version"]), ("dataset tag", entry.dataset["tag"]),
+                   ("dataset commit", entry.dataset["commit"]),
+                   ("splits sha256", entry.dataset["splits_sha256"]),
+                   ("harness version", entry.harness_version), ("created", entry.created)):
         if v is not None:
             items.append(f"<dt>{esc(key)}</dt><dd><code>{esc(v)}</code></dd>")
     return f'<dl class="meta">{"".join(items)}</dl>'
 
 
 def _copy_diag_pngs(le: LoadedEntry, dest: Path) -> list[str]:
-    """Copy the entry's diagnostics PNGs (regular files with a PNG signature) into dest."""
+    """Copy the entry's diagnostics PNGs (regular files with a PNG signature) into dest.
+
+    Only files whose names are plain plot names (:data:`PNG_STEM`) are copied, under the
+    same name.
+    """
     src = le.path.with_name(le.path.name[: -len(".json")] + ".diagnostics")
     if not src.is_dir() or src.is_symlink():
         return []
     names = []
     for p in sorted(src.glob("*.png")):
-        if p.is_symlink() or not p.is_file():
+        if p.is_symlink() or not p.is_file() or not PNG_STEM.match(p.stem):
             continue
         with open(p, "rb") as fh:
             if fh.read(8) != PNG_MAGIC:
                 continue
-        name = slugify(p.stem) + ".png"
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(p, dest / name)
-        names.append(name)
+        shutil.copyfile(p, dest / p.name)
+        names.append(p.name)
     return names
 
 
 def _entry_html(le: LoadedEntry, row: dict, png_names: list[str]) -> str:
-    st = le.stats or {}
+    score = le.entry.score
     name = row["name"]
     parts = [f'<p><a href="../index.html">← leaderboard</a></p><h1>{esc(name)}</h1>', _meta_html(le.entry)]
-    problems = le.problems + st.get("problems", [])
-    if problems:
-        parts.append('<p class="badge warn">' + esc("; ".join(problems)) + "</p>")
-    if row["source"] == "renderer":
-        parts.append('<p class="muted">The entry file carries no harness metrics: the numbers below were '
-                     "computed by the renderer (benchmark.metrics.score) from the predictions and the "
-                     "dataset's truth.</p>")
-    m = st.get("metrics") or {}
-    pooled = m.get("pooled") or {}
+    if le.problems:
+        parts.append('<p class="badge warn">' + esc("; ".join(le.problems)) + "</p>")
+    pooled = score.section("pooled")
     if pooled:
-        ci = m.get("pooled_ci68") or {}
+        ci = score.section("pooled_ci68")
 
         def cell(key, frac_key=None):
             v = _num(pooled.get(key))
@@ -624,11 +519,10 @@ def _entry_html(le: LoadedEntry, row: dict, png_names: list[str]) -> str:
                         f' <span class="muted">[68%: {c[0]:+.4f}, {c[1]:+.4f}]</span>')
             return txt
 
-        seeds = m.get("seeds") or []
         parts.append(
             "<h2>Metrics</h2><table><tbody>"
-            f'<tr><th class="text">images / clusters / seeds</th><td>{esc(m.get("n_images"))} / '
-            f'{esc(m.get("n_clusters"))} / {len(seeds)}</td></tr>'
+            f'<tr><th class="text">images / clusters / seeds</th><td>{esc(score.n_images)} / '
+            f'{esc(score.n_clusters)} / {len(score.seeds)}</td></tr>'
             f'<tr><th class="text">bias, mean</th><td>{cell("bias_mean_dex")}</td></tr>'
             f'<tr><th class="text">bias, median</th><td>{cell("bias_median_dex")}</td></tr>'
             f'<tr><th class="text">scatter, Gaussian fit</th><td>{cell("sigma_gauss_dex", "scatter_gauss_frac")}</td></tr>'
@@ -637,7 +531,7 @@ def _entry_html(le: LoadedEntry, row: dict, png_names: list[str]) -> str:
             f'<tr><th class="text">outliers (|ε| &gt; 3σ)</th><td>{_pct(_num(pooled.get("outlier_frac")))}</td></tr>'
             "</tbody></table>"
         )
-    rows = [r for r in (m.get("folds") or []) if isinstance(r, dict) and "fold" in r]
+    rows = score.fold_rows
     if rows:
         def b4(v):
             v = _num(v)
@@ -652,15 +546,15 @@ def _entry_html(le: LoadedEntry, row: dict, png_names: list[str]) -> str:
                      '<th data-type="number">bias (dex)</th><th data-type="number">scatter (Gauss)</th>'
                      '<th data-type="number">scatter (std)</th></tr></thead>'
                      f"<tbody>{body}</tbody></table>")
-    figs = _figures(st)
+    figs = _figures(score, le.errors)
     if figs:
         parts.append('<h2>Figures</h2><div class="figs">' + "".join(
             f"<figure>{svg}<figcaption>{esc(cap)}</figcaption></figure>" for svg, cap in figs) + "</div>")
-    diag = le.entry.get("diagnostics") if isinstance(le.entry.get("diagnostics"), dict) else None
+    diag = le.entry.diagnostics
     if diag or png_names:
         parts.append("<h2>Interpretation diagnostics</h2>")
         if diag:
-            ratio = _num(_first(diag, "core_sensitivity_ratio", "core_sensitivity"))
+            ratio = le.entry.core_sensitivity
             parts.append(f"<p>Core sensitivity ratio (R &lt; 0.15 R500c): <b>{'' if ratio is None else f'{ratio:.3f}'}</b> "
                          f"({esc(diag.get('core_sensitivity_method'))}); images: {esc(diag.get('n_images'))}.</p>")
             dfigs = _diag_figures(diag)
@@ -710,43 +604,17 @@ def _markdown(rows: list[dict], dataset_info: dict) -> str:
 # --------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------
-def _catalog_and_info(dataset):
+def _truth_and_info(dataset) -> tuple[pd.DataFrame, dict]:
     if isinstance(dataset, pd.DataFrame):
-        return dataset, {}, None
-    if isinstance(dataset, (str, os.PathLike)):
-        from benchmark.dataset.loader import ClusterMassDataset
-
-        dataset = ClusterMassDataset(dataset)
-    card = getattr(dataset, "card", {}) or {}
+        return dataset, {}
+    card = dataset.card or {}
     info = {"dataset": card.get("name"), "version": card.get("version"), "source": card.get("source"),
             "renderer": card.get("renderer"), "images": card.get("n_images"),
             "splits_sha256": card.get("splits_sha256")}
-    return dataset.catalog, info, getattr(dataset, "splits", None)
+    return dataset.catalog, info
 
 
-def render_site(entries_dir, dataset, out_dir="leaderboard/site", *, strict: bool = True, n_boot: int = 200) -> Path:
-    """Render the static leaderboard site and its Markdown table.
-
-    Parameters
-    ----------
-    entries_dir : path or list of paths
-        Folder(s) of entry files ``<slug>.json`` with ``<slug>.predictions.csv`` beside.
-    dataset : ClusterMassDataset, dataset root path, or catalog DataFrame
-        Supplies the truth for the figures (and the dataset version for the table).
-    out_dir : path
-        Site folder; it is rebuilt (old entry pages removed).
-    strict : bool
-        Raise on invalid entry files (default) or skip them.
-    n_boot : int
-        Bootstrap resamples for entries whose file carries no harness interval.
-
-    Returns
-    -------
-    Path of ``index.html``.
-    """
-    catalog, info, splits = _catalog_and_info(dataset)
-    out = Path(out_dir)
-    entries = load_entries(entries_dir, strict=strict)
+def _prepare_site(out: Path) -> None:
     marker = out / SITE_MARKER
     if out.exists() and any(out.iterdir()) and not marker.exists():
         raise EntryError(f"{out} is a non-empty folder that is not a rendered leaderboard site; "
@@ -758,19 +626,40 @@ def render_site(entries_dir, dataset, out_dir="leaderboard/site", *, strict: boo
     (out / "entries").mkdir(parents=True, exist_ok=True)
     marker.write_text("written by leaderboard.render.render_site; the folder is rebuilt on each render\n")
     shutil.copytree(ASSETS, out / "assets", dirs_exist_ok=True)
+
+
+def render_site(entries_dir, dataset, out_dir="leaderboard/site", *, strict: bool = True) -> Path:
+    """Render the static leaderboard site and its Markdown table.
+
+    Parameters
+    ----------
+    entries_dir : path or list of paths
+        Folder(s) of entry files ``<slug>.json`` with ``<slug>.predictions.csv`` beside.
+    dataset : catalog DataFrame, or a loaded dataset (anything with ``catalog`` and ``card``)
+        The truth of each image for the figures; a dataset's card also gives the dataset
+        version, against which entries of other versions are flagged.
+    out_dir : path
+        Site folder; it is rebuilt (old entry pages removed).
+    strict : bool
+        Raise on invalid entry files (default) or skip them.
+
+    Returns
+    -------
+    Path of ``index.html``.
+    """
+    catalog, info = _truth_and_info(dataset)
+    out = Path(out_dir)
+    board = load_board(entries_dir, strict=strict)
+    _prepare_site(out)
     rows = []
-    for le in entries:
+    for le in board:
         if le.predictions is not None:
-            le.stats = entry_statistics(le.predictions, catalog, le.entry.get("metrics"), splits, n_boot)
-        elif is_metrics(le.entry.get("metrics")):
-            le.stats = {"df": None, "metrics": le.entry["metrics"], "metrics_source": "harness", "problems": []}
+            le.errors, problems = per_image_errors(le.predictions, catalog)
+            le.problems += problems
         le.row = table_row(le, info.get("version"), info.get("splits_sha256"))
         pngs = _copy_diag_pngs(le, out / "entries" / le.slug)
         (out / "entries" / f"{le.slug}.html").write_text(_entry_html(le, le.row, pngs), encoding="utf-8")
         rows.append(le.row)
-    index = out / "index.html"
-    tmp = out / "index.html.tmp"
-    tmp.write_text(_index_html(rows, info), encoding="utf-8")
-    tmp.replace(index)
+    index = write_text(out / "index.html", _index_html(rows, info))
     (out / "LEADERBOARD.md").write_text(_markdown(rows, info), encoding="utf-8")
     return index

@@ -11,6 +11,10 @@ harness (:mod:`benchmark.training`) resolves names through it.
 * ``mean``        -- the training-fold mean;
 * ``total_counts`` -- a power law in the total counts.
 """
+import json
+from pathlib import Path
+
+from benchmark.core.io import write_text
 
 #: entry name -> (module path, entry config). Modules are imported only when used.
 BASELINES: dict[str, tuple[str, dict]] = {
@@ -45,17 +49,10 @@ DESCRIPTIONS: dict[str, str] = {
     "total_counts": "Power law in the total counts of the image",
 }
 
-__all__ = ["BASELINES", "DESCRIPTIONS", "DISPLAY_NAMES"]
+__all__ = ["BASELINES", "DESCRIPTIONS", "DISPLAY_NAMES", "write_params"]
 
 
-def write_params(directory, filename: str, params: dict) -> None:
+def write_params(directory, filename: str, params: dict) -> Path:
     """Write a fitted model's parameters as JSON, atomically (a fold is never half-saved)."""
-    import json
-    import os
-    from pathlib import Path
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (filename + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(params, indent=2, sort_keys=True))
-    os.replace(tmp, directory / filename)
+    # json.dumps, not core.io.write_json: the files keep their bytes (no final newline).
+    return write_text(Path(directory) / filename, json.dumps(params, indent=2, sort_keys=True))

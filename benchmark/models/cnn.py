@@ -80,12 +80,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
 from benchmark.core.errors import ClusterMassError
+from benchmark.models import write_params
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -509,9 +509,10 @@ class KerasRegressor:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.keras_model.save(directory / MODEL_FILE)
-        _write_json(directory / NORMALISATION_FILE, self.normalisation)
-        recipe = {k: v for k, v in self.config.items() if _jsonable(v)}
-        _write_json(directory / RECIPE_FILE, recipe)
+        write_params(directory, NORMALISATION_FILE, self.normalisation)
+        # The recipe keeps what a JSON file can hold (a submitted builder function cannot).
+        recipe = {k: v for k, v in self.config.items() if _is_json_serialisable(v)}
+        write_params(directory, RECIPE_FILE, recipe)
 
     # -- helpers -------------------------------------------------------------------------
     def _build(self, input_shape, use_z):
@@ -548,19 +549,12 @@ class _Data:
         self.images, self.aux, self.y = images, aux, y
 
 
-def _jsonable(value) -> bool:
+def _is_json_serialisable(value) -> bool:
     try:
         json.dumps(value)
     except TypeError:
         return False
     return True
-
-
-def _write_json(path: Path, obj) -> None:
-    # Atomic: a killed process never leaves half a JSON file behind.
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- protocol

@@ -21,8 +21,8 @@ Measurement, per image
 3. Counts to luminosity. ``L = 4 pi D_L(z)^2 * ECF(z) * net / exposure``, where the
    energy conversion factor ECF is the energy flux in the observed band that corresponds
    to rest-frame 0.5-2 keV per count detected in the observed 0.5-7 keV band, computed
-   with the real Chandra ACIS-I aimpoint ARF (``$CLUSTERMASS_RESPONSES`` or
-   ``../shared/data/chandra``) for a bremsstrahlung photon spectrum ``exp(-E/kT)/E`` at
+   with the real Chandra ACIS-I aimpoint ARF (in ``settings.current().responses_dir``:
+   ``$CLUSTERMASS_RESPONSES`` or ``../shared/data/chandra``) for a bremsstrahlung photon spectrum ``exp(-E/kT)/E`` at
    a fixed ``kt_kev`` = 5 keV (Gaunt factor and lines neglected; absorption neglected).
    Without the ARF file a fixed, documented ECF (:data:`FALLBACK_ECF`) is used and
    recorded. Any constant error in the ECF only shifts the fitted intercept ``a``; the
@@ -42,22 +42,24 @@ R500c
   truth column the model declares (``truth_columns``); the harness records it in the
   entry's metadata.
 
-Cosmology: ``pipeline.observation.cosmology()`` (flat LCDM, Planck 2015 as IllustrisTNG:
-H0 = 67.74, Omega_m = 0.3089), the one the mocks were made with.
+Cosmology: :data:`benchmark.core.cosmology.COSMOLOGY` (flat LCDM, Planck 2015 as
+IllustrisTNG: H0 = 67.74, Omega_m = 0.3089), the one the mocks were made with.
 """
 from __future__ import annotations
 
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from benchmark.core import settings
+from benchmark.core.cosmology import (COSMOLOGY, KEV_TO_ERG, kpc_per_arcsec,
+                                      luminosity_distance_cm, r500c_kpc)
 from benchmark.core.errors import ClusterMassError
+from benchmark.models import write_params
 
-__all__ = ["DEFAULT_CONFIG", "LXModel", "make_model", "load_model", "cosmology",
-           "r500c_kpc_from_mass", "kpc_per_arcsec", "luminosity_distance_cm",
+__all__ = ["DEFAULT_CONFIG", "LXModel", "make_model", "load_model", "r500c_kpc_from_mass",
            "band_conversion_factor", "RadialProfiles"]
 
 DEFAULT_CONFIG: dict = {
@@ -80,10 +82,6 @@ DEFAULT_CONFIG: dict = {
 #: computes with the Cycle-0 ACIS-I aimpoint ARF for kT = 5 keV at z = 0.17.
 FALLBACK_ECF = 2.96e-12
 
-KEV_TO_ERG = 1.602176634e-9
-MPC_TO_CM = 3.0856775814913673e24
-ARCSEC_PER_RAD = 206264.80624709636
-RESPONSES_ENV = "CLUSTERMASS_RESPONSES"
 ARF_NAME = "acisi_aimpt_cy0.arf"
 PARAMS_FILE = "lx_params.json"
 TRUTH_R500C_COLUMN = "r500c_arcmin"
@@ -91,52 +89,22 @@ TRUTH_R500C_COLUMN = "r500c_arcmin"
 
 # ----------------------------------------------------------------------------- cosmology
 
-def cosmology():
-    """The project cosmology: ``pipeline.observation.cosmology()`` (astropy FlatLambdaCDM)."""
-    try:
-        from pipeline.observation import cosmology as pipeline_cosmology
-    except ImportError:  # the benchmark installed without the pipeline package
-        return _fallback_cosmology()
-    return pipeline_cosmology()
-
-
-@lru_cache(maxsize=1)
-def _fallback_cosmology():
-    from astropy.cosmology import FlatLambdaCDM
-
-    return FlatLambdaCDM(H0=67.74, Om0=0.3089)  # the same Planck 2015 / TNG values
-
-
 def _cosmology_record() -> dict:
-    cosmo = cosmology()
-    return {"name": type(cosmo).__name__, "H0": float(cosmo.H0.value), "Om0": float(cosmo.Om0)}
+    # The record's shape is that of the fitted files already written (no Ob0: it does not
+    # enter the distances).
+    return {"name": type(COSMOLOGY).__name__, "H0": float(COSMOLOGY.H0.value),
+            "Om0": float(COSMOLOGY.Om0)}
 
 
 def r500c_kpc_from_mass(log10_m500c, redshift) -> np.ndarray:
     """R500c in kpc from log10 M500c (Msun): M = 4/3 pi 500 rho_crit(z) R^3."""
-    rho_c = cosmology().critical_density(np.asarray(redshift, float)).to("Msun / kpc3").value
-    mass = 10.0 ** np.asarray(log10_m500c, float)
-    return np.cbrt(3.0 * mass / (4.0 * np.pi * 500.0 * rho_c))
-
-
-def kpc_per_arcsec(redshift) -> np.ndarray:
-    """Proper kpc per arcsec at redshift z (angular diameter distance)."""
-    d_a_kpc = cosmology().angular_diameter_distance(np.asarray(redshift, float)).to("kpc").value
-    return d_a_kpc / ARCSEC_PER_RAD
-
-
-def luminosity_distance_cm(redshift) -> np.ndarray:
-    """Luminosity distance in cm."""
-    return cosmology().luminosity_distance(np.asarray(redshift, float)).to("Mpc").value * MPC_TO_CM
+    return r500c_kpc(10.0 ** np.asarray(log10_m500c, float), np.asarray(redshift, float))
 
 
 # ----------------------------------------------------------------------------- counts -> flux
 
 def _arf_path() -> Path:
-    root = os.environ.get(RESPONSES_ENV)
-    if root:
-        return Path(root) / ARF_NAME
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "chandra" / ARF_NAME
+    return settings.current().responses_dir / ARF_NAME
 
 
 @lru_cache(maxsize=4)
@@ -392,8 +360,6 @@ class LXModel:
         """Write lx_params.json into ``directory``."""
         if self.params is None:
             raise ClusterMassError("the L_X model is not fitted: nothing to save.")
-        from benchmark.models import write_params
-
         write_params(directory, PARAMS_FILE, self.params)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.core.errors import ClusterMassError
+from benchmark.models import write_params
 
 __all__ = ["TrivialModel", "make_model", "load_model", "KINDS"]
 
@@ -61,8 +62,6 @@ class TrivialModel:
         """Write trivial_params.json into ``directory``."""
         if self.params is None:
             raise ClusterMassError("the model is not fitted: nothing to save.")
-        from benchmark.models import write_params
-
         write_params(directory, PARAMS_FILE, self.params)
 
 

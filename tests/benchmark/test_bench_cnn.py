@@ -15,10 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-keras = pytest.importorskip("keras")
-
-from benchmark.models import cnn  # noqa: E402
-from benchmark.training import FoldData  # noqa: E402
+from benchmark.models import cnn
+from benchmark.training import FoldData
 
 pytestmark = pytest.mark.bench
 

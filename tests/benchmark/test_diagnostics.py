@@ -179,7 +179,8 @@ def test_trained_cnn_gradients(fake_dataset):
 def test_harness_entry_end_to_end(fake_dataset, tmp_path):
     """A harness-trained entry: diagnostics (default fold loader), attached to its entry file,
     shown on the rendered page."""
-    training = pytest.importorskip("benchmark.training")
+    from benchmark import training
+
     from benchmark.entries import load_entry, make_entry, write_entry, write_predictions
     from benchmark.metrics import score
     from benchmark.diagnostics import diagnose_entry
@@ -190,14 +191,14 @@ def test_harness_entry_end_to_end(fake_dataset, tmp_path):
     entries = tmp_path / "entries"
     entry = make_entry("Total counts", "baseline", score(pred, fake_dataset.catalog, fake_dataset.splits, n_boot=20),
                        fake_dataset, slug="total-counts")
-    write_predictions(entries / entry["predictions_file"], pred)
+    write_predictions(entries / entry.predictions_file, pred)
     write_entry(entries / "total-counts.json", entry)
 
     s = diagnose_entry(run, fake_dataset, entries / "total-counts.json", n_clusters_per_fold=2, folds=[0, 1])
     assert s["n_images"] == 4
     # A power law in the total counts weighs every photon alike.
     assert s["core_sensitivity_ratio"] == pytest.approx(1.0, abs=0.1)
-    stored = load_entry(entries / "total-counts.json")["diagnostics"]
+    stored = load_entry(entries / "total-counts.json").diagnostics
     assert stored["core_sensitivity"] == s["core_sensitivity_ratio"]
     assert (entries / "total-counts.diagnostics" / "sensitivity_share.png").is_file()
     site = render_site(entries, fake_dataset, tmp_path / "site")
@@ -208,7 +209,8 @@ def test_harness_entry_end_to_end(fake_dataset, tmp_path):
 @pytest.mark.slow
 def test_reference_cnn_end_to_end(fake_dataset, tmp_path):
     """The study's CNN trained by the harness (one fold, one epoch): gradient diagnostics."""
-    training = pytest.importorskip("benchmark.training")
+    from benchmark import training
+
     run = tmp_path / "reference"
     training.run_entry("reference", fake_dataset, run, folds=[0], progress=False,
                        config={"max_epochs": 1, "patience": 1, "lr_patience": 1})

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 
-keras = pytest.importorskip("keras")
-
-from benchmark.core.errors import ClusterMassError  # noqa: E402
-from benchmark.models import cnn  # noqa: E402
-from benchmark.training import FoldData  # noqa: E402
+from benchmark.core.errors import ClusterMassError
+from benchmark.models import cnn
+from benchmark.training import FoldData
 
 FAST = {"max_epochs": 2, "patience": 1, "lr_patience": 1, "batch_size": 8,
         "dense_units": [16, 8, 4], "filters": [4, 8, 8]}

@@ -209,7 +209,6 @@ def test_non_keras_predictor_has_no_gradient(dataset, tmp_path):
 
 
 def test_reference_cnn_fold_uses_training_statistics_and_gives_gradients(dataset, tmp_path):
-    pytest.importorskip("keras")
     out = tmp_path / "cnn"
     run_entry("reference", dataset, out, folds=[0], progress=False,
               config={"max_epochs": 1, "dense_units": [16, 8, 4]})
@@ -239,7 +238,6 @@ def test_reference_cnn_fold_uses_training_statistics_and_gives_gradients(dataset
 
 
 def test_a_schedule_of_another_preset_overrides_the_dataset_preset(dataset, tmp_path):
-    pytest.importorskip("keras")
     run_entry("reference", dataset, tmp_path / "cnn", folds=[0], progress=False, preset="full",
               schedule="ci", config={"dense_units": [16, 8, 4]})
     record = json.loads((fold_dir(tmp_path / "cnn", 0) / "fold.json").read_text())
@@ -252,7 +250,6 @@ def test_a_schedule_of_another_preset_overrides_the_dataset_preset(dataset, tmp_
 
 
 def test_build_keras_model_submission_is_wrapped_with_the_recipe(dataset, tmp_path):
-    pytest.importorskip("keras")
     path = tmp_path / "tiny_keras.py"
     path.write_text(textwrap.dedent("""
         import keras
@@ -293,11 +290,11 @@ def test_train_baselines_writes_valid_entries(dataset, tmp_path):
                               progress=False)
     assert [p.name for p in written] == ["mean.json", "lx-truth.json"]
     truth = load_entry(written[1])
-    assert truth["kind"] == "baseline" and truth["trusted"]
-    assert truth["metadata"]["uses_truth"] and truth["metadata"]["truth_columns"] == ["r500c_arcmin"]
+    assert truth.kind == "baseline" and truth.trusted
+    assert truth.metadata["uses_truth"] and truth.metadata["truth_columns"] == ["r500c_arcmin"]
     mean = load_entry(written[0])
-    assert not mean["metadata"]["uses_truth"]
-    assert mean["metrics"]["n_images"] == len(dataset.catalog)
+    assert not mean.metadata["uses_truth"]
+    assert mean.score.n_images == len(dataset.catalog)
     assert (tmp_path / "results" / "entries" / "mean.predictions.csv").is_file()
     # The diagnostics find the trained folds beside the entry's slug.
     assert (tmp_path / "results" / "runs" / "lx-truth" / "seed_0" / "fold_9" / "fold.json").is_file()
@@ -316,5 +313,5 @@ def test_code_submission_is_evaluated_into_an_entry(dataset, spy, tmp_path):
     entry_path = evaluate_code_submission(path, dataset.root, tmp_path / "results",
                                           progress=False)
     entry = load_entry(entry_path)
-    assert entry["kind"] == "submission" and entry["trusted"]
-    assert entry["metadata"]["model_ref"]["kind"] == "file"
+    assert entry.kind == "submission" and entry.trusted
+    assert entry.metadata["model_ref"]["kind"] == "file"

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from lb_helpers import CatalogOnlyDataset, write_entries
-from leaderboard.render import esc, load_entries, md_escape, render_site, safe_url
+from leaderboard.render import esc, load_board, md_escape, render_site, safe_url
 
 EVIL = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
 
@@ -129,18 +129,29 @@ def test_urls_only_http():
         assert safe_url(bad) is None, bad
 
 
-def test_metrics_computed_when_missing(entries_dir, fake_dataset):
-    # Entries always carry harness metrics; the renderer can still score bare predictions.
+def test_per_image_errors_join_the_truth(entries_dir, fake_dataset):
     import pandas as pd
 
-    from leaderboard.render import entry_statistics
+    from leaderboard.render import per_image_errors
 
-    pred = pd.read_csv(entries_dir / "lx.predictions.csv")
-    st = entry_statistics(pred, fake_dataset.catalog, None, fake_dataset.splits, n_boot=20)
-    assert st["metrics_source"] == "renderer" and st["problems"] == []
-    assert 0.1 < st["metrics"]["headline"]["scatter_frac"] < 0.3
-    st = entry_statistics(pred.iloc[:50], fake_dataset.catalog, None, fake_dataset.splits, n_boot=20)
-    assert any("have no prediction" in p for p in st["problems"])
+    pred = pd.read_csv(entries_dir / "lx.predictions.csv", dtype={"image_id": str})
+    df, problems = per_image_errors(pred, fake_dataset.catalog)
+    assert problems == [] and len(df) == len(fake_dataset.catalog)
+    assert 0.04 < df["eps"].std() < 0.12  # the lx entry's predictions carry 0.08 dex of noise
+    df, problems = per_image_errors(pred.iloc[:50], fake_dataset.catalog)
+    assert len(df) == 50 and any("have no prediction" in p for p in problems)
+
+
+def test_render_site_rejects_what_the_validator_rejects(entries_dir, fake_dataset, tmp_path):
+    from benchmark.core.errors import EntryError
+
+    d = tmp_path / "entries"
+    shutil.copytree(entries_dir, d)
+    entry = json.loads((d / "lx.json").read_text())
+    entry["metrics"] = {"headline": {"scatter_frac": 0.1}, "pooled": {}}  # no harness score
+    (d / "lx.json").write_text(json.dumps(entry))
+    with pytest.raises(EntryError, match="lx.json"):
+        render_site(d, fake_dataset, tmp_path / "site")
 
 
 def test_invalid_entries_raise_one_error(entries_dir, fake_dataset, tmp_path):
@@ -153,12 +164,13 @@ def test_invalid_entries_raise_one_error(entries_dir, fake_dataset, tmp_path):
     with pytest.raises(EntryError, match="2 invalid") as err:
         render_site(d, fake_dataset, tmp_path / "site")
     assert "broken.json" in str(err.value) and "list.json" in str(err.value)
-    assert len(load_entries(d, strict=False)) == 3
+    assert len(load_board(d, strict=False)) == 3
 
 
 def test_predictions_cannot_escape_the_entries_folder(entries_dir, fake_dataset, tmp_path):
     from benchmark.core.errors import EntryError
-    from leaderboard.render import _read_predictions
+    from benchmark.entries import Entry
+    from leaderboard.render import read_predictions
 
     d = tmp_path / "entries"
     shutil.copytree(entries_dir, d)
@@ -167,9 +179,9 @@ def test_predictions_cannot_escape_the_entries_folder(entries_dir, fake_dataset,
     (d / "lx.json").write_text(json.dumps(entry))
     with pytest.raises(EntryError, match="predictions_file"):
         render_site(d, fake_dataset, tmp_path / "site")
-    assert "lx" not in {le.slug for le in load_entries(d, strict=False)}
+    assert "lx" not in {le.slug for le in load_board(d, strict=False)}
     # The renderer's own guard, behind the schema's.
-    df, problems = _read_predictions(d / "lx.json", entry)
+    df, problems = read_predictions(Entry.from_json(entry, source=d / "lx.json"))
     assert df is None and "leaves the entries folder" in problems[0]
 
 

@@ -105,11 +105,10 @@ def write_entries(directory, dataset, specs, n_boot: int = 50, seed: int = 0):
         meta = {"authors": ["A. Tester"], **extra.pop("metadata", {})}
         entry = make_entry(name, extra.pop("kind", "submission"), metrics, dataset, metadata=meta, slug=slug,
                            diagnostics=extra.pop("diagnostics", None), created="2026-11-25T10:00:00Z")
-        write_predictions(directory / entry["predictions_file"], pred)
+        write_predictions(directory / entry.predictions_file, pred)
         if extra:
             # Deliberately off-schema edits (tests of the renderer's own defences).
-            entry.update(extra)
-            (directory / f"{slug}.json").write_text(json.dumps(entry))
+            (directory / f"{slug}.json").write_text(json.dumps({**entry.to_json(), **extra}))
         else:
             write_entry(directory / f"{slug}.json", entry)
     return directory

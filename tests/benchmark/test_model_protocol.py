@@ -1,0 +1,109 @@
+"""Every baseline follows the harness's model protocol (in the spirit of scikit-learn's check_estimator).
+
+The same checks run on each entry of :data:`benchmark.models.BASELINES`, on fold 0 of the
+small fake dataset: ``make_model(config)`` gives an object whose ``fit(train, val)`` returns
+itself and whose ``predict(data)`` returns one finite float per image; predictions are the
+same for the same seed, survive ``save``/``load_model``, never read the targets, and bad
+input ends in a :class:`ClusterMassError`. The CNN runs one epoch of a tiny network.
+"""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+from benchmark.core.errors import ClusterMassError
+from benchmark.models import BASELINES
+from benchmark.training import ALLOWED_AUX_COLUMNS, FoldData
+
+# One epoch of a small network: the protocol, not the recipe, is under test.
+CHEAP_CNN = {"max_epochs": 1, "patience": 1, "lr_patience": 1, "filters": [2, 2, 2],
+             "dense_units": [4, 2], "augment": False, "batch_size": 16}
+TRUTH_COLUMNS = ("r500c_arcmin",)  # the one truth column a baseline (lx_truth) declares
+
+
+def _config(name: str, seed: int = 0) -> dict:
+    module_name, config = BASELINES[name]
+    config = dict(config, random_seed=seed)
+    if module_name.endswith(".cnn"):
+        config.update(CHEAP_CNN)
+    return config
+
+
+def _module(name: str):
+    return importlib.import_module(BASELINES[name][0])
+
+
+@pytest.fixture(scope="module")
+def fold(fake_dataset):
+    """FoldData (train, val, test) of fold 0; the test part carries no targets."""
+    ds = fake_dataset
+    idx = ds.fold_indices(0)
+    images = ds.images()
+
+    def part(name, with_y):
+        rows = np.asarray(idx[name], dtype=np.int64)
+        aux = ds.aux(rows).reset_index(drop=True)[list(ALLOWED_AUX_COLUMNS)]
+        for col in TRUTH_COLUMNS:
+            aux[col] = ds.catalog[col].to_numpy()[rows]
+        y = ds.catalog["log10_m500c"].to_numpy()[rows] if with_y else None
+        return FoldData(np.asarray(images[rows], dtype=np.float32), aux, y)
+
+    return part("train", True), part("val", True), part("test", False)
+
+
+@pytest.fixture(scope="module", params=sorted(BASELINES))
+def fitted(request, fold):
+    """(name, model fitted with seed 0, its test predictions) of each baseline."""
+    name = request.param
+    train, val, test = fold
+    model = _module(name).make_model(_config(name))
+    returned = model.fit(train, val)
+    return name, model, returned, model.predict(test)
+
+
+def test_fit_returns_the_model(fitted):
+    _, model, returned, _ = fitted
+    assert returned is model
+
+
+def test_predict_gives_one_finite_float_per_image(fitted, fold):
+    _, _, _, pred = fitted
+    pred = np.asarray(pred)
+    assert pred.shape == (len(fold[2]),)
+    assert pred.dtype.kind == "f" and np.all(np.isfinite(pred))
+    assert 12.0 < pred.mean() < 16.0  # log10 M500c in Msun
+
+
+def test_same_seed_same_predictions(fitted, fold):
+    name, _, _, pred = fitted
+    train, val, test = fold
+    again = _module(name).make_model(_config(name)).fit(train, val).predict(test)
+    np.testing.assert_allclose(again, pred, rtol=0, atol=1e-5)
+
+
+def test_save_and_load_give_the_same_predictions(fitted, fold, tmp_path):
+    name, model, _, pred = fitted
+    model.save(tmp_path)
+    loaded = _module(name).load_model(tmp_path)
+    np.testing.assert_allclose(loaded.predict(fold[2]), pred, rtol=0, atol=1e-5)
+
+
+def test_predict_never_reads_the_targets(fitted, fold):
+    _, model, _, pred = fitted
+    test = fold[2]
+    hidden = FoldData(test.images, test.aux, np.full(len(test), np.nan))
+    np.testing.assert_array_equal(model.predict(hidden), pred)
+
+
+def test_bad_input_is_a_clustermass_error(fitted, fold, tmp_path):
+    name, _, _, _ = fitted
+    train, val, test = fold
+    module = _module(name)
+    with pytest.raises(ClusterMassError):
+        module.make_model(_config(name)).predict(test)  # not fitted
+    with pytest.raises(ClusterMassError):
+        module.make_model(_config(name)).fit(FoldData(train.images, train.aux, None), val)
+    with pytest.raises(ClusterMassError):
+        module.load_model(tmp_path / "empty")  # nothing saved there
