@@ -3,8 +3,10 @@
 - predictions (a ``.csv``/``.parquet`` file, or a folder holding ``predictions.*`` and
   ``metadata.*``): validated and scored by :func:`evaluate_predictions` (an untrusted
   entry);
-- code (a ``.py`` module with ``make_model`` or ``build_keras_model``): trained fold by
-  fold by :func:`benchmark.training.evaluate_code_submission` (a trusted entry).
+- code (a ``.py`` module with ``make_model(config)``, or a folder holding one such module
+  and an optional ``metadata.json``): trained fold by fold inside the sandbox by
+  :func:`benchmark.training.evaluate_code_submission` (a trusted entry; see
+  :mod:`benchmark.sandbox`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from benchmark.entries import Entry, make_entry, slugify, write_entry, write_pre
 from benchmark.metrics import score
 from benchmark.submission import load_submission, validate_submission
 
-__all__ = ["evaluate_submission", "evaluate_predictions", "submission_kind"]
+__all__ = ["evaluate_submission", "evaluate_predictions", "submission_kind", "code_module",
+           "code_metadata"]
 
 _PRED_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -41,29 +44,62 @@ def submission_kind(path) -> str:
     raise SubmissionError(
         f"{path} is neither a predictions submission (predictions.csv/.parquet + "
         "metadata.json/.yaml, see `clustermass format`) nor a code submission (one .py "
-        "module defining make_model(config) or build_keras_model(input_shape))")
+        "module defining make_model(config), alone or in a folder with metadata.json)")
 
 
-def evaluate_submission(path, dataset_dir, results_dir, seeds=(0,), preset=None,
-                        n_boot: int = 1000, overwrite: bool = False) -> Path:
+def code_module(path) -> Path:
+    """The module of a code submission: the ``.py`` file, or the one inside its folder."""
+    path = Path(path)
+    return path if path.is_file() else next(path.glob("*.py"))
+
+
+#: Descriptive keys a code submission's metadata.json may carry (the harness sets the rest).
+CODE_METADATA_KEYS = ("name", "authors", "code_url", "description", "paper_url")
+
+
+def code_metadata(path) -> dict:
+    """The descriptive metadata of a code submission folder (empty for a bare module)."""
+    from benchmark.submission import read_metadata
+
+    path = Path(path)
+    found = sorted(path.glob("metadata.*")) if path.is_dir() else []
+    if not found:
+        return {}
+    meta = read_metadata(found[0])
+    unknown = sorted(set(meta) - set(CODE_METADATA_KEYS))
+    if unknown:
+        raise SubmissionError(f"{found[0].name}: unknown key(s) {unknown}; a code submission's "
+                              f"metadata may hold {', '.join(CODE_METADATA_KEYS)} (the harness "
+                              "chooses seeds and records everything else)")
+    if "name" in meta and not (isinstance(meta["name"], str) and meta["name"].strip()):
+        raise SubmissionError(f"{found[0].name}: 'name' must be a non-empty string")
+    return meta
+
+
+def evaluate_submission(path, dataset_dir, results_dir, seeds=None, preset=None,
+                        n_boot: int = 1000, overwrite: bool = False,
+                        unsandboxed: bool = False) -> Path:
     """Evaluate a submission and write ``results_dir/entries/<slug>.json``.
 
     Parameters
     ----------
     path : path-like
-        Predictions file/folder or code module (see :func:`submission_kind`).
+        Predictions file/folder or code module/folder (see :func:`submission_kind`).
     dataset_dir : path-like
         The dataset (``data/<preset>``).
     results_dir : path-like
         ``results/<preset>``; the entry goes to its ``entries/`` folder.
-    seeds : tuple of int
-        Training seeds for code submissions (predictions carry their own).
+    seeds : tuple of int, optional
+        Training seeds of a code submission; default the harness's
+        (:data:`benchmark.training.CODE_SEEDS`). Predictions carry their own.
     preset : str, optional
         Passed to the training harness for code submissions.
     n_boot : int
         Cluster bootstrap resamples for the intervals.
     overwrite : bool
         Replace an existing prediction entry of the same slug.
+    unsandboxed : bool
+        Train a code submission without the sandbox (its entry is then not trusted).
 
     Returns
     -------
@@ -73,10 +109,12 @@ def evaluate_submission(path, dataset_dir, results_dir, seeds=(0,), preset=None,
     kind = submission_kind(path)
     entries_dir = Path(results_dir) / "entries"
     if kind == "code":
-        from benchmark.training import evaluate_code_submission
+        from benchmark.training import CODE_SEEDS, evaluate_code_submission
 
-        return Path(evaluate_code_submission(path, dataset_dir, results_dir, seeds=tuple(seeds),
-                                             preset=preset))
+        return Path(evaluate_code_submission(
+            code_module(path), dataset_dir, results_dir,
+            seeds=tuple(seeds) if seeds else CODE_SEEDS, preset=preset,
+            unsandboxed=unsandboxed, metadata=code_metadata(path)))
     entry = evaluate_predictions(path, None, dataset_dir, entries_dir, n_boot=n_boot,
                                  overwrite=overwrite)
     return entries_dir / f"{entry.slug}.json"

@@ -43,7 +43,7 @@ import pandas as pd
 from benchmark.core.errors import SubmissionError
 
 __all__ = ["Limits", "SandboxUnavailable", "probe", "write_fold_inputs", "run_fold",
-           "read_fold_predictions", "CHILD_SCRIPT"]
+           "read_fold_predictions", "CHILD_SCRIPT", "code_protocol"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,45 @@ SANDBOX_AUX_COLUMNS = ("redshift", "pixel_arcsec")
 _GIB = 1 << 30
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/nsswitch.conf")
+
+
+CODE_PROTOCOL = """\
+Code submissions (make evaluate SUBMISSION=folder-or-module.py)
+----------------------------------------------------------------
+A code submission is a folder holding one Python module and an optional metadata.json
+(name, authors, code_url, description; the same keys as a predictions submission), or the
+module alone. The module defines
+
+    make_model(config) -> model
+
+config: dict with "random_seed" (int, chosen by the harness: 1000 * seed + fold) and
+"image" (npix, pixel_arcsec, fov_arcmin, band_kev, exposure_ks of the dataset).
+
+    model.fit(train, val) -> model
+    model.predict(test) -> 1-d array of log10 M500c [Msun], one finite float per image
+
+train, val and test each have
+    .images  float32 array (N, 128, 128): photon counts, 0.5-7 keV
+    .aux     pandas DataFrame: image_id (an opaque per-run token), redshift,
+             pixel_arcsec [arcsec]
+    .y       float64 array (N,) of true log10 M500c for train and val; None for test
+Test images come shuffled; tokens change every run and say nothing of clusters.
+
+The harness trains every fold (fold k tests, fold k+1 validates, the others train) for the
+seeds it chooses (0, 1, 2: a ranked code entry needs three), each in its own process inside
+a bubblewrap sandbox: no network; read-only views of the submission folder and the Python
+environment (numpy, pandas, scipy, tensorflow/keras, astropy, ...); a private scratch folder
+as the working directory and HOME; no view of the dataset, results, repository, home folder
+or anything else of the host. Limits per fold: {memory:g} GiB of address space, {cpu} s of
+CPU time, {wall:g} s of wall time; a submission that fails or passes a limit gets one clear
+error naming it, and nothing is scored. What the module prints is logged.
+
+"Trusted" on the leaderboard means exactly this: the harness trained the model under these
+rules, so its score could not have been read from the truth. Prediction submissions and
+code run with --unsandboxed (for a machine where bubblewrap cannot start) are not trusted.
+Interpretation diagnostics of code entries are not computed yet (the model stays in the
+sandbox).
+"""
 
 
 class SandboxUnavailable(SubmissionError):
@@ -299,3 +338,9 @@ def _kill_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.communicate()
+
+
+def code_protocol(limits: Limits = Limits()) -> str:
+    """The code-submission protocol and the sandbox's rules, as ``clustermass format`` prints."""
+    return CODE_PROTOCOL.format(memory=limits.memory_gib, cpu=limits.cpu_seconds,
+                                wall=limits.wall_seconds)

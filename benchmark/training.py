@@ -77,6 +77,10 @@ RECORD_FILE = "fold.json"
 PREDICTIONS_FILE = "predictions.csv"
 RUN_FILE = "run.json"
 _RUNNER_KEYS = ("progress", "progress_desc")  # do not change what a fold computes
+#: Seeds of a code entry, chosen by the harness: a ranked entry needs at least three (as
+#: OGB and WILDS require), and the leaderboard shows their mean and spread.
+CODE_SEEDS = (0, 1, 2)
+MIN_RANKED_SEEDS = 3
 
 logger = logging.getLogger(__name__)
 
@@ -391,11 +395,7 @@ def run_entry(model_name_or_module, dataset, out_dir, seeds=(0,), folds=range(10
     ds = _as_dataset(dataset)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    n_folds = ds.splits.n_folds
-    folds = [int(k) for k in folds]
-    bad = [k for k in folds if not 0 <= k < n_folds]
-    if bad:
-        raise ClusterMassError(f"folds {bad} do not exist: the dataset has folds 0-{n_folds - 1}.")
+    folds = _checked_folds(ds, folds)
     base = dict(spec.config)
     if _is_keras_recipe(spec):
         from benchmark.models.cnn import check_schedule, training_schedule
@@ -406,7 +406,18 @@ def run_entry(model_name_or_module, dataset, out_dir, seeds=(0,), folds=range(10
     base["preset"] = preset
 
     _truth_columns(None, spec, ds.catalog)  # a bad module-level declaration fails before training
-    images = None  # loaded once, only when a fold has to run
+    images = []  # loaded once, only when a fold has to run
+
+    def run_fold(k, seed, cfg, directory, fingerprint):
+        if not images:
+            images.append(ds.images())
+        return _run_fold(spec, ds, images[0], k, seed, cfg, directory, fingerprint)
+
+    return _train_folds(spec, ds, out_dir, seeds, folds, base, run_fold, progress)
+
+
+def _train_folds(spec, ds, out_dir: Path, seeds, folds, base: dict, run_fold, progress: bool):
+    """Run (or resume) every seed and fold with ``run_fold``; write the run's predictions."""
     parts, records = [], []
     tasks = [(s, k) for s in seeds for k in folds]
     with _progress_bar(len(tasks), spec.name, progress) as bar:
@@ -427,13 +438,10 @@ def run_entry(model_name_or_module, dataset, out_dir, seeds=(0,), folds=range(10
                 if progress:
                     bar.write(f"{spec.name} seed {seed} fold {k}: complete, skipped")
             else:
-                if images is None:
-                    images = ds.images()
-                record = _run_fold(spec, ds, images, k, int(seed), cfg, directory, fingerprint)
+                record = run_fold(k, int(seed), cfg, directory, fingerprint)
                 if progress:
                     bar.write(_summary_line(record))
-            pred = pd.read_csv(directory / PREDICTIONS_FILE, dtype={"image_id": str})
-            parts.append(pred)
+            parts.append(pd.read_csv(directory / PREDICTIONS_FILE, dtype={"image_id": str}))
             records.append(record)
             bar.update(1)
 
@@ -468,38 +476,39 @@ def _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint) -> dict:
             f"log10 M500c per image ({len(test)})."
         )
 
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    def write_files(tmp: Path) -> str:
         loader = _save_model(model, spec, tmp)
         preds = pd.DataFrame({"image_id": test.aux["image_id"].to_numpy(),
                               "log10_m500c_pred": pred, "seed": seed, "fold": k})
         _write_csv(tmp / PREDICTIONS_FILE, preds)
-        files = sorted(p.name for p in tmp.iterdir())
-        record = {
-            "status": "complete",
-            "entry": spec.name,
-            "model_ref": spec.ref,
-            "loader": loader,
-            "fingerprint": fingerprint,
-            "seed": seed,
-            "fold": k,
-            "validation_fold": int(ds.splits.validation_fold(k)),
-            "n_train": len(train), "n_val": len(val), "n_test": len(test),
-            "aux_columns": list(ALLOWED_AUX_COLUMNS),
-            "truth_columns": list(truth),
-            "config": {kk: v for kk, v in cfg.items() if kk not in _RUNNER_KEYS},
-            "fit_seconds": round(fit_s, 3),
-            "predict_seconds": round(predict_s, 3),
-            "process": {"pid": os.getpid(), "omp_threads": os.environ.get("OMP_NUM_THREADS")},
-            "training": getattr(model, "training_summary", None) or {},
-            "files": files + [RECORD_FILE],
-            "dataset": _dataset_identity(ds),
-            "harness_version": harness_version(),
-            "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-        _write_json(tmp / RECORD_FILE, record)  # written last: it marks the fold complete
+        return loader
+
+    record = {
+        "entry": spec.name, "model_ref": spec.ref, "fingerprint": fingerprint,
+        "seed": seed, "fold": k, "validation_fold": int(ds.splits.validation_fold(k)),
+        "n_train": len(train), "n_val": len(val), "n_test": len(test),
+        "aux_columns": list(ALLOWED_AUX_COLUMNS), "truth_columns": list(truth),
+        "config": {kk: v for kk, v in cfg.items() if kk not in _RUNNER_KEYS},
+        "fit_seconds": round(fit_s, 3), "predict_seconds": round(predict_s, 3),
+        "process": {"pid": os.getpid(), "omp_threads": os.environ.get("OMP_NUM_THREADS")},
+        "training": getattr(model, "training_summary", None) or {},
+    }
+    return _write_fold(directory, record, write_files, ds)
+
+
+def _write_fold(directory: Path, record: dict, write_files, ds) -> dict:
+    """Write a fold folder atomically: files first, the record last (it marks completion)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        loader = write_files(tmp)
+        record = {"status": "complete", **record, "loader": loader,
+                  "files": sorted(p.name for p in tmp.iterdir()) + [RECORD_FILE],
+                  "dataset": _dataset_identity(ds), "harness_version": harness_version(),
+                  "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(
+                      timespec="seconds")}
+        _write_json(tmp / RECORD_FILE, record)
         if directory.exists():  # an incomplete fold from a killed run
             shutil.rmtree(directory)
         os.replace(tmp, directory)
@@ -508,6 +517,117 @@ def _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint) -> dict:
             shutil.rmtree(tmp, ignore_errors=True)
     _cleanup_stale(directory)
     return record
+
+
+# ----------------------------------------------------------------------------- sandboxed code
+
+def _code_spec(path: Path) -> ModelSpec:
+    """What the harness knows of a sandboxed submission without importing it."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return ModelSpec(name=path.stem, module=None, config={},
+                     ref={"kind": "code", "file": path.name, "sha256": digest})
+
+
+def run_code_entry(path, dataset, out_dir, seeds=CODE_SEEDS, folds=range(10),
+                   config: dict | None = None, progress: bool = True, limits=None,
+                   unsandboxed: bool = False) -> pd.DataFrame:
+    """Train a code submission fold by fold, each fold and seed in its own sandboxed child.
+
+    The harness never imports the submission: every fold's child (see
+    :mod:`benchmark.sandbox`) gets the fold's training and validation images and targets and
+    the test images under opaque tokens, shuffled; its predictions come back through one file.
+    Nothing of the model is kept, so code entries have no interpretation diagnostics yet.
+
+    Parameters
+    ----------
+    path : path-like
+        The submission's ``.py`` module (its folder is shown read-only to the child).
+    dataset, out_dir, seeds, folds, config, progress
+        As in :func:`run_entry`; seeds default to :data:`CODE_SEEDS`.
+    limits : benchmark.sandbox.Limits, optional
+    unsandboxed : bool
+        Run the children without bubblewrap (a local user whose machine cannot start it);
+        the run records it and the entry is not trusted.
+
+    Returns
+    -------
+    DataFrame
+        ``image_id, log10_m500c_pred, seed`` as :func:`run_entry`.
+    """
+    from benchmark import sandbox
+
+    path = Path(path).expanduser().resolve()
+    if not path.is_file() or path.suffix != ".py":
+        raise ClusterMassError(f"code submission {path} is not a .py file: pass the Python "
+                               "module that defines make_model(config)")
+    if not unsandboxed and (reason := sandbox.probe()):
+        raise sandbox.SandboxUnavailable(f"cannot sandbox {path.name}: {reason}. A local run "
+                                         "may pass --unsandboxed; its entry is then not trusted")
+    spec = _code_spec(path)
+    spec.ref["sandbox"] = "none (--unsandboxed)" if unsandboxed else "bubblewrap"
+    ds = _as_dataset(dataset)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    folds = _checked_folds(ds, folds)
+    base = {**(config or {}), "image": dict(ds.card.get("image", {}))}
+    limits = limits or sandbox.Limits()
+    images = []
+
+    def run_fold(k, seed, cfg, directory, fingerprint):
+        if not images:
+            images.append(ds.images())
+        return _run_sandboxed_fold(spec, path, ds, images[0], k, seed, cfg, directory,
+                                   fingerprint, limits, unsandboxed)
+
+    return _train_folds(spec, ds, out_dir, seeds, folds, base, run_fold, progress)
+
+
+def _run_sandboxed_fold(spec, path, ds, images, k, seed, cfg, directory, fingerprint, limits,
+                        unsandboxed) -> dict:
+    import tempfile
+
+    from benchmark import sandbox
+    from benchmark.core.settings import current
+    from benchmark.dataset.splits import check_no_leak
+
+    idx = ds.fold_indices(k)
+    check_no_leak(ds.catalog, idx)
+    parts = {name: _fold_data(ds, images, idx[name], (), with_y=name != "test")
+             for name in ("train", "val", "test")}
+    child_cfg = {kk: v for kk, v in cfg.items() if kk not in _RUNNER_KEYS}
+    scratch_root = current().build_dir / "sandbox"
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch_root, prefix=f"{spec.name}-") as scratch:
+        scratch = Path(scratch)
+        tokens = sandbox.write_fold_inputs(scratch, parts["train"], parts["val"], parts["test"],
+                                           child_cfg, cfg["random_seed"])
+        t0 = time.perf_counter()
+        log = sandbox.run_fold(path, scratch, limits, unsandboxed=unsandboxed)
+        seconds = time.perf_counter() - t0
+        pred = sandbox.read_fold_predictions(scratch, tokens)
+    pred = pred.assign(seed=seed, fold=k)
+    record = {
+        "entry": spec.name, "model_ref": spec.ref, "fingerprint": fingerprint,
+        "seed": seed, "fold": k, "validation_fold": int(ds.splits.validation_fold(k)),
+        "n_train": len(parts["train"]), "n_val": len(parts["val"]),
+        "n_test": len(parts["test"]), "aux_columns": list(sandbox.SANDBOX_AUX_COLUMNS),
+        "truth_columns": [], "config": child_cfg, "fit_seconds": round(seconds, 3),
+        "predict_seconds": 0.0, "sandbox": spec.ref["sandbox"],
+        "limits": dataclasses.asdict(limits), "training": {},
+    }
+    if log.strip():
+        logger.info("%s seed %d fold %d printed:\n%s", spec.name, seed, k, log.strip()[-2000:])
+    return _write_fold(directory, record,
+                       lambda tmp: _write_csv(tmp / PREDICTIONS_FILE, pred) or "none", ds)
+
+
+def _checked_folds(ds, folds) -> list[int]:
+    n_folds = ds.splits.n_folds
+    folds = [int(k) for k in folds]
+    bad = [k for k in folds if not 0 <= k < n_folds]
+    if bad:
+        raise ClusterMassError(f"folds {bad} do not exist: the dataset has folds 0-{n_folds - 1}.")
+    return folds
 
 
 def _cleanup_stale(directory: Path) -> None:
@@ -734,17 +854,31 @@ def train_baselines(dataset_dir, results_dir, entries, seeds=(0,), folds=None, p
     return written
 
 
-def evaluate_code_submission(path, dataset_dir, results_dir, seeds=(0,), preset=None,
-                             config: dict | None = None, progress: bool = True) -> Path:
-    """Train a code submission (``.py``) fold by fold and write its entry."""
-    module = load_code_submission(path)
+def evaluate_code_submission(path, dataset_dir, results_dir, seeds=CODE_SEEDS, preset=None,
+                             config: dict | None = None, progress: bool = True, limits=None,
+                             unsandboxed: bool = False, metadata: dict | None = None) -> Path:
+    """Train a code submission fold by fold in the sandbox and write its entry.
+
+    The entry is trusted only when every fold ran in the sandbox; it is ranked only with at
+    least :data:`MIN_RANKED_SEEDS` harness-chosen seeds (the metadata says which and why).
+    """
+    path = Path(path)
     ds = _as_dataset(dataset_dir)
-    name = Path(path).stem
+    name = path.stem
     run_dir = run_dir_of(results_dir, name)
-    preds = run_entry(module, ds, run_dir, seeds=seeds, folds=range(ds.splits.n_folds),
-                      config=config, progress=progress, preset=preset)
+    preds = run_code_entry(path, ds, run_dir, seeds=seeds, folds=range(ds.splits.n_folds),
+                           config=config, progress=progress, limits=limits,
+                           unsandboxed=unsandboxed)
+    ranked = len(set(seeds)) >= MIN_RANKED_SEEDS
+    notes = [] if ranked else [f"not ranked: {len(set(seeds))} seed(s); a ranked code entry "
+                               f"needs {MIN_RANKED_SEEDS} harness-chosen seeds"]
+    if unsandboxed:
+        notes.append("not trusted: trained without the sandbox (--unsandboxed)")
+    metadata = {**(metadata or {}), "kind": "code", "code": path.name,
+                "trusted": not unsandboxed, "ranked": ranked, "notes": "; ".join(notes) or None,
+                "sandbox": "none (--unsandboxed)" if unsandboxed else "bubblewrap"}
     return write_baseline_entry(name, preds, ds, run_dir, Path(results_dir) / "entries",
-                                metadata={"kind": "code", "code": str(Path(path).resolve())})
+                                metadata=metadata)
 
 
 def write_baseline_entry(name: str, predictions: pd.DataFrame, dataset, run_dir,
@@ -782,8 +916,11 @@ def write_baseline_entry(name: str, predictions: pd.DataFrame, dataset, run_dir,
     meta.update(metadata or {})
     baseline = meta.get("kind") == "baseline"
     slug = slugify(name)
-    entry = make_entry(meta.pop("display_name"), "baseline" if baseline else "submission",
-                       metrics, ds, metadata=meta, slug=slug, trusted=True)
+    trusted = meta.get("trusted", True)
+    display_name = meta.pop("name", None) or meta.pop("display_name")
+    meta.pop("display_name", None)
+    entry = make_entry(display_name, "baseline" if baseline else "submission",
+                       metrics, ds, metadata=meta, slug=slug, trusted=trusted)
     entries_dir = Path(entries_dir)
     write_predictions(entries_dir / entry.predictions_file, predictions)
     return write_entry(entries_dir / f"{slug}.json", entry)

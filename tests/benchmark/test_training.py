@@ -303,15 +303,3 @@ def test_train_baselines_writes_valid_entries(dataset, tmp_path):
                            progress=False) == []
     with pytest.raises(ClusterMassError, match="unknown entries"):
         train_baselines(dataset.root, tmp_path / "r3", ["resnet"], progress=False)
-
-
-def test_code_submission_is_evaluated_into_an_entry(dataset, spy, tmp_path):
-    from benchmark.entries import load_entry
-    from benchmark.training import evaluate_code_submission
-
-    path, _ = spy
-    entry_path = evaluate_code_submission(path, dataset.root, tmp_path / "results",
-                                          progress=False)
-    entry = load_entry(entry_path)
-    assert entry.kind == "submission" and entry.trusted
-    assert entry.metadata["model_ref"]["kind"] == "file"
