@@ -76,6 +76,14 @@ evaluate: $(STAMP) ## Score a submission: make evaluate SUBMISSION=path
 leaderboard: $(STAMP) ## Render leaderboard/site (HTML + Markdown) from the entries of PRESET
 	$(CLI) leaderboard --preset $(PRESET)
 
+# Images for `make fits`: ID="c0001_e0_x c0001_e0_y" (image ids) or CLUSTER=<cluster id>.
+ID ?=
+CLUSTER ?=
+.PHONY: fits
+fits: $(STAMP) ## Write images of data/$(PRESET) as FITS to build/fits/$(PRESET): make fits ID=... or CLUSTER=N
+	@if [ -z "$(strip $(ID)$(CLUSTER))" ]; then echo "error: neither ID nor CLUSTER is set: make fits ID=c0001_e0_x (image ids, see catalog.csv) or make fits CLUSTER=1" >&2; exit 2; fi
+	$(CLI) export-fits --preset $(PRESET) $(if $(strip $(ID)),--id $(ID)) $(if $(strip $(CLUSTER)),--cluster $(CLUSTER))
+
 report: $(STAMP) ## Write the science report of data/$(PRESET)
 	$(CLI) report --preset $(PRESET)
 

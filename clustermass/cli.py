@@ -198,9 +198,23 @@ def cmd_diagnostics(args) -> None:
 
 
 def cmd_release(args) -> None:
+    from benchmark.dataset.archive import default_archive_dir
     from benchmark.dataset.release import release
 
-    release(data_dir(args), store=args.store, tag=args.tag, alias=args.alias)
+    archive_dir = None if args.no_archive else Path(args.archive_dir or default_archive_dir(args.store))
+    release(data_dir(args), store=args.store, tag=args.tag, alias=args.alias, archive_dir=archive_dir)
+
+
+def cmd_export_fits(args) -> None:
+    from benchmark.dataset.fits import export_fits
+    from benchmark.dataset.loader import ClusterMassDataset
+
+    if (args.id is None) == (args.cluster is None):
+        raise ClusterMassError("export-fits needs either --id ID ... or --cluster N (not both)")
+    out = Path(args.out) if args.out else settings.current().build_dir / "fits" / Path(args.preset).stem
+    dataset = ClusterMassDataset(checked_dataset(args))
+    for path in export_fits(dataset, out, image_ids=args.id, cluster_id=args.cluster):
+        print(path)
 
 
 def cmd_report(args) -> None:
@@ -245,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
 
     p = with_preset(add("data", cmd_data, "Fetch (DATASET_SOURCE) or regenerate the dataset, then verify it."))
-    p.add_argument("--source", help="DataLad source: RIA URL with #~alias@tag, a path or a clone URL")
+    p.add_argument("--source", help="DataLad source: RIA URL with #~alias@tag, a path or a clone URL; "
+                                    "or an archive of `make release` (.tar.gz path, file:// or https:// URL)")
     p.add_argument("--workers", type=int, default=int(make.get("WORKERS", "1")))
 
     p = with_preset(add("train", cmd_train, "Train baseline entries fold by fold and score them."))
@@ -281,8 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=make.get("STORE", "data/ria-store"))
     p.add_argument("--tag", required=True)
     p.add_argument("--alias", default=None)
+    p.add_argument("--archive-dir", default=None,
+                   help="folder of the plain .tar.gz archive (default: archives/ beside a local store)")
+    p.add_argument("--no-archive", action="store_true", help="push to the store only")
 
     with_preset(add("report", cmd_report, "Write the dataset's science report (relations, plots)."))
+
+    p = with_preset(add("export-fits", cmd_export_fits,
+                        "Write images as FITS files with a celestial WCS and the truth as header cards."))
+    p.add_argument("--id", nargs="+", help="image ids, e.g. c0001_e0_x")
+    p.add_argument("--cluster", type=int, help="instead: every image of this cluster id")
+    p.add_argument("--out", help="output folder (default: build/fits/<preset>)")
+
     add("format", cmd_format, "Print the expected submission format.")
     return parser
 

@@ -11,7 +11,10 @@ Every dataset (``data/<preset>/``) is its own DataLad dataset, laid out by the p
   checker, and the version the project expects.
 - :func:`check_expected_version` (called by the harness) compares a dataset with the version
   recorded in ``datalad/expected_version.json``.
-- :func:`release` (``make release``) tags a version and pushes it to a RIA store.
+- :func:`release` (``make release``) tags a version and pushes it to a RIA store, and writes
+  it as a plain archive with a checksum manifest (:mod:`benchmark.dataset.archive`) for users
+  without git-annex; ``make data DATASET_SOURCE=<archive>`` registers such an archive as a
+  DataLad dataset of the same version (same content fingerprint).
 
 Dataset ids. A regenerated dataset gets DataLad's default, a random UUID, and is therefore a
 *different dataset* from the released one even when its files are identical: a DataLad id
@@ -38,6 +41,7 @@ from pathlib import Path
 from benchmark.core import settings
 from benchmark.core.errors import DatasetError
 from benchmark.core.io import write_json
+from benchmark.dataset.archive import archive_name, extract_verified, fetch_archive, is_archive_source, write_archive
 from benchmark.dataset.card import read_card
 from benchmark.dataset.checker import sha256_file
 from benchmark.dataset.layout import CARD_NAME, CATALOG_NAME, IMAGES_DIR, SPLITS_NAME
@@ -466,7 +470,8 @@ def ensure_dataset(preset: str, path, source: str | None = None, workers: int = 
         Dataset folder (``data/<preset>``).
     source : str, optional
         DataLad source: ``ria+file:///STORE#~alias@tag`` (or any RIA URL), a path or a clone
-        URL; without it the dataset is regenerated with ``datalad run``.
+        URL; or an archive of ``make release`` (path or URL ending in ``.tar.gz``), registered
+        as a DataLad dataset; without it the dataset is regenerated with ``datalad run``.
     workers : int
         Worker processes of the generation.
     generate_cmd : str, optional
@@ -488,7 +493,9 @@ def ensure_dataset(preset: str, path, source: str | None = None, workers: int = 
     """
     _prepare_environment()
     path = Path(path).absolute()
-    if source:
+    if source and is_archive_source(source):
+        report = _ensure_from_archive(preset, path, source, expected_path)
+    elif source:
         report = _ensure_from_source(preset, path, source, expected_path)
     else:
         _ensure_regenerated(preset, path, workers, generate_cmd, expected_path)
@@ -574,10 +581,7 @@ def _clone_verified(preset: str, path: Path, source: str, want: str, expected_pa
     """
     import datalad.api as dl
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.incoming-*"):
-        shutil.rmtree(stale, onerror=_force_remove)
-    incoming = Path(tempfile.mkdtemp(prefix=f".{path.name}.incoming-", dir=path.parent))
+    incoming = _incoming_dir(path)
     try:
         logger.info("cloning %s into %s", source, _rel(path))
         try:
@@ -602,6 +606,74 @@ def _clone_verified(preset: str, path: Path, source: str, want: str, expected_pa
     finally:
         if incoming.exists():
             shutil.rmtree(incoming, onerror=_force_remove)
+
+
+def _incoming_dir(path: Path) -> Path:
+    """A new empty folder beside ``path`` (same file system: it moves into place by a rename).
+
+    Those of an earlier, killed attempt are removed first.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.incoming-*"):
+        shutil.rmtree(stale, onerror=_force_remove)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.incoming-", dir=path.parent))
+
+
+def _ensure_from_archive(preset: str, path: Path, source: str, expected_path) -> str | None:
+    """Fetch and verify an archive of ``make release``, register it as a dataset in ``path``.
+
+    The files are checked (archive checksum, manifest) and saved as a new DataLad dataset
+    beside the target, verified like a clone (its content fingerprint is the released
+    version's), and moved into place only then: a bad archive leaves nothing behind. A
+    ``path`` that already holds the same content is only verified.
+    """
+    work = _incoming_dir(path)
+    try:
+        files = extract_verified(fetch_archive(source, work), work / "extracted")
+        if path.exists() and not _is_empty_dir(path):
+            _check_present_content(preset, path, source, files)
+            logger.info("%s already holds the content of %s: verifying", _rel(path), source)
+            return None
+        dataset = work / "dataset"
+        _register(dataset, files, source)
+        try:
+            report = verify_dataset(dataset, preset, expected_path=expected_path)
+        except DatasetError as err:
+            raise DatasetError(f"the dataset in {source} fails verification, so it was not installed "
+                               f"({_rel(path)} was not changed):\n{err}") from None
+        if path.exists():
+            path.rmdir()
+        os.rename(dataset, path)
+        _annex(path, "describe", "here", f"clustermass data {path}")
+        return report.replace(str(dataset), str(path)).replace(_rel(dataset), _rel(path))
+    finally:
+        shutil.rmtree(work, onerror=_force_remove)
+
+
+def _check_present_content(preset: str, path: Path, source: str, files: Path) -> None:
+    """Refuse a folder that is not a dataset, or holds other content than the archive."""
+    name = Path(preset).stem
+    if not _is_dataset(path) or content_fingerprint(path) != content_fingerprint(files):
+        raise DatasetError(
+            f"{_rel(path)} holds something else than the archive DATASET_SOURCE names:\n"
+            f"  present:   {_describe(path)}\n"
+            f"  requested: {source} (content fingerprint {content_fingerprint(files)[:16]})\n"
+            f"It was left as it is. To switch: `make clean-data PRESET={name}` then "
+            f"`make data PRESET={name} DATASET_SOURCE='{source}'`.")
+
+
+def _register(dataset: Path, files: Path, source: str) -> None:
+    """Create a clustermass dataset in ``dataset`` and save the verified ``files`` in it."""
+    import datalad.api as dl
+
+    create_dataset(dataset)
+    for file in sorted(p for p in files.rglob("*") if p.is_file()):
+        target = dataset / file.relative_to(files)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(file, target)
+    card = read_card(dataset)
+    dl.save(dataset=str(dataset), message=f"Register {card.name} version {card.version} from the archive "
+            f"{Path(source.split('#')[0]).name}", result_renderer="disabled")
 
 
 def _force_remove(func, target, _exc):
@@ -812,8 +884,11 @@ def _sibling_for(path: Path, url: str, store_root: Path | None) -> tuple[str, bo
 
 
 def release(path, store, tag: str, alias: str | None = None, *, preset: str | None = None,
-            record: bool = True, expected_path=None) -> str:
+            record: bool = True, expected_path=None, archive_dir=None) -> str:
     """Tag the dataset in ``path`` as ``tag`` and push it, with the tag, to a RIA store.
+
+    With ``archive_dir`` it also writes the version as a plain archive,
+    ``<archive_dir>/<alias>-<tag>.tar.gz`` and its ``.sha256`` (:mod:`benchmark.dataset.archive`).
 
     Parameters
     ----------
@@ -830,6 +905,8 @@ def release(path, store, tag: str, alias: str | None = None, *, preset: str | No
     record : bool
         Record the release as the project's expected version for the preset.
     expected_path : path-like, optional
+    archive_dir : path-like, optional
+        Folder of the plain archive (``make release``: :func:`~benchmark.dataset.archive.default_archive_dir`).
 
     Returns
     -------
@@ -853,10 +930,15 @@ def release(path, store, tag: str, alias: str | None = None, *, preset: str | No
         record_expected_version(root, preset, {
             "dataset_id": dsid, "tag": tag, "commit": head, "url": clone_url,
         }, expected_path)
-    logger.info(f"released {_describe(root)} to {url}\n"
-                f"clone it with:  datalad clone '{clone_url}' mocks\n"
-                f"pin it with:    datalad clone -d . '{clone_url}' inputs/mocks\n"
-                f"or fetch it:    make data PRESET={preset} DATASET_SOURCE='{clone_url}'")
+    message = (f"released {_describe(root)} to {url}\n"
+               f"clone it with:  datalad clone '{clone_url}' mocks\n"
+               f"pin it with:    datalad clone -d . '{clone_url}' inputs/mocks\n"
+               f"or fetch it:    make data PRESET={preset} DATASET_SOURCE='{clone_url}'")
+    if archive_dir is not None:
+        archive = write_archive(root, Path(archive_dir) / archive_name(alias, tag))
+        message += (f"\nwithout git-annex: make data PRESET={preset} DATASET_SOURCE='{archive}'"
+                    f" (archive {_rel(archive)}, checksum {_rel(archive)}.sha256)")
+    logger.info(message)
     return clone_url
 
 

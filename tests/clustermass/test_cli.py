@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from clustermass.cli import build_parser, data_dir, main, parse_overrides, results_dir
 
 
@@ -29,7 +31,7 @@ def test_overrides_parse_toml_values():
 
 
 SUBCOMMANDS = ("generate", "check", "data", "train", "evaluate", "leaderboard", "diagnostics",
-               "release", "report", "format")
+               "release", "report", "export-fits", "format")
 
 
 def test_parser_has_every_subcommand():
@@ -119,3 +121,86 @@ def test_train_refuses_an_unknown_schedule_before_touching_anything(capsys, tmp_
                  "--schedule", "slow"]) == 2
     err = capsys.readouterr().err
     assert "unknown training schedule 'slow'" in err and "ci, quick, fast, full" in err
+
+
+# -- export-fits -----------------------------------------------------------------------------------
+
+def fits_env(monkeypatch, tmp_path, n_clusters=10, seed=0) -> Path:
+    """A fake dataset, an expectation file of the test's own and a build folder; the dataset."""
+    from fakes import write_fake_dataset
+
+    monkeypatch.setenv("CLUSTERMASS_EXPECTED_VERSION", str(tmp_path / "expected.json"))
+    monkeypatch.setenv("CLUSTERMASS_BUILD", str(tmp_path / "build"))
+    return write_fake_dataset(tmp_path / "ci", n_clusters=n_clusters, n_epochs=1, seed=seed)
+
+
+def test_export_fits_writes_a_cluster_to_the_build_folder(capsys, tmp_path, monkeypatch):
+    from astropy.io import fits
+
+    from benchmark.dataset.loader import ClusterMassDataset
+
+    root = fits_env(monkeypatch, tmp_path)
+    assert main(["export-fits", "--preset", "ci", "--dataset", str(root), "--cluster", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "no expected version recorded" in lines[0]  # the harness's version check ran
+    paths = [Path(line) for line in lines[1:]]
+    assert [p.name for p in paths] == ["c0003_e0_x.fits", "c0003_e0_y.fits", "c0003_e0_z.fits"]
+    assert all(p.parent == tmp_path / "build" / "fits" / "ci" for p in paths)
+    with fits.open(paths[1]) as hdul:
+        counts = hdul[0].data
+    assert (counts == ClusterMassDataset(root).images(["c0003_e0_y"])[0]).all()
+
+
+def test_export_fits_by_id_into_a_chosen_folder(capsys, tmp_path, monkeypatch):
+    root = fits_env(monkeypatch, tmp_path)
+    out = tmp_path / "out"
+    assert main(["export-fits", "--preset", "ci", "--dataset", str(root), "--id", "c0001_e0_x", "c0002_e0_z",
+                 "--out", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [str(out / "c0001_e0_x.fits"), str(out / "c0002_e0_z.fits")]
+
+
+@pytest.mark.parametrize("selection", [[], ["--id", "c0001_e0_x", "--cluster", "1"]], ids=["none", "both"])
+def test_export_fits_needs_one_selection(capsys, tmp_path, monkeypatch, selection):
+    root = fits_env(monkeypatch, tmp_path)
+    assert main(["export-fits", "--preset", "ci", "--dataset", str(root), *selection]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "either --id ID ... or --cluster N" in err[0]
+    assert not (tmp_path / "build" / "fits").exists()
+
+
+def test_export_fits_refuses_another_dataset_version(capsys, tmp_path, monkeypatch):
+    from benchmark.dataset.release import record_expected_version
+    from fakes import write_fake_dataset
+
+    root = fits_env(monkeypatch, tmp_path)
+    record_expected_version(write_fake_dataset(tmp_path / "other", n_clusters=10, n_epochs=1, seed=1), "ci")
+    assert main(["export-fits", "--preset", "ci", "--dataset", str(root), "--cluster", "1"]) == 2
+    assert "is not the dataset version the project expects" in capsys.readouterr().err
+    assert not (tmp_path / "build" / "fits").exists()
+
+
+def make(tmp_path, *args) -> subprocess.CompletedProcess:
+    """``make`` in the project with a fresh venv stamp: recipes run, the venv is left alone."""
+    stamp = tmp_path / "stamp"
+    stamp.touch()
+    return subprocess.run(["make", "-s", "-C", str(Path(__file__).parents[2]), f"STAMP={stamp}", "PRESET=ci",
+                           *args], capture_output=True, text=True)
+
+
+def test_make_fits_needs_id_or_cluster(tmp_path):
+    result = make(tmp_path, "fits")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines()[0] == ("error: neither ID nor CLUSTER is set: make fits ID=c0001_e0_x "
+                                             "(image ids, see catalog.csv) or make fits CLUSTER=1")
+    dry = make(tmp_path, "-n", "fits", "ID=c0001_e0_x c0001_e0_y").stdout.splitlines()[-1].split()
+    assert dry[1:] == ["export-fits", "--preset", "ci", "--id", "c0001_e0_x", "c0001_e0_y"]
+    dry = make(tmp_path, "-n", "fits", "CLUSTER=4").stdout.splitlines()[-1].split()
+    assert dry[1:] == ["export-fits", "--preset", "ci", "--cluster", "4"]
+
+
+def test_release_archives_by_default_unless_told_not_to():
+    parser = build_parser()
+    args = parser.parse_args(["release", "--tag", "v1", "--store", "/srv/data/ria-store"])
+    assert (args.archive_dir, args.no_archive) == (None, False)  # cmd_release: default_archive_dir(store)
+    args = parser.parse_args(["release", "--tag", "v1", "--archive-dir", "out", "--no-archive"])
+    assert (args.archive_dir, args.no_archive) == ("out", True)

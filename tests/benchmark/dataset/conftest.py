@@ -65,3 +65,13 @@ def release_log(caplog, monkeypatch):
     monkeypatch.setattr(project, "handlers", [])
     caplog.set_level(logging.INFO, logger="benchmark.dataset.release")
     return caplog
+
+
+@pytest.fixture(scope="session")
+def archived(generated, released, store, tmp_path_factory):
+    """The plain archive of release v1.0 (``make release`` writes it beside the store)."""
+    from benchmark.dataset.release import release
+
+    folder = tmp_path_factory.mktemp("archives")
+    release(generated, store, "v1.0", preset=PRESET, archive_dir=folder)
+    return folder / "clustermass-fake-v1.0.tar.gz"
