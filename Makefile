@@ -68,10 +68,12 @@ reference: $(STAMP) ## Train the study's CNN over the ten folds and score it
 baselines: $(STAMP) ## Fit the L_X and trivial baselines over the ten folds and score them
 	$(CLI) train --preset $(PRESET) $(BASELINES)
 
-evaluate: $(STAMP) ## Score a submission: make evaluate SUBMISSION=path
+# Code submissions train over the harness's seeds (0 1 2) unless SEEDS is given explicitly.
+EVALUATE_SEEDS = $(if $(filter command line environment,$(origin SEEDS)),--seeds $(SEEDS))
+evaluate: $(STAMP) ## Score a submission: make evaluate SUBMISSION=path [UNSANDBOXED=1]
 	@if [ -z "$(SUBMISSION)" ]; then echo "error: SUBMISSION is not set: make evaluate SUBMISSION=path/to/submission (see: clustermass format)" >&2; exit 2; fi
 	@if [ ! -e "$(SUBMISSION)" ]; then echo "error: SUBMISSION=$(SUBMISSION) does not exist" >&2; exit 2; fi
-	$(CLI) evaluate --preset $(PRESET) "$(SUBMISSION)" --seeds $(SEEDS)
+	$(CLI) evaluate --preset $(PRESET) "$(SUBMISSION)" $(EVALUATE_SEEDS) $(if $(UNSANDBOXED),--unsandboxed)
 
 leaderboard: $(STAMP) ## Render leaderboard/site (HTML + Markdown) from the entries of PRESET
 	$(CLI) leaderboard --preset $(PRESET)

@@ -172,13 +172,11 @@ def cmd_evaluate(args) -> None:
     from benchmark.evaluate import evaluate_submission
 
     entry_path = Path(evaluate_submission(
-        Path(args.submission), checked_dataset(args), results_dir(args), seeds=tuple(args.seeds),
-        preset=Path(args.preset).stem, overwrite=args.force,
+        Path(args.submission), checked_dataset(args), results_dir(args),
+        seeds=tuple(args.seeds) if args.seeds else None, preset=Path(args.preset).stem,
+        overwrite=args.force, unsandboxed=args.unsandboxed,
     ))
     print(f"entry written: {entry_path}")
-    run_dir = results_dir(args) / "runs" / entry_path.name[: -len(".json")]
-    if run_dir.is_dir() and args.diagnostics_clusters > 0:  # code submissions: the harness has the models
-        diagnose(args, entry_path)
 
 
 def cmd_leaderboard(args) -> None:
@@ -224,9 +222,11 @@ def cmd_report(args) -> None:
 
 
 def cmd_format(args) -> None:
+    from benchmark.sandbox import code_protocol
     from benchmark.submission import EXPECTED_FORMAT
 
     print(EXPECTED_FORMAT)
+    print(code_protocol())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,10 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_preset(add("evaluate", cmd_evaluate, "Validate and score a submission (predictions or code)."))
     p.add_argument("submission", help="folder or file of the submission (see `clustermass format`)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds for code submissions")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="training seeds of a code submission (default 0 1 2; a ranked code "
+                        "entry needs three)")
     p.add_argument("--force", action="store_true", help="replace an existing entry of the same name")
-    p.add_argument("--diagnostics-clusters", type=int, default=int(make.get("DIAG_CLUSTERS", "8")),
-                   help="test clusters per fold for the diagnostics of code submissions (0: skip)")
+    p.add_argument("--unsandboxed", action="store_true",
+                   help="train a code submission without the bubblewrap sandbox, where it cannot "
+                        "start; the entry is then not trusted")
 
     p = with_preset(add("leaderboard", cmd_leaderboard, "Render the static leaderboard site."))
     p.add_argument("--out", default="leaderboard/site")

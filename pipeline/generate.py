@@ -26,7 +26,9 @@ import pandas as pd
 
 from benchmark.core import settings
 from benchmark.core.errors import ClusterMassError
-from benchmark.core.io import atomic_path, write_bytes, write_json, write_text
+from benchmark.core.io import atomic_path, write_bytes, write_text
+from benchmark.dataset.card import write_card
+from benchmark.dataset.croissant import write_croissant
 from benchmark.dataset.checker import check_dataset
 from benchmark.dataset.layout import CATALOG_COLUMNS, LAYOUT_VERSION
 from pipeline.config import Config
@@ -474,8 +476,9 @@ def generate(config: Config, out_dir: Path, workers: int = 1, scheduler: str | N
     catalog = assemble_catalog(plan, out_dir, folds)
     write_text(out_dir / "catalog.csv", catalog.to_csv(index=False, lineterminator="\n"))
     card = dataset_card(plan, catalog, hashlib.sha256(splits_bytes).hexdigest())
-    write_json(out_dir / "dataset_card.json", card)
+    write_card(out_dir, card)
     check_dataset(out_dir)
+    write_croissant(out_dir, card)
     if progress:
         log_timings(timings, len(todo) * len(PROJECTIONS) * config_epochs(plan), time.perf_counter() - start)
     return out_dir

@@ -38,16 +38,15 @@ from benchmark.core import settings
 from benchmark.core.errors import DatasetError, format_problems
 from benchmark.core.io import atomic_path, write_text
 from benchmark.dataset.checker import sha256_file
+from benchmark.dataset.croissant import CROISSANT_NAME
 from benchmark.dataset.layout import CARD_NAME, CATALOG_NAME, IMAGES_DIR, SPLITS_NAME
 
-__all__ = ["ARCHIVE_MTIME", "MANIFEST_NAME", "CROISSANT_FILE", "archive_name", "default_archive_dir",
+__all__ = ["ARCHIVE_MTIME", "MANIFEST_NAME", "archive_name", "default_archive_dir",
            "dataset_files", "write_archive", "is_archive_source", "fetch_archive", "extract_verified"]
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "MANIFEST.sha256"
-#: Written by ``make data`` beside the card when present (benchmark.dataset.croissant).
-CROISSANT_FILE = "croissant.json"
 #: Modification time of every member (the epoch): the archive's bytes depend on content only.
 ARCHIVE_MTIME = 0
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
@@ -80,7 +79,7 @@ def default_archive_dir(store) -> Path:
 def dataset_files(root) -> list[str]:
     """The files of a dataset an archive holds, relative and sorted."""
     root = Path(root)
-    names = [name for name in (CATALOG_NAME, SPLITS_NAME, CARD_NAME, CROISSANT_FILE) if (root / name).is_file()]
+    names = [name for name in (CATALOG_NAME, SPLITS_NAME, CARD_NAME, CROISSANT_NAME) if (root / name).is_file()]
     names += [f"{IMAGES_DIR}/{p.name}" for p in (root / IMAGES_DIR).glob("cluster_*.h5")]
     return sorted(names)
 

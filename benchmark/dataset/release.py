@@ -41,9 +41,11 @@ from pathlib import Path
 from benchmark.core import settings
 from benchmark.core.errors import DatasetError
 from benchmark.core.io import write_json
-from benchmark.dataset.archive import archive_name, extract_verified, fetch_archive, is_archive_source, write_archive
+from benchmark.dataset.archive import (archive_name, extract_verified, fetch_archive,
+                                       is_archive_source, write_archive)
 from benchmark.dataset.card import read_card
 from benchmark.dataset.checker import sha256_file
+from benchmark.dataset.croissant import CROISSANT_NAME
 from benchmark.dataset.layout import CARD_NAME, CATALOG_NAME, IMAGES_DIR, SPLITS_NAME
 
 __all__ = [
@@ -64,7 +66,8 @@ logger = logging.getLogger(__name__)
 
 #: Outputs of the generation step, declared to ``datalad run`` (only these are saved, so an
 #: interrupted run's temporary files never enter the history).
-GENERATION_OUTPUTS = (f"{IMAGES_DIR}/cluster_*.h5", CATALOG_NAME, SPLITS_NAME, CARD_NAME)
+GENERATION_OUTPUTS = (f"{IMAGES_DIR}/cluster_*.h5", CATALOG_NAME, SPLITS_NAME, CARD_NAME,
+                      CROISSANT_NAME)
 FINGERPRINT_FORMAT = "clustermass-content-fingerprint-1"
 DEFAULT_SIBLING = "clustermass-store"
 _SHA256_KEY = re.compile(r"^SHA256E?-s(\d+)--([0-9a-f]{64})")
