@@ -596,19 +596,25 @@ def _clone_verified(preset: str, path: Path, source: str, want: str, expected_pa
             raise DatasetError(f"the clone of {source} is at {_head(incoming)}, not {want}: the source "
                                "changed while cloning; run `make data` again.")
         _get_content(incoming)
-        try:
-            report = verify_dataset(incoming, preset, expected_path=expected_path)
-        except DatasetError as err:
-            raise DatasetError(f"the copy fetched from {source} fails verification, so it was not "
-                               f"installed ({_rel(path)} was not changed):\n{err}") from None
-        if path.exists():
-            path.rmdir()
-        os.rename(incoming, path)
-        _annex(path, "describe", "here", f"clustermass data {path}")  # the clone's name for its remotes
-        return report.replace(str(incoming), str(path)).replace(_rel(incoming), _rel(path))
+        return _install_verified(incoming, path, preset, expected_path,
+                                 f"the copy fetched from {source}")
     finally:
         if incoming.exists():
             shutil.rmtree(incoming, onerror=_force_remove)
+
+
+def _install_verified(staged: Path, path: Path, preset: str, expected_path, what: str) -> str:
+    """Verify the dataset staged beside ``path``, then move it into place; return the report."""
+    try:
+        report = verify_dataset(staged, preset, expected_path=expected_path)
+    except DatasetError as err:
+        raise DatasetError(f"{what} fails verification, so it was not installed "
+                           f"({_rel(path)} was not changed):\n{err}") from None
+    if path.exists():
+        path.rmdir()
+    os.rename(staged, path)
+    _annex(path, "describe", "here", f"clustermass data {path}")  # its name for its remotes
+    return report.replace(str(staged), str(path)).replace(_rel(staged), _rel(path))
 
 
 def _incoming_dir(path: Path) -> Path:
@@ -639,16 +645,7 @@ def _ensure_from_archive(preset: str, path: Path, source: str, expected_path) ->
             return None
         dataset = work / "dataset"
         _register(dataset, files, source)
-        try:
-            report = verify_dataset(dataset, preset, expected_path=expected_path)
-        except DatasetError as err:
-            raise DatasetError(f"the dataset in {source} fails verification, so it was not installed "
-                               f"({_rel(path)} was not changed):\n{err}") from None
-        if path.exists():
-            path.rmdir()
-        os.rename(dataset, path)
-        _annex(path, "describe", "here", f"clustermass data {path}")
-        return report.replace(str(dataset), str(path)).replace(_rel(dataset), _rel(path))
+        return _install_verified(dataset, path, preset, expected_path, f"the dataset in {source}")
     finally:
         shutil.rmtree(work, onerror=_force_remove)
 

@@ -15,25 +15,8 @@ import pytest
 
 from benchmark import sandbox
 from benchmark.core.errors import SubmissionError
-
-HONEST = """
-import numpy as np
-
-class Model:
-    def __init__(self, config):
-        self.seed = config["random_seed"]
-
-    def fit(self, train, val):
-        x = np.log10(train.images.sum(axis=(1, 2)))
-        self.slope, self.offset = np.polyfit(x, train.y, 1)
-        return self
-
-    def predict(self, data):
-        return self.offset + self.slope * np.log10(data.images.sum(axis=(1, 2)))
-
-def make_model(config):
-    return Model(config)
-"""
+from submissions import POWER_LAW as HONEST
+from submissions import POWER_LAW_PREDICT
 
 
 def part(n, start, rng, with_y=True):
@@ -136,7 +119,7 @@ attempts()
 
 def test_failing_submission_is_quoted(tmp_path, fold):
     with pytest.raises(SubmissionError, match="(?s)failed in the sandbox.*ZeroDivisionError"):
-        run(tmp_path, fold, HONEST.replace("return Model(config)", "return 1 / 0"))
+        run(tmp_path, fold, HONEST.replace("return CountsPowerLaw(config)", "return 1 / 0"))
 
 
 @pytest.mark.parametrize("source, limits, match", [
@@ -154,8 +137,7 @@ def test_limits_end_the_child_with_a_clear_error(tmp_path, fold, source, limits,
     ("return np.full(len(data), np.nan)", "non-finite"),
 ])
 def test_malformed_predictions_are_refused(tmp_path, fold, body, match):
-    bad = HONEST.replace(
-        "return self.offset + self.slope * np.log10(data.images.sum(axis=(1, 2)))", body)
+    bad = HONEST.replace(POWER_LAW_PREDICT, body)
     with pytest.raises(SubmissionError, match=match):
         run(tmp_path, fold, bad)
 
