@@ -19,7 +19,8 @@ TAG ?=
 VENV := $(CURDIR)/.venv
 STAMP := $(VENV)/.installed
 CLI := $(VENV)/bin/clustermass
-BASELINES := --entry lx_iterative --entry lx_truth --entry mean --entry total_counts
+BASELINES := --entry lx_iterative --entry lx_truth --entry mean --entry total_counts \
+             --entry oracle_mgas --entry oracle_yx --entry oracle_lx_t
 
 # Config, caches and scratch stay inside build/: runs leave nothing in the user's home.
 export XDG_CONFIG_HOME := $(CURDIR)/build/config
@@ -100,7 +101,8 @@ demo: $(STAMP) ## The main job on the embedded default (PRESET=quick), timed sta
 	  echo "$$stage: $$(( $$(date +%s) - s )) s" | tee -a $$log; \
 	done; \
 	echo "demo (PRESET=$(PRESET)) total: $$(( $$(date +%s) - t0 )) s" | tee -a $$log; \
-	echo "open leaderboard/site/index.html"
+	echo; cat leaderboard/site/LEADERBOARD.md; echo; \
+	echo "figures and entry pages: leaderboard/site/index.html"
 
 browser: ## Install Debian's chromium for the page tests when missing (needs root and apt)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \

@@ -62,6 +62,33 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 MAX_ENTRY_BYTES = 8 * 2**20
 
 _NUM_OR_NULL = {"type": ["number", "null"]}
+#: Optional prediction columns of the uncertainty track (as benchmark.metrics names them).
+UNCERTAINTY_COLUMNS = ("log10_m500c_sigma", "log10_m500c_q16", "log10_m500c_q50",
+                       "log10_m500c_q84")
+#: Statistics of the uncertainty track (benchmark.metrics.UNC_KEYS).
+_UNC_STATS = {
+    "type": "object",
+    "required": ["n_images", "crps_dex", "log_score", "coverage_68", "coverage_95"],
+    "properties": {"n_images": {"type": "integer", "minimum": 0},
+                   **{k: _NUM_OR_NULL for k in ("crps_dex", "log_score", "coverage_68",
+                                                "coverage_95", "sigma_mean_dex", "z_std")}},
+}
+#: The ``uncertainty`` of the metrics: null for point predictions (and absent in entries
+#: written before the uncertainty track).
+_UNCERTAINTY = {
+    "type": ["object", "null"],
+    "required": ["kind", "pooled", "pit_hist", "reliability", "folds", "mass_bins"],
+    "properties": {
+        "kind": {"type": "string", "enum": ["gaussian", "quantiles"]},
+        "pooled": _UNC_STATS,
+        "pit_hist": {"type": "array", "minItems": 1, "items": _NUM_OR_NULL},
+        "reliability": {"type": "object", "required": ["levels", "observed"],
+                        "properties": {"levels": {"type": "array", "items": {"type": "number"}},
+                                       "observed": {"type": "array", "items": _NUM_OR_NULL}}},
+        "folds": {"type": "array", "items": _UNC_STATS},
+        "mass_bins": {"type": "array", "items": _UNC_STATS},
+    },
+}
 _STATS = {
     "type": "object",
     "required": ["n_images", "bias_mean_dex", "bias_median_dex", "sigma_gauss_dex",
@@ -109,6 +136,7 @@ ENTRY_SCHEMA = {
                 "description": {"type": ["string", "null"], "maxLength": 2000},
                 "notes": {"type": ["string", "null"], "maxLength": 2000},
                 "contact": {"type": ["string", "null"], "maxLength": 200},
+                "oracle": {"type": "boolean"},
             },
         },
         "dataset": {
@@ -150,6 +178,7 @@ ENTRY_SCHEMA = {
                 "redshift_bins": {"type": "object"},
                 "by_cool_core": {"type": "object"},
                 "by_merger": {"type": "object"},
+                "uncertainty": _UNCERTAINTY,
                 "headline": {
                     "type": "object",
                     "required": ["scatter_frac", "bias_dex"],
@@ -312,6 +341,17 @@ class Score:
         return _section(self.document, key)
 
     @property
+    def uncertainty(self) -> Mapping[str, Any]:
+        """The uncertainty track's scores (:func:`benchmark.metrics.score_uncertainty`);
+        {} for point predictions and for entries written before the track."""
+        return self.section("uncertainty")
+
+    def uncertainty_stat(self, key: str) -> float | None:
+        """One pooled statistic of the uncertainty track (``crps_dex``, ``log_score``,
+        ``coverage_68``, ``coverage_95``, ...), or None."""
+        return _number(_section(self.uncertainty, "pooled").get(key))
+
+    @property
     def fold_rows(self) -> list[Mapping[str, Any]]:
         """The per-fold statistics of the metrics, one object per test fold."""
         return [r for r in self.document.get("folds", []) if isinstance(r, dict) and "fold" in r]
@@ -366,6 +406,12 @@ class Entry:
             "diagnostics": None if self.diagnostics is None else dict(self.diagnostics),
             "predictions_file": self.predictions_file,
         })
+
+    @property
+    def oracle(self) -> bool:
+        """True for the physical floor: an entry computed from simulation truth that no
+        observation gives (``metadata.oracle``); shown beside every ranking, never ranked."""
+        return self.metadata.get("oracle") is True
 
     @property
     def core_sensitivity(self) -> float | None:
@@ -578,8 +624,10 @@ def write_entry(path, entry) -> Path:
 
 
 def write_predictions(path, pred: pd.DataFrame) -> Path:
-    """Write out-of-fold predictions (image_id, seed, log10_m500c_pred) atomically as CSV."""
-    cols = [c for c in ("image_id", "seed", "log10_m500c_pred") if c in pred.columns]
+    """Write out-of-fold predictions (image_id, seed, log10_m500c_pred and the uncertainty
+    columns of the uncertainty track, when given) atomically as CSV."""
+    cols = [c for c in ("image_id", "seed", "log10_m500c_pred") + UNCERTAINTY_COLUMNS
+            if c in pred.columns]
     return write_text(path, pred[cols].to_csv(index=False, float_format="%.6f",
                                               lineterminator="\n"))
 

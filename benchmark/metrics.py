@@ -30,11 +30,20 @@ per-fold statistics come from the same resamples; the bootstrap is vectorised: a
 resample is a matrix of cluster multiplicities, and every statistic is computed from
 cumulative weights over the sorted eps of each group (histograms are the bins of the
 full sample; Gaussian fits of all resamples are one batched Levenberg-Marquardt solve).
+
+Uncertainty track (:func:`score_uncertainty`; ``uncertainty`` is null for point
+predictions): predictions may carry a Gaussian ``log10_m500c_sigma`` or the quantiles
+``log10_m500c_q16/q50/q84`` (turned into the Gaussian of the same median and 16-84 width).
+Scores, pooled, per fold and per mass bin, averaged over seeds: the CRPS and the log score
+of ``scoringrules`` (Gneiting & Raftery 2007, JASA 102, 359), the coverage of the central
+68% and 95% intervals, the PIT histogram (Gneiting, Balabdaoui & Raftery 2007, JRSSB 69,
+243) and the reliability diagram (observed vs nominal coverage of central intervals).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import warnings
 
 import numpy as np
@@ -55,15 +64,40 @@ __all__ = [
     "STAT_KEYS",
     "METRICS_VERSION",
     "LN10",
+    "SIGMA_COLUMN",
+    "QUANTILE_COLUMNS",
+    "UNCERTAINTY_COLUMNS",
+    "UNC_KEYS",
+    "uncertainty_kind",
+    "gaussian_from_quantiles",
+    "predictive_gaussians",
+    "pit",
+    "pit_histogram",
+    "central_coverage",
+    "reliability",
+    "summarize_uncertainty",
+    "score_uncertainty",
 ]
 
-METRICS_VERSION = "1"
+METRICS_VERSION = "2"  # 2: the uncertainty track (``uncertainty``; null without one)
 LN10 = math.log(10.0)
 MIN_FIT = 10
 N_SIGMA_OUTLIER = 3.0
 ROBUST_FLOOR_DEX = 1e-3
 N_MASS_BINS = 5
 N_REDSHIFT_BINS = 4
+
+#: Optional prediction columns of the uncertainty track (dex): a Gaussian sigma, or the
+#: 16th, 50th and 84th percentiles of the predictive distribution of log10 M500c.
+SIGMA_COLUMN = "log10_m500c_sigma"
+QUANTILE_COLUMNS = ("log10_m500c_q16", "log10_m500c_q50", "log10_m500c_q84")
+UNCERTAINTY_COLUMNS = (SIGMA_COLUMN,) + QUANTILE_COLUMNS
+Z84 = statistics.NormalDist().inv_cdf(0.84)  # 0.9945: a Gaussian's q84 is mu + Z84 sigma
+N_PIT_BINS = 10
+#: Nominal central-interval levels of the reliability diagram.
+RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.7, 0.8, 0.9, 0.95)
+#: Statistics of the uncertainty track for every set of images.
+UNC_KEYS = ("crps_dex", "log_score", "coverage_68", "coverage_95", "sigma_mean_dex", "z_std")
 
 #: Statistics reported for every set of images (dex unless *_frac; counts are n_images).
 STAT_KEYS = (
@@ -95,6 +129,26 @@ DEFINITIONS = {
     "ci68": "16th-84th percentiles of a bootstrap over clusters (resampled within folds)",
     "folds": "per test fold; fold summary: mean and std (ddof=1) over folds, best and worst",
     "seeds": "statistics are computed per seed and averaged; std over seeds (ddof=1)",
+    "uncertainty": "null for point predictions. Each image's predictive law is a Gaussian: "
+                   "N(log10_m500c_pred, log10_m500c_sigma), or for quantiles N(q50, "
+                   "(q84 - q16) / (2 x 0.9945)) (same median and 16-84 width; asymmetry "
+                   "not scored)",
+    "crps_dex": "mean continuous ranked probability score of the predictive Gaussian at the "
+                "true log10 M500c (scoringrules.crps_normal; dex; lower is better; equals "
+                "the mean |eps| for a point forecast)",
+    "log_score": "mean negative log predictive density at the truth "
+                 "(scoringrules.logs_normal; per dex; lower is better)",
+    "coverage_68": "fraction of true masses inside the central 68% predictive interval "
+                   "(calibrated: 0.68)",
+    "coverage_95": "fraction of true masses inside the central 95% predictive interval "
+                   "(calibrated: 0.95)",
+    "sigma_mean_dex": "mean predicted sigma (dex)",
+    "z_std": "standard deviation (ddof=1) of (truth - mu) / sigma (calibrated: 1; > 1: "
+             "sigmas too small)",
+    "pit_hist": "fractions of PIT = Phi((truth - mu) / sigma) in 10 equal bins of [0, 1] "
+                "(calibrated: 0.1 each; U shape: overconfident; hump: underconfident)",
+    "reliability": "observed coverage of the central predictive interval at each nominal "
+                   "level (calibrated: the diagonal)",
 }
 
 
@@ -351,6 +405,215 @@ def _boot_group(eps: np.ndarray, cpos: np.ndarray, mult: np.ndarray, point: dict
 
 
 # ---------------------------------------------------------------------------------------
+# Uncertainty track
+# ---------------------------------------------------------------------------------------
+
+def uncertainty_kind(pred: pd.DataFrame) -> str | None:
+    """``"gaussian"`` (a sigma column), ``"quantiles"`` (q16, q50, q84) or None (point only).
+
+    Raises
+    ------
+    SubmissionError
+        When both kinds, or only some of the quantiles, are given.
+    """
+    cols = set(pred.columns)
+    has_sigma = SIGMA_COLUMN in cols
+    quant = [c for c in QUANTILE_COLUMNS if c in cols]
+    if has_sigma and quant:
+        raise SubmissionError(f"predictions carry both {SIGMA_COLUMN} and quantiles {quant}: "
+                              "give either a Gaussian sigma or the three quantiles, not both")
+    if quant and len(quant) != len(QUANTILE_COLUMNS):
+        missing = [c for c in QUANTILE_COLUMNS if c not in cols]
+        raise SubmissionError(f"quantile predictions lack {missing}: give all of "
+                              f"{list(QUANTILE_COLUMNS)}")
+    return "gaussian" if has_sigma else ("quantiles" if quant else None)
+
+
+def gaussian_from_quantiles(q16, q50, q84) -> tuple[np.ndarray, np.ndarray]:
+    """The Gaussian with the same median and 16-84 width: ``(q50, (q84 - q16) / (2 z84))``.
+
+    ``z84`` = Phi^-1(0.84) ~ 0.9945, so a Gaussian's own quantiles give back its sigma;
+    the asymmetry of skewed quantiles is not scored.
+    """
+    q16, q50, q84 = (np.asarray(q, dtype=float) for q in (q16, q50, q84))
+    return q50, (q84 - q16) / (2.0 * Z84)
+
+
+def uncertainty_problems(mu: np.ndarray, sigma: np.ndarray, ids) -> list[str]:
+    """Why per-image Gaussians cannot be scored (non-finite, zero or negative sigma), by id."""
+    ids = np.asarray(ids, dtype=object)
+    problems = []
+    bad_mu = ~np.isfinite(mu)
+    if bad_mu.any():
+        problems.append(f"{int(bad_mu.sum())} non-finite predictive centre(s): "
+                        f"{_head(ids[bad_mu])}")
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(sigma) | (sigma <= 0)
+    if bad.any():
+        problems.append(f"{int(bad.sum())} sigma(s) not finite and > 0 (dex): "
+                        f"{_head(ids[bad])}")
+    return problems
+
+
+def predictive_gaussians(pred: pd.DataFrame, catalog: pd.DataFrame) -> dict | None:
+    """Per seed, the predictive Gaussian ``(mu, sigma)`` (dex) of every catalog image.
+
+    Gaussian entries: ``mu = log10_m500c_pred``, ``sigma = log10_m500c_sigma``; quantile
+    entries: :func:`gaussian_from_quantiles`. Arrays follow the catalog's order (call
+    :func:`residuals` first: it checks ids, duplicates and coverage).
+
+    Returns
+    -------
+    dict of seed -> (mu, sigma), or None for predictions without uncertainties.
+
+    Raises
+    ------
+    SubmissionError
+        Listing the images whose uncertainty is malformed.
+    """
+    kind = uncertainty_kind(pred)
+    if kind is None:
+        return None
+    ids = catalog["image_id"].to_numpy(dtype=object)
+    target = pd.Index(ids)
+    seeds = (pred["seed"].astype(np.int64).to_numpy() if "seed" in pred.columns
+             else np.zeros(len(pred), dtype=np.int64))
+    cols = ("log10_m500c_pred", SIGMA_COLUMN) if kind == "gaussian" else QUANTILE_COLUMNS
+    values = [pd.to_numeric(pred[c], errors="coerce").to_numpy(dtype=float) for c in cols]
+    out, problems = {}, []
+    for seed in np.unique(seeds).tolist():
+        sel = seeds == seed
+        pos = target.get_indexer(pred["image_id"].to_numpy(dtype=object)[sel])
+        aligned = []
+        for v in values:
+            a = np.full(len(ids), np.nan)
+            a[pos[pos >= 0]] = v[sel][pos >= 0]
+            aligned.append(a)
+        if kind == "quantiles":
+            with np.errstate(invalid="ignore"):
+                cross = ~((aligned[0] < aligned[1]) & (aligned[1] < aligned[2]))
+            cross &= np.isfinite(np.stack(aligned)).all(axis=0)
+            if cross.any():
+                problems.append(f"seed {seed}: {int(cross.sum())} image(s) whose quantiles "
+                                f"are not q16 < q50 < q84: {_head(ids[cross])}")
+            mu, sigma = gaussian_from_quantiles(*aligned)
+        else:
+            mu, sigma = aligned
+        problems += [f"seed {seed}: {p}" for p in uncertainty_problems(mu, sigma, ids)]
+        out[int(seed)] = (mu, sigma)
+    if problems:
+        raise SubmissionError(format_problems(
+            f"uncertainties cannot be scored ({len(problems)} problem(s))", problems,
+            "Validate first with benchmark.submission.validate_predictions; nothing was scored."))
+    return out
+
+
+def pit(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Probability integral transform: the predictive CDF at the truth, Phi((y - mu) / sigma)."""
+    from scipy.stats import norm
+
+    return norm.cdf(np.asarray(y, float), loc=mu, scale=sigma)
+
+
+def pit_histogram(u: np.ndarray, n_bins: int = N_PIT_BINS) -> list[float]:
+    """Fractions of PIT values in ``n_bins`` equal bins of [0, 1] (calibrated: all 1/n_bins)."""
+    counts = np.histogram(np.asarray(u, float), bins=n_bins, range=(0.0, 1.0))[0]
+    return (counts / max(len(u), 1)).tolist()
+
+
+def central_coverage(u: np.ndarray, level: float) -> float:
+    """Fraction of truths inside the central ``level`` interval of their predictive law."""
+    u = np.asarray(u, float)
+    return float(np.mean(np.abs(2.0 * u - 1.0) <= level)) if len(u) else math.nan
+
+
+def reliability(u: np.ndarray, levels=RELIABILITY_LEVELS) -> list[float]:
+    """Observed coverage of the central intervals at each nominal ``level`` (the diagonal
+    is perfect calibration; below it: intervals too narrow)."""
+    return [central_coverage(u, lv) for lv in levels]
+
+
+def summarize_uncertainty(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> dict:
+    """Every statistic of :data:`UNC_KEYS` for one set of images, plus ``n_images``.
+
+    CRPS and the log score come from ``scoringrules`` (``crps_normal``, ``logs_normal``:
+    the negative log density, per dex), averaged over the images; lower is better for
+    both.
+    """
+    import scoringrules as sr
+
+    y, mu, sigma = (np.asarray(a, float) for a in (y, mu, sigma))
+    out = {k: math.nan for k in UNC_KEYS}
+    out["n_images"] = int(len(y))
+    if len(y) == 0:
+        return out
+    u = pit(y, mu, sigma)
+    z = (y - mu) / sigma
+    out.update(
+        crps_dex=float(np.mean(sr.crps_normal(y, mu, sigma))),
+        log_score=float(np.mean(sr.logs_normal(y, mu, sigma))),
+        coverage_68=central_coverage(u, 0.68), coverage_95=central_coverage(u, 0.95),
+        sigma_mean_dex=float(np.mean(sigma)),
+        z_std=float(np.std(z, ddof=1)) if len(z) > 1 else math.nan)
+    return out
+
+
+def _mean_unc(per_seed: list[dict]) -> dict:
+    out = {"n_images": per_seed[0]["n_images"]}
+    for k in UNC_KEYS:
+        vals = np.array([d[k] for d in per_seed], dtype=float)
+        out[k] = float(np.mean(vals)) if np.all(np.isfinite(vals)) else math.nan
+    return out
+
+
+def score_uncertainty(gauss_by_seed: dict, truth: np.ndarray, fold: np.ndarray,
+                      mass_edges: np.ndarray, kind: str) -> dict:
+    """The uncertainty track of :func:`score`: pooled, per fold and per mass bin.
+
+    Parameters
+    ----------
+    gauss_by_seed : dict of seed -> (mu, sigma)
+        From :func:`predictive_gaussians`, in the order of ``truth``.
+    truth : array
+        True log10 M500c of the scored images.
+    fold : array
+        Test fold of each image.
+    mass_edges : array
+        Edges of the mass bins (those of the point scores).
+    kind : {"gaussian", "quantiles"}
+
+    Returns
+    -------
+    dict
+        ``kind``, ``pooled`` (:data:`UNC_KEYS`), ``pit_hist`` (fractions in
+        :data:`N_PIT_BINS` bins, mean over seeds), ``reliability`` (nominal ``levels``,
+        ``observed`` coverage, mean over seeds), ``folds`` and ``mass_bins``.
+    """
+    def over_seeds(sel):
+        return _mean_unc([summarize_uncertainty(truth[sel], m[sel], s[sel])
+                          for m, s in gauss_by_seed.values()])
+
+    every = np.ones(len(truth), bool)
+    pits = [pit(truth, m, s) for m, s in gauss_by_seed.values()]
+    mass_rows = []
+    for i in range(len(mass_edges) - 1):
+        last = i == len(mass_edges) - 2
+        sel = (truth >= mass_edges[i]) & ((truth <= mass_edges[i + 1]) if last
+                                          else (truth < mass_edges[i + 1]))
+        mass_rows.append({"lo": float(mass_edges[i]), "hi": float(mass_edges[i + 1]),
+                          **over_seeds(sel)})
+    return {
+        "kind": kind,
+        "pooled": over_seeds(every),
+        "pit_hist": np.mean([pit_histogram(u) for u in pits], axis=0).tolist(),
+        "reliability": {"levels": list(RELIABILITY_LEVELS),
+                        "observed": np.mean([reliability(u) for u in pits], axis=0).tolist()},
+        "folds": [{"fold": int(f), **over_seeds(fold == f)} for f in np.unique(fold)],
+        "mass_bins": mass_rows,
+    }
+
+
+# ---------------------------------------------------------------------------------------
 # Scoring
 # ---------------------------------------------------------------------------------------
 
@@ -490,7 +753,8 @@ def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
     Parameters
     ----------
     pred : DataFrame
-        Columns ``image_id``, ``log10_m500c_pred`` and optionally ``seed``; exactly one
+        Columns ``image_id``, ``log10_m500c_pred`` and optionally ``seed`` and either
+        ``log10_m500c_sigma`` or the three :data:`QUANTILE_COLUMNS`; exactly one
         finite prediction per scored image and seed (validate with
         :func:`benchmark.submission.validate_predictions` first for full messages).
     catalog : DataFrame
@@ -509,7 +773,8 @@ def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
     dict
         JSON-serialisable (NaN written as null); see :data:`DEFINITIONS` and the keys
         ``pooled``, ``pooled_ci68``, ``folds``, ``fold_summary``, ``seed_summary``,
-        ``mass_bins``, ``redshift_bins``, ``by_cool_core``, ``by_merger``, ``pdf``,
+        ``mass_bins``, ``redshift_bins``, ``uncertainty`` (:func:`score_uncertainty`, or
+        None for point predictions), ``by_cool_core``, ``by_merger``, ``pdf``,
         ``headline``.
     """
     need = ["image_id", "cluster_id", "log10_m500c", "redshift", "cool_core", "merger"]
@@ -524,6 +789,7 @@ def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
     cat = catalog[np.isin(fold_all, scored)].reset_index(drop=True)
     fold = fold_all[np.isin(fold_all, scored)]
     eps_by_seed = residuals(pred, cat)
+    gauss_by_seed = predictive_gaussians(pred, cat)
     seeds = list(eps_by_seed)
     cid = cat["cluster_id"].to_numpy()
     clusters, cpos = np.unique(cid, return_inverse=True)
@@ -618,6 +884,8 @@ def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
                       "bins": _binned(eps_by_seed, logm, mass_edges)},
         "redshift_bins": {"variable": "redshift", "edges": z_edges,
                           "bins": _binned(eps_by_seed, z, z_edges)},
+        "uncertainty": (None if gauss_by_seed is None else score_uncertainty(
+            gauss_by_seed, logm, fold, mass_edges, uncertainty_kind(pred))),
         "by_cool_core": split_by("cool_core"),
         "by_merger": split_by("merger"),
         "pdf": {"seed": seeds[0], "bin_edges_dex": fit["edges"],

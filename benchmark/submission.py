@@ -31,9 +31,17 @@ __all__ = [
 ]
 
 PRED_COLUMNS = ("image_id", "log10_m500c_pred")
-OPTIONAL_COLUMNS = ("seed",)
+# The uncertainty track's columns; the same names as benchmark.metrics (a sibling module
+# this one may not import; tests/benchmark/test_uncertainty.py checks they agree).
+SIGMA_COLUMN = "log10_m500c_sigma"
+QUANTILE_COLUMNS = ("log10_m500c_q16", "log10_m500c_q50", "log10_m500c_q84")
+UNCERTAINTY_COLUMNS = (SIGMA_COLUMN,) + QUANTILE_COLUMNS
+OPTIONAL_COLUMNS = ("seed",) + UNCERTAINTY_COLUMNS
 #: Plausible range of predicted log10 M500c / Msun (the dataset spans ~13.5-15.3).
 LOG10_M_RANGE = (12.0, 16.5)
+#: Largest accepted sigma (dex): the width of :data:`LOG10_M_RANGE`, beyond which a
+#: "prediction" says nothing about the mass.
+MAX_SIGMA_DEX = LOG10_M_RANGE[1] - LOG10_M_RANGE[0]
 MAX_PREDICTIONS_BYTES = 64 * 2**20
 MAX_METADATA_BYTES = 256 * 2**10
 MAX_ROWS = 1_000_000
@@ -73,6 +81,13 @@ A directory (or two files) with:
      log10_m500c_pred  float, predicted log10(M500c / Msun), finite, in
                        [{LOG10_M_RANGE[0]}, {LOG10_M_RANGE[1]}]
      seed              integer >= 0 (optional; omit for a single seed, read as 0)
+   optional uncertainty (the uncertainty track), either
+     log10_m500c_sigma float, sigma of a Gaussian predictive law around
+                       log10_m500c_pred (dex), finite, > 0 and <= {MAX_SIGMA_DEX}
+   or all three quantiles of the predictive law (scored as the Gaussian of the same
+   median and 16-84 width)
+     log10_m500c_q16, log10_m500c_q50, log10_m500c_q84
+                       floats, finite, q16 < q50 < q84, in the range above
    rows: every image of the catalog exactly once per seed (7,896 per seed for the
    full dataset), predicted OUT OF FOLD with the shipped splits (splits.json): the
    prediction for an image of fold k comes from a model that never saw fold k, and
@@ -289,16 +304,7 @@ def _prediction_problems(df, catalog: pd.DataFrame, card: dict | None):
 
     # Values.
     raw = df["log10_m500c_pred"]
-    if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_complex_dtype(raw):
-        vals = np.full(len(df), np.nan)
-        nonnum = np.ones(len(df), bool)
-    else:
-        vals = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
-        rs = raw.astype(str).str.strip().str.lower()
-        # to_numeric gives NaN for text; an explicit nan/inf is "non-finite", not "text".
-        nonnum = (np.isnan(vals) & ~raw.isna().to_numpy()
-                  & ~rs.isin(["nan", "inf", "-inf", "+inf", "infinity", "-infinity", "none",
-                              "null", "", "<na>"]).to_numpy())
+    vals, nonnum = _numbers(raw)
     if nonnum.any():
         problems.append(f"{int(nonnum.sum())} prediction(s) not a number: "
                         + _head(f"{labels[i]} ({str(raw.iloc[i])[:20]!r})"
@@ -314,6 +320,9 @@ def _prediction_problems(df, catalog: pd.DataFrame, card: dict | None):
         problems.append(f"{int(out_range.sum())} prediction(s) outside the plausible range "
                         f"[{lo}, {hi}] of log10(M500c/Msun) (mass in Msun, log10?): "
                         + _head(f"{labels[i]} ({vals[i]:.4g})" for i in np.flatnonzero(out_range)))
+
+    unc_problems, unc_values = _uncertainty_problems(df, labels)
+    problems += unc_problems
 
     # Coverage per seed.
     cat_ids = catalog["image_id"].astype(str).to_numpy()
@@ -340,23 +349,96 @@ def _prediction_problems(df, catalog: pd.DataFrame, card: dict | None):
     if problems:
         return problems, None
     clean = pd.DataFrame({"image_id": ids.astype(str), "seed": seeds,
-                          "log10_m500c_pred": vals})
+                          "log10_m500c_pred": vals, **unc_values})
     order = np.lexsort((cat_index.get_indexer(clean["image_id"]), clean["seed"].to_numpy()))
     return [], clean.iloc[order].reset_index(drop=True)
+
+
+def _numbers(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(values as floats, NaN where not a number; mask of text that is not a number)."""
+    if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_complex_dtype(raw):
+        return np.full(len(raw), np.nan), np.ones(len(raw), bool)
+    vals = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+    rs = raw.astype(str).str.strip().str.lower()
+    # to_numeric gives NaN for text; an explicit nan/inf is "non-finite", not "text".
+    nonnum = (np.isnan(vals) & ~raw.isna().to_numpy()
+              & ~rs.isin(["nan", "inf", "-inf", "+inf", "infinity", "-infinity", "none",
+                          "null", "", "<na>"]).to_numpy())
+    return vals, nonnum
+
+
+def _uncertainty_kind_problems(cols) -> list[str]:
+    quant = [c for c in QUANTILE_COLUMNS if c in cols]
+    if SIGMA_COLUMN in cols and quant:
+        return [f"both {SIGMA_COLUMN} and quantile columns {quant}: give either a Gaussian "
+                "sigma or the three quantiles, not both"]
+    if quant and len(quant) < len(QUANTILE_COLUMNS):
+        return [f"quantile column(s) {[c for c in QUANTILE_COLUMNS if c not in cols]} "
+                f"missing: give all of {list(QUANTILE_COLUMNS)}"]
+    return []
+
+
+def _sigma_problems(sigma: np.ndarray, labels) -> list[str]:
+    with np.errstate(invalid="ignore"):
+        bad = np.isfinite(sigma) & ((sigma <= 0) | (sigma > MAX_SIGMA_DEX))
+    if not bad.any():
+        return []
+    return [f"{int(bad.sum())} {SIGMA_COLUMN} value(s) not in (0, {MAX_SIGMA_DEX}] dex (the "
+            "width of the predictive Gaussian must be positive): "
+            + _head(f"{labels[i]} ({sigma[i]:.4g})" for i in np.flatnonzero(bad))]
+
+
+def _quantile_problems(q: np.ndarray, labels) -> list[str]:
+    problems = []
+    finite = np.isfinite(q).all(axis=0)
+    cross = finite & ~((q[0] < q[1]) & (q[1] < q[2]))
+    if cross.any():
+        problems.append(f"{int(cross.sum())} image(s) whose quantiles cross (need q16 < q50 "
+                        "< q84): " + _head(f"{labels[i]} ({q[0, i]:.4g}, {q[1, i]:.4g}, "
+                                           f"{q[2, i]:.4g})" for i in np.flatnonzero(cross)))
+    lo, hi = LOG10_M_RANGE
+    outside = finite & ((q < lo) | (q > hi)).any(axis=0)
+    if outside.any():
+        problems.append(f"{int(outside.sum())} image(s) with a quantile outside the plausible "
+                        f"range [{lo}, {hi}] of log10(M500c/Msun): {_head(labels[outside])}")
+    return problems
+
+
+def _uncertainty_problems(df: pd.DataFrame, labels) -> tuple[list[str], dict]:
+    """Problems of the optional uncertainty columns (by image id), and their float values."""
+    cols = [c for c in UNCERTAINTY_COLUMNS if c in df.columns]
+    problems = _uncertainty_kind_problems(cols)
+    if not cols or problems:
+        return problems, {}
+    values = {}
+    for col in cols:
+        vals, _ = _numbers(df[col])
+        bad = ~np.isfinite(vals)
+        if bad.any():
+            problems.append(f"{int(bad.sum())} {col} value(s) missing, not a number or not "
+                            f"finite: {_head(labels[bad])}")
+        values[col] = vals
+    if SIGMA_COLUMN in values:
+        problems += _sigma_problems(values[SIGMA_COLUMN], labels)
+    else:
+        problems += _quantile_problems(np.stack([values[c] for c in QUANTILE_COLUMNS]), labels)
+    return problems, values
 
 
 def validate_predictions(df, catalog: pd.DataFrame, card: dict | None = None) -> pd.DataFrame:
     """Validate a predictions table against the catalog; return it cleaned.
 
-    Checks: required columns only (``image_id``, ``log10_m500c_pred``, optional ``seed``);
-    every catalog image exactly once per seed; ids known; values numeric, finite and in
-    :data:`LOG10_M_RANGE`; seeds integers >= 0.
+    Checks: required columns only (``image_id``, ``log10_m500c_pred``, optional ``seed``
+    and uncertainty columns); every catalog image exactly once per seed; ids known; values
+    numeric, finite and in :data:`LOG10_M_RANGE`; seeds integers >= 0; uncertainties, if
+    any, either a finite ``log10_m500c_sigma`` in (0, :data:`MAX_SIGMA_DEX`] or all three
+    quantiles, finite, in range and ordered q16 < q50 < q84.
 
     Returns
     -------
     DataFrame
-        ``image_id`` (str), ``seed`` (int64), ``log10_m500c_pred`` (float64), sorted by
-        seed then catalog order.
+        ``image_id`` (str), ``seed`` (int64), ``log10_m500c_pred`` (float64) and the
+        uncertainty columns given (float64), sorted by seed then catalog order.
 
     Raises
     ------

@@ -21,7 +21,9 @@ error). The out-of-fold predictions of all folds form the entry.
 
 Model protocol (see the shared contract): a module with ``make_model(config) -> model``
 where ``model.fit(train, val)`` and ``model.predict(data) -> log10 M500c``; optional
-``model.save(dir)`` + module ``load_model(dir)``; optional ``model.predict_tensor(counts,
+``model.save(dir)`` + module ``load_model(dir)``; optional ``model.predict_sigma(data) ->
+sigma (dex)``, a Gaussian uncertainty per image (column ``log10_m500c_sigma`` of the
+predictions; the uncertainty track); optional ``model.predict_tensor(counts,
 aux)`` or ``model.keras_model`` + ``model.preprocess(images, aux)`` for gradients. A module
 may instead expose ``build_keras_model(input_shape) -> keras.Model``.
 
@@ -53,6 +55,7 @@ import pandas as pd
 from benchmark.core.errors import ClusterMassError
 from benchmark.core.io import write_text
 from benchmark.entries import harness_version, make_entry, slugify, write_entry, write_predictions
+from benchmark.metrics import SIGMA_COLUMN
 
 __all__ = [
     "FoldData",
@@ -476,10 +479,14 @@ def _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint) -> dict:
             f"log10 M500c per image ({len(test)})."
         )
 
+    sigma = _predict_sigma(model, spec, test, k)
+
     def write_files(tmp: Path) -> str:
         loader = _save_model(model, spec, tmp)
         preds = pd.DataFrame({"image_id": test.aux["image_id"].to_numpy(),
                               "log10_m500c_pred": pred, "seed": seed, "fold": k})
+        if sigma is not None:
+            preds[SIGMA_COLUMN] = sigma
         _write_csv(tmp / PREDICTIONS_FILE, preds)
         return loader
 
@@ -494,6 +501,18 @@ def _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint) -> dict:
         "training": getattr(model, "training_summary", None) or {},
     }
     return _write_fold(directory, record, write_files, ds)
+
+
+def _predict_sigma(model, spec, test, k) -> np.ndarray | None:
+    """The model's Gaussian sigma per test image (dex), or None without ``predict_sigma``."""
+    if not callable(getattr(model, "predict_sigma", None)):
+        return None
+    sigma = np.asarray(model.predict_sigma(test), dtype=np.float64).reshape(-1)
+    if sigma.shape != (len(test),) or not np.all(np.isfinite(sigma) & (sigma > 0)):
+        raise ClusterMassError(
+            f"model {spec.name!r} returned {sigma.shape} sigmas for fold {k}; predict_sigma() "
+            f"must return one finite sigma > 0 (dex) per image ({len(test)}).")
+    return sigma
 
 
 def _write_fold(directory: Path, record: dict, write_files, ds) -> dict:
@@ -668,6 +687,8 @@ def _assemble(ds, parts, seeds) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame(columns=cols)
     allp = pd.concat(parts, ignore_index=True)
+    if all(SIGMA_COLUMN in p.columns for p in parts):
+        cols.append(SIGMA_COLUMN)
     order = pd.Series(np.arange(len(ds.catalog)), index=ds.catalog["image_id"].to_numpy())
     allp["_row"] = order.reindex(allp["image_id"].to_numpy()).to_numpy()
     allp["_seed_rank"] = allp["seed"].map({int(s): i for i, s in enumerate(seeds)})
@@ -927,12 +948,14 @@ def write_baseline_entry(name: str, predictions: pd.DataFrame, dataset, run_dir,
 
 
 def _entry_metadata(name: str, run: dict) -> dict:
-    from benchmark.models import DESCRIPTIONS, DISPLAY_NAMES
+    from benchmark.models import DESCRIPTIONS, DISPLAY_NAMES, ORACLES
 
     baseline = run["model_ref"].get("kind") == "baseline"
+    oracle = baseline and name in ORACLES  # the physical floor: truth, not observable
     truth = run["truth_columns"]
-    notes = ("uses truth columns " + ", ".join(truth) + " (optimistic bound)") if truth else None
-    return {
+    bound = "oracle, not observable" if oracle else "optimistic bound"
+    notes = ("uses truth columns " + ", ".join(truth) + f" ({bound})") if truth else None
+    meta = {
         "display_name": DISPLAY_NAMES.get(name, name) if baseline else name,
         "kind": "baseline" if baseline else "code",
         "description": DESCRIPTIONS.get(name) if baseline else None,
@@ -950,6 +973,9 @@ def _entry_metadata(name: str, run: dict) -> dict:
         "training_seconds": run["fit_seconds_total"],
         "model_ref": run["model_ref"],
     }
+    if oracle:
+        meta["oracle"] = True
+    return meta
 
 
 def _hardware() -> str:

@@ -44,6 +44,20 @@ from leaderboard.svg import COLORS, Axes
 __all__ = ["render_site", "load_board", "table_row", "LoadedEntry", "esc", "safe_url"]
 
 LN10 = math.log(10.0)
+#: The uncertainty track's columns: key -> (header, one-sentence explanation).
+UNCERTAINTY_STATS = {
+    "crps_dex": ("CRPS (dex)", "CRPS: the continuous ranked probability score of each "
+                 "image's predictive Gaussian at the true log10 M500c, averaged (dex; lower is "
+                 "better; a point forecast's CRPS is its mean |ε|)."),
+    "log_score": ("Log score", "Log score: the mean negative log predictive density of the "
+                  "true log10 M500c (lower is better; punishes overconfident error bars hard)."),
+    "coverage_68": ("68% coverage", "68% coverage: the share of true masses inside the "
+                    "predicted central 68% interval (calibrated error bars give 68%)."),
+    "coverage_95": ("95% coverage", "95% coverage: the same for the central 95% interval "
+                    "(calibrated: 95%)."),
+}
+ORACLE_BADGE = ('<span class="badge oracle" title="computed from the simulation truth; shown '
+                'as the physical floor, never ranked">oracle, not observable</span>')
 ASSETS = Path(__file__).with_name("assets")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "base-uri 'none'; form-action 'none'")
@@ -213,6 +227,33 @@ def _obj(d: Mapping, key: str) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+#: The core-sensitivity column: which figure it ranks by, each defined in one sentence.
+CORE_DEFINITIONS = (
+    "Core sensitivity, ranked by occlusion: the share of the summed |Δ log10 M| from dimming each radial "
+    "ring's photons by 20% that comes from rings inside 0.15 R500c, divided by the share of photons there "
+    "(1: every photon weighs alike; ~0: the core is ignored). "
+    "Gradient (shown beside it): the same ratio with the sensitivity |∂ log10 M/∂N · N| summed pixel by "
+    "pixel inside 0.15 R500c (local and per pixel, so it can differ from occlusion when the response is "
+    "non-linear or pixels of opposite sign cancel within a ring)."
+)
+
+
+def _core_figures(e: Entry) -> dict:
+    """The core-sensitivity cells: ranked by occlusion (every model has it), gradient beside.
+
+    Entries written before both were stored side by side carry them in
+    ``core_sensitivity_detail`` (R < 0.15 R500c); without that the stored number and its
+    method are shown as they are.
+    """
+    diag = e.diagnostics or {}
+    detail = _obj(_obj(diag, "core_sensitivity_detail"), "0.15")
+    occl, grad = _num(detail.get("occlusion")), _num(detail.get("gradient"))
+    if occl is not None:
+        return {"core_ratio": occl, "core_method": "occlusion", "core_gradient": grad}
+    return {"core_ratio": e.core_sensitivity, "core_method": diag.get("core_sensitivity_method"),
+            "core_gradient": None}
+
+
 def table_row(le: LoadedEntry, dataset_version: str | None, dataset_splits: str | None = None) -> dict:
     """The leaderboard row of one entry (numbers from its harness score)."""
     e, sc = le.entry, le.entry.score
@@ -225,8 +266,7 @@ def table_row(le: LoadedEntry, dataset_version: str | None, dataset_splits: str 
         "fold_mean_frac": sc.fold_mean_frac,
         "fold_std_frac": sc.fold_std_frac,
         "best_fold": sc.best_fold, "worst_fold": sc.worst_fold,
-        "core_ratio": e.core_sensitivity,
-        "core_method": (e.diagnostics or {}).get("core_sensitivity_method"),
+        **_core_figures(e),
         "dataset_version": version,
         "stale": ((dataset_version is not None and version != str(dataset_version))
                   or (dataset_splits is not None and splits != dataset_splits)),
@@ -234,6 +274,8 @@ def table_row(le: LoadedEntry, dataset_version: str | None, dataset_splits: str 
         "kind": e.kind,
         "trusted": e.trusted,
         "n_seeds": len(sc.seeds) or None,
+        "oracle": e.oracle,
+        **{k: sc.uncertainty_stat(k) for k in UNCERTAINTY_STATS},
     }
 
 
@@ -260,12 +302,13 @@ def _index_html(rows: list[dict], dataset_info: dict) -> str:
     head = [("#", "number", "rank"), ("Entry", "text", "name"), ("Scatter (Gauss, ln10 σ)", "number", "scatter"),
             ("Bias (dex)", "number", "bias"), ("Fold scatter mean ± std", "number", "fold"),
             ("Best fold", "number", "best"), ("Worst fold", "number", "worst"),
-            ("Core sensitivity", "number", "core"), ("Dataset", "text", "dataset"), ("Date", "text", "date")]
+            ("Core sensitivity (occlusion; gradient)", "number", "core"),
+            *((h, "number", k) for k, (h, _) in UNCERTAINTY_STATS.items()),
+            ("Dataset", "text", "dataset"), ("Date", "text", "date")]
     ths = "".join(f'<th data-type="{t}" data-key="{k}" class="{"text" if t == "text" else ""}">{esc(h)}</th>'
                   for h, t, k in head)
     trs = []
-    ranked = sorted(rows, key=lambda r: (r["scatter_frac"] is None, r["scatter_frac"] or 0))
-    for i, r in enumerate(ranked, 1):
+    for i, r in _ranked(rows):
         ci = r["scatter_ci_frac"]
         ci_txt = f' <span class="muted">[{_pct(ci[0])}, {_pct(ci[1])}]</span>' if ci else ""
         fold = ("" if r["fold_mean_frac"] is None else
@@ -273,10 +316,14 @@ def _index_html(rows: list[dict], dataset_info: dict) -> str:
         best = "" if r["best_fold"] is None else f"{_pct(r['best_fold'][1])} <span class=\"muted\">(fold {r['best_fold'][0]})</span>"
         worst = "" if r["worst_fold"] is None else f"{_pct(r['worst_fold'][1])} <span class=\"muted\">(fold {r['worst_fold'][0]})</span>"
         core = "" if r["core_ratio"] is None else f"{r['core_ratio']:.2f} <span class=\"muted\">({esc(r['core_method'])})</span>"
+        if r.get("core_gradient") is not None:
+            core += f' <span class="muted">· gradient {r["core_gradient"]:.2f}</span>'
         stale = ' <span class="badge warn">other dataset version</span>' if r["stale"] else ""
         kind = f' <span class="badge">{esc(r["kind"])}</span>' if r.get("kind") else ""
         if r.get("trusted"):
             kind += ' <span class="badge" title="trained by the harness">trusted</span>'
+        if r.get("oracle"):
+            kind += " " + ORACLE_BADGE
 
         def ds(v):
             return "" if v is None else esc(f"{v:.6g}")
@@ -285,7 +332,7 @@ def _index_html(rows: list[dict], dataset_info: dict) -> str:
 
         trs.append(
             "<tr>"
-            f'<td data-sort="{i}">{i}</td>'
+            f'<td data-sort="{i}">{_rank_text(i, r)}</td>'
             f'<td class="text" data-sort="{esc(r["name"])}"><a href="entries/{esc(r["slug"])}.html">{esc(r["name"])}</a>{kind}</td>'
             f'<td data-sort="{ds(r["scatter_frac"])}">{_pct(r["scatter_frac"])}{ci_txt}</td>'
             f'<td data-sort="{ds(r["bias_dex"])}">{bias_txt}</td>'
@@ -293,6 +340,8 @@ def _index_html(rows: list[dict], dataset_info: dict) -> str:
             f'<td data-sort="{ds(r["best_fold"][1] if r["best_fold"] else None)}">{best}</td>'
             f'<td data-sort="{ds(r["worst_fold"][1] if r["worst_fold"] else None)}">{worst}</td>'
             f'<td data-sort="{ds(r["core_ratio"])}">{core}</td>'
+            + "".join(f'<td data-sort="{ds(r.get(k))}">{_unc_text(k, r.get(k))}</td>'
+                      for k in UNCERTAINTY_STATS) +
             f'<td class="text" data-sort="{esc(r["dataset_version"] or "")}">{esc(r["dataset_version"] or "")}{stale}</td>'
             f'<td class="text" data-sort="{esc(r["date"] or "")}">{esc(r["date"] or "")}</td>'
             "</tr>"
@@ -306,11 +355,34 @@ def _index_html(rows: list[dict], dataset_info: dict) -> str:
         '<p class="muted">Scatter: σ of the best-fit Gaussian to ε = log10 M_pred − log10 M_true over all images '
         "(out of fold), as a fractional mass scatter ln(10)·σ; brackets: 68% bootstrap interval over clusters. "
         "Bias: mean ε. Fold columns: the same scatter per test fold (a best fold never stands alone). "
-        "Core sensitivity: share of the model's sensitivity inside 0.15 R500c divided by the share of photons "
-        "there (1: every photon weighs alike; ~0: the core is ignored); the method is given. "
+        + esc(CORE_DEFINITIONS) + " "
+        + " ".join(esc(text) for _, text in UNCERTAINTY_STATS.values())
+        + " Uncertainty columns are empty for entries that give no error bars. "
+        "Oracle rows (computed from the simulation truth, not observable) show the physical "
+        "floor: they sort with every column but take no rank. "
         "Click a column header to sort.</p>"
     )
     return _page("clustermass leaderboard", body, "")
+
+
+def _ranked(rows: list[dict]) -> list[tuple[int, dict]]:
+    """(rank, row) by scatter; oracle rows (the floor) keep their place but take no rank."""
+    order = sorted(rows, key=lambda r: (r["scatter_frac"] is None, r["scatter_frac"] or 0))
+    out, rank = [], 0
+    for r in order:
+        rank += not r.get("oracle")
+        out.append((rank if not r.get("oracle") else rank + 0.5, r))
+    return out
+
+
+def _rank_text(i, row: dict) -> str:
+    return "floor" if row.get("oracle") else str(i)
+
+
+def _unc_text(key: str, value) -> str:
+    if value is None:
+        return ""
+    return _pct(value) if key.startswith("coverage") else f"{value:.4f}"
 
 
 def _nums(values) -> np.ndarray:
@@ -405,6 +477,93 @@ def _figures(score: Score, df: pd.DataFrame | None) -> list[tuple[str, str]]:
     return figs
 
 
+def _pit_figure(pit_hist) -> tuple[str, str] | None:
+    """The PIT histogram (fractions per bin of [0, 1]) against the flat line of calibration."""
+    frac = _nums(pit_hist or [])
+    if len(frac) == 0 or not np.isfinite(frac).any():
+        return None
+    n = len(frac)
+    ax = Axes((0, 1), (0, max(np.nanmax(frac), 1.0 / n) * 1.3), title="PIT histogram",
+              xlabel="PIT = Φ((truth − μ) / σ)", ylabel="fraction of images")
+    ax.bars((np.arange(n) + 0.5) / n, frac, 0.9 / n, COLORS[0])
+    ax.hline(1.0 / n, color=COLORS[1])
+    return (ax.to_svg(), "Where each true mass falls in its predictive distribution. Flat (dashed "
+                         "line): calibrated; U shape: error bars too small; hump: too large.")
+
+
+def _reliability_figure(rel: Mapping) -> tuple[str, str] | None:
+    """Observed vs nominal coverage of the central predictive intervals."""
+    levels, observed = _nums(rel.get("levels") or []), _nums(rel.get("observed") or [])
+    if len(levels) == 0 or len(levels) != len(observed):
+        return None
+    ax = Axes((0, 1), (0, 1), title="Reliability diagram", xlabel="nominal coverage",
+              ylabel="observed coverage")
+    ax.line([0, 1], [0, 1], "#888", 1, "3,3", label="calibrated")
+    ax.line(levels, observed, COLORS[0])
+    ax.points(levels, observed, COLORS[0], label="central intervals")
+    return (ax.to_svg(), "Share of true masses inside the central predictive interval of each "
+                         "nominal level; below the diagonal: overconfident.")
+
+
+def _uncertainty_html(score: Score) -> str:
+    """The entry page's uncertainty track: pooled scores, per fold, PIT and reliability."""
+    unc = score.uncertainty
+    if not unc:
+        return ('<h2>Uncertainty</h2><p class="muted">No uncertainties: this entry gives point '
+                "predictions only.</p>")
+    heads = "".join(f'<th data-type="number">{esc(h)}</th>' for h, _ in UNCERTAINTY_STATS.values())
+
+    def cells(stats):
+        return "".join(f"<td>{_unc_text(k, _num(stats.get(k)))}</td>" for k in UNCERTAINTY_STATS)
+
+    rows = [("all", _obj(unc, "pooled"))] + [(f"fold {r.get('fold')}", r) for r in unc.get("folds") or []
+                                             if isinstance(r, dict)]
+    rows += [(f"log M {_num(b.get('lo')) or 0:.2f}-{_num(b.get('hi')) or 0:.2f}", b)
+             for b in unc.get("mass_bins") or [] if isinstance(b, dict)]
+    body = "".join(f'<tr><td class="text">{esc(name)}</td>{cells(st)}</tr>' for name, st in rows)
+    figs = [f for f in (_pit_figure(unc.get("pit_hist")), _reliability_figure(_obj(unc, "reliability"))) if f]
+    return (f'<h2>Uncertainty</h2><p class="muted">Predictive law: {esc(unc.get("kind"))}. '
+            + " ".join(esc(t) for _, t in UNCERTAINTY_STATS.values()) + "</p>"
+            f'<table class="sortable" id="uncertainty"><thead><tr><th class="text" data-type="text">images</th>'
+            f"{heads}</tr></thead><tbody>{body}</tbody></table>"
+            + ('<div class="figs">' + "".join(f"<figure>{svg}<figcaption>{esc(cap)}</figcaption></figure>"
+                                              for svg, cap in figs) + "</div>" if figs else ""))
+
+
+def _fmt3(v) -> str:
+    v = _num(v)
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _diag_core_html(diag: Mapping, row: dict) -> str:
+    """Both core-sensitivity figures, the answer against the null control, controls, notes."""
+    grad = "" if row.get("core_gradient") is None else f", gradient <b>{_fmt3(row['core_gradient'])}</b>"
+    out = [f"<p>Core sensitivity ratio (R &lt; 0.15 R500c): {esc(row.get('core_method'))} "
+           f"<b>{_fmt3(row.get('core_ratio'))}</b>{grad}; images: {esc(diag.get('n_images'))}.</p>",
+           f'<p class="muted">{esc(CORE_DEFINITIONS)}</p>']
+    use = _obj(diag, "core_use_vs_null")
+    if use:
+        ci = use.get("ci95") if isinstance(use.get("ci95"), list) and len(use["ci95"]) == 2 else [None, None]
+        out.append(f"<p>{esc(str(use.get('question', '')).capitalize())} <b>{esc(use.get('answer'))}</b> "
+                   f"(index {_fmt3(use.get('value'))}, 95% interval {_fmt3(ci[0])}-{_fmt3(ci[1])}, "
+                   f"by {esc(use.get('answered_by'))}; 1: as photons alone).</p>"
+                   f'<p class="muted">{esc(use.get("definition", ""))}</p>')
+    ctl = _obj(diag, "controls")
+    if ctl:
+        trs = "".join(
+            f'<tr><td class="text">{esc(name)}</td><td class="text">{esc(_obj(ctl, name).get("what"))}</td>'
+            f'<td>{_fmt3(_obj(_obj(_obj(ctl, name), "core_sensitivity_detail"), "0.15").get("occlusion"))}</td>'
+            f'<td>{_fmt3(_obj(_obj(_obj(ctl, name), "core_sensitivity_detail"), "0.15").get("gradient"))}</td></tr>'
+            for name in ctl)
+        out.append('<table><thead><tr><th class="text">control (same clusters)</th><th class="text">what</th>'
+                   "<th>core sens. (occlusion)</th><th>core sens. (gradient)</th></tr></thead>"
+                   f"<tbody>{trs}</tbody></table>")
+    notes = [n for n in diag.get("notes") or [] if isinstance(n, str)]
+    if notes:
+        out.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
+    return "".join(out)
+
+
 def _diag_figures(diag: dict) -> list[tuple[str, str]]:
     """SVG figures drawn from a diagnostics summary (run_diagnostics)."""
     figs = []
@@ -433,9 +592,25 @@ def _diag_figures(diag: dict) -> list[tuple[str, str]]:
             ax.hline(0)
             n_out = len(diag.get("outliers") or [])
             ax.note(f"{n_out} image(s) flagged", 0)
+            space = diag.get("deepdream_space") or "counts"
             figs.append((ax.to_svg(), "Fractional change of photons under gradient ascent towards higher mass "
-                                      "(first and second iteration), averaged over test clusters; dotted: 0.15 "
-                                      "and 0.2 R500c."))
+                                      f"(first and second iteration, steps in {space}), averaged over test "
+                                      "clusters; dotted: 0.15 and 0.2 R500c."))
+    rel = _obj(_obj(diag, "relative_to_null"), "iter1")
+    ratio, lo, hi = arr(rel.get("ratio")), arr(rel.get("lo")), arr(rel.get("hi"))
+    if ratio.shape == rc.shape == lo.shape == hi.shape and np.isfinite(ratio).any():
+        top = np.nanmax(np.concatenate([hi[np.isfinite(hi)], ratio[np.isfinite(ratio)], [1.0]]))
+        ax = Axes((0, e[-1]), (0, 1.15 * top), title="DeepDream relative to the null control",
+                  xlabel="R / R500c", ylabel="dN/N (model) / dN/N (null)")
+        ax.line(rc, ratio, COLORS[0], label="model / null, first step")
+        ax.line(rc, lo, COLORS[0], width=0.8, dash="2,2", label="95% bootstrap over clusters")
+        ax.line(rc, hi, COLORS[0], width=0.8, dash="2,2")
+        ax.hline(1.0)
+        ax.vline(0.15)
+        ax.vline(0.2)
+        figs.append((ax.to_svg(), "The model's dN/N per radial bin over that of the null control (mean "
+                                  "log10(1+N) over pixels) on the same clusters with the same step: 1 is what "
+                                  "photons alone give; below 1 in the core: the model uses the core less."))
     sal = diag.get("saliency_profile")
     if isinstance(sal, dict):
         m = arr(sal.get("median"))
@@ -546,6 +721,7 @@ def _entry_html(le: LoadedEntry, row: dict, png_names: list[str]) -> str:
                      '<th data-type="number">bias (dex)</th><th data-type="number">scatter (Gauss)</th>'
                      '<th data-type="number">scatter (std)</th></tr></thead>'
                      f"<tbody>{body}</tbody></table>")
+    parts.append(_uncertainty_html(score))
     figs = _figures(score, le.errors)
     if figs:
         parts.append('<h2>Figures</h2><div class="figs">' + "".join(
@@ -554,9 +730,7 @@ def _entry_html(le: LoadedEntry, row: dict, png_names: list[str]) -> str:
     if diag or png_names:
         parts.append("<h2>Interpretation diagnostics</h2>")
         if diag:
-            ratio = le.entry.core_sensitivity
-            parts.append(f"<p>Core sensitivity ratio (R &lt; 0.15 R500c): <b>{'' if ratio is None else f'{ratio:.3f}'}</b> "
-                         f"({esc(diag.get('core_sensitivity_method'))}); images: {esc(diag.get('n_images'))}.</p>")
+            parts.append(_diag_core_html(diag, row))
             dfigs = _diag_figures(diag)
             if dfigs:
                 parts.append('<div class="figs">' + "".join(
@@ -580,25 +754,43 @@ def _markdown(rows: list[dict], dataset_info: dict) -> str:
     if info:
         lines += [info, ""]
     lines += ["| # | Entry | Scatter | 68% CI | Bias (dex) | Folds mean ± std | Best fold | Worst fold | "
-              "Core sensitivity | Dataset | Date |",
+              "Core sensitivity (occlusion; gradient) | Dataset | Date |",
               "|---:|---|---:|---|---:|---|---:|---:|---|---|---|"]
-    ranked = sorted(rows, key=lambda r: (r["scatter_frac"] is None, r["scatter_frac"] or 0))
-    for i, r in enumerate(ranked, 1):
+    for i, r in _ranked(rows):
         ci = r["scatter_ci_frac"]
         cells = [
-            str(i), md_escape(r["name"]), _pct(r["scatter_frac"]),
+            _rank_text(i, r), md_escape(r["name"]) + (" (oracle, not observable)" if r.get("oracle") else ""),
+            _pct(r["scatter_frac"]),
             "" if not ci else f"{_pct(ci[0])} to {_pct(ci[1])}",
             "" if r["bias_dex"] is None else f"{r['bias_dex']:+.3f}",
             "" if r["fold_mean_frac"] is None else f"{_pct(r['fold_mean_frac'])} ± {_pct(r['fold_std_frac'])}",
             "" if r["best_fold"] is None else f"{_pct(r['best_fold'][1])} (fold {r['best_fold'][0]})",
             "" if r["worst_fold"] is None else f"{_pct(r['worst_fold'][1])} (fold {r['worst_fold'][0]})",
-            "" if r["core_ratio"] is None else f"{r['core_ratio']:.2f} ({md_escape(r['core_method'])})",
+            "" if r["core_ratio"] is None else f"{r['core_ratio']:.2f} ({md_escape(r['core_method'])})"
+            + ("" if r.get("core_gradient") is None else f"; gradient {r['core_gradient']:.2f}"),
             md_escape(r["dataset_version"] or ""), md_escape(r["date"] or ""),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Scatter: ln(10) x sigma of the best-fit Gaussian to log10 M_pred - log10 M_true "
-              "(out of fold); CI: bootstrap over clusters.", ""]
+              "(out of fold); CI: bootstrap over clusters. Rank 'floor': an oracle computed from "
+              "the simulation truth (not observable), never ranked.", ""]
+    lines += [CORE_DEFINITIONS, ""]
+    lines += _markdown_uncertainty(rows)
     return "\n".join(lines)
+
+
+def _markdown_uncertainty(rows: list[dict]) -> list[str]:
+    """The uncertainty track as a list (entries with error bars only)."""
+    with_unc = [r for _, r in _ranked(rows) if r.get("crps_dex") is not None]
+    if not with_unc:
+        return []
+    lines = ["## Uncertainty track", ""]
+    for r in with_unc:
+        stats = ", ".join(f"{h} {_unc_text(k, r.get(k)) or 'n/a'}"
+                          for k, (h, _) in UNCERTAINTY_STATS.items())
+        lines.append(f"- {md_escape(r['name'])}: {stats}")
+    lines += [""] + [text for _, text in UNCERTAINTY_STATS.values()] + [""]
+    return lines
 
 
 # --------------------------------------------------------------------------------------

@@ -9,7 +9,10 @@ harness (:mod:`benchmark.training`) resolves names through it.
 * ``lx_iterative`` -- core-excised L_X, R500c found from its own mass estimate;
 * ``lx_truth``    -- core-excised L_X, R500c from the truth (an optimistic bound);
 * ``mean``        -- the training-fold mean;
-* ``total_counts`` -- a power law in the total counts.
+* ``total_counts`` -- a power law in the total counts;
+* ``oracle_mgas``, ``oracle_yx``, ``oracle_lx_t`` -- the physical floor
+  (:mod:`benchmark.models.oracle`): power laws of truth proxies (gas mass, Y_X, L_X,cex
+  with T), marked "oracle, not observable" (:data:`ORACLES`).
 """
 import json
 from pathlib import Path
@@ -24,7 +27,14 @@ BASELINES: dict[str, tuple[str, dict]] = {
     "lx_truth": ("benchmark.models.lx", {"r500c_source": "truth"}),
     "mean": ("benchmark.models.trivial", {"kind": "mean"}),
     "total_counts": ("benchmark.models.trivial", {"kind": "total_counts"}),
+    "oracle_mgas": ("benchmark.models.oracle", {"kind": "mgas"}),
+    "oracle_yx": ("benchmark.models.oracle", {"kind": "yx"}),
+    "oracle_lx_t": ("benchmark.models.oracle", {"kind": "lx_t"}),
 }
+
+#: Entries computed from simulation truth that no observation gives: the physical floor,
+#: shown beside every ranking and never ranked (``metadata.oracle`` of their entries).
+ORACLES = frozenset({"oracle_mgas", "oracle_yx", "oracle_lx_t"})
 
 #: Display names on the leaderboard.
 DISPLAY_NAMES: dict[str, str] = {
@@ -34,6 +44,9 @@ DISPLAY_NAMES: dict[str, str] = {
     "lx_truth": "Core-excised L_X (true R500c)",
     "mean": "Training mean",
     "total_counts": "Total counts power law",
+    "oracle_mgas": "Oracle: gas mass in R500c",
+    "oracle_yx": "Oracle: Y_X = M_gas T",
+    "oracle_lx_t": "Oracle: core-excised L_X with T",
 }
 
 #: Human-readable descriptions for entry metadata.
@@ -47,9 +60,16 @@ DESCRIPTIONS: dict[str, str] = {
                 "(optimistic bound)",
     "mean": "Training-fold mean of log10 M500c",
     "total_counts": "Power law in the total counts of the image",
+    "oracle_mgas": "Oracle, not observable: power law in the true gas mass in R500c "
+                   "(gas_fraction x M500c from the catalog, so its only scatter is the "
+                   "gas-fraction scatter)",
+    "oracle_yx": "Oracle, not observable: power law in the true Y_X = M_gas x T500 "
+                 "(gas_fraction x M500c x t500_kev from the catalog)",
+    "oracle_lx_t": "Oracle, not observable: power law in the true core-excised L_X and "
+                   "T500 (lx_cex_erg_s, t500_kev from the catalog)",
 }
 
-__all__ = ["BASELINES", "DESCRIPTIONS", "DISPLAY_NAMES", "write_params"]
+__all__ = ["BASELINES", "DESCRIPTIONS", "DISPLAY_NAMES", "ORACLES", "write_params"]
 
 
 def write_params(directory, filename: str, params: dict) -> Path:

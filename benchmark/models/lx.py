@@ -29,6 +29,8 @@ Measurement, per image
    ECF matters through its (weak) redshift and temperature dependence.
 4. Power law. Ordinary least squares of log10 M500c on log10 L over the *training*
    images only (the validation fold is not needed: there is nothing to early-stop).
+5. Uncertainty. :meth:`LXModel.predict_sigma` gives every prediction a Gaussian sigma:
+   the standard deviation of the power law's training residuals (the uncertainty track).
 
 R500c
 -----
@@ -336,6 +338,18 @@ class LXModel:
         if self.config["r500c_source"] == "truth":
             return a + b * np.log10(self.luminosity(profiles, self._truth_r500c_pixels(data.aux), z))
         return self.iterate(profiles, z, np.asarray(data.aux["pixel_arcsec"], float))
+
+    def predict_sigma(self, data) -> np.ndarray:
+        """Gaussian sigma (dex) of each prediction: the power law's residual scatter on the
+        training images (``scatter_train_dex``), the same for every image.
+
+        In-sample and, for ``lx_iterative``, measured with apertures from the true masses,
+        so it is a lower bound on the scatter of out-of-fold predictions; the uncertainty
+        track's coverage shows by how much.
+        """
+        if self.params is None:
+            raise ClusterMassError("the L_X model is not fitted: call fit() or load_model(dir).")
+        return np.full(len(data.images), float(self.params["scatter_train_dex"]))
 
     def iterate(self, profiles: RadialProfiles, redshift, pixel_arcsec) -> np.ndarray:
         """Solve M = f(L(0.15-1 R500c(M))) by fixed-point iteration, image by image."""

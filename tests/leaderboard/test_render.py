@@ -202,3 +202,42 @@ def test_bench_render_50_entries_study_size(benchmark, tmp_path):
     d = write_entries(tmp_path / "entries", ds, specs, n_boot=20)
     benchmark.pedantic(render_site, args=(d, ds, tmp_path / "site"), rounds=2, iterations=1)
     assert len(list((tmp_path / "site/entries").glob("*.html"))) == 50
+
+
+def test_uncertainty_columns_and_oracle_floor(fake_dataset, tmp_path):
+    # An entry with calibrated error bars, an oracle with a smaller scatter, a point entry.
+    import numpy as np
+    import pandas as pd
+
+    from benchmark.entries import make_entry, write_entry, write_predictions
+    from benchmark.metrics import score
+
+    cat = fake_dataset.catalog
+    d = tmp_path / "entries"
+    rng = np.random.default_rng(4)
+    for slug, noise, sigma, meta in (("unc", 0.06, 0.06, {}), ("floor", 0.02, 0.02, {"oracle": True}),
+                                     ("point", 0.04, None, {})):
+        pred = pd.DataFrame({"image_id": cat["image_id"], "seed": 0,
+                             "log10_m500c_pred": cat["log10_m500c"] + rng.normal(0, noise, len(cat))})
+        if sigma is not None:
+            pred["log10_m500c_sigma"] = sigma
+        entry = make_entry(slug.title(), "baseline", score(pred, cat, fake_dataset.splits, n_boot=0),
+                           fake_dataset, metadata=meta, slug=slug)
+        write_predictions(d / entry.predictions_file, pred)
+        write_entry(d / f"{slug}.json", entry)
+    site = render_site(d, fake_dataset, tmp_path / "site")
+    html = site.read_text()
+    for header in ("CRPS (dex)", "Log score", "68% coverage", "95% coverage"):
+        assert f">{header}</th>" in html, header
+    assert "continuous ranked probability score" in html  # the explanation below the table
+    rows = re.findall(r"<tr>(.*?)</tr>", html.split("<tbody>")[1])
+    assert "oracle, not observable" in rows[0] and ">floor<" in rows[0]  # the floor, unranked
+    assert '<td data-sort="1.5">1</td>' not in html and ">1</td>" in rows[1] and ">2</td>" in rows[2]
+    # Ranked by scatter: point (0.04 dex) before unc (0.06 dex); only unc has error bars.
+    assert re.findall(r'<td data-sort="([^"]*)">', rows[1])[-4:] == ["", "", "", ""]
+    assert "" not in re.findall(r'<td data-sort="([^"]*)">', rows[2])[-4:]
+    page = (site.parent / "entries/unc.html").read_text()
+    assert "<title>PIT histogram" in page and "<title>Reliability diagram" in page
+    assert "No uncertainties" in (site.parent / "entries/point.html").read_text()
+    md = (site.parent / "LEADERBOARD.md").read_text()
+    assert "## Uncertainty track" in md and "(oracle, not observable)" in md
