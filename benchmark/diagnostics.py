@@ -1,33 +1,46 @@
-"""Interpretation diagnostics for any model the harness can run.
+"""Interpretation diagnostics for any model the harness can run, with controls.
 
-Every fold model is evaluated on clusters of its own test fold (it never saw them). Four
-diagnostics, all as functions of the projected radius in units of R500c:
+Every fold model is evaluated on clusters of its own test fold (it never saw them). All
+diagnostics are functions of the projected radius in units of R500c:
 
-(a) DeepDream-style ascent: change the input image in the direction that raises the
-    predicted mass and measure the fractional change of photons dN/N in radial bins after
-    the first and the second iteration (the study saw photons added beyond ~0.2 R500c).
-    One iteration is::
+(a) DeepDream ascent: change the input image in the direction that raises the predicted
+    mass and measure the fractional change of photons dN/N in radial bins after the first and
+    the second iteration. The main run steps in the model's own input space (as DeepDream does
+    for classifiers; the study's exact rule is not known), mapped back to non-negative counts::
 
-        x <- clip(x + step_size * mean(x) * g / mean(|g|), 0, inf)
+        x <- x + input_step_size * g / mean(|g|),   g = d log10 M / d x
 
-    with ``g = d log10 M / d counts`` at the current image. The gradient is normalised by
-    its mean absolute value over the image, so with the default ``step_size = 0.1`` the
-    average pixel moves by 10 % of the image's mean count per pixel; photons stay
-    non-negative (clip). Images whose largest (5x5-smoothed) change lies beyond
-    ``outlier_r500c`` (1 R500c) are flagged off-centre; images whose predicted mass did not
-    rise are flagged too.
+    where ``x = (log10(1 + N) - log_mean) / log_std`` is the reference CNN's standardised
+    input (:class:`InputSpace`; a model without one steps in counts). The named variant
+    ``counts`` keeps the first version's rule, ``N <- clip(N + step_size * mean(N) * g /
+    mean(|g|), 0)`` with ``g = d log10 M / d N``. The step in counts gives every pixel a
+    change ~1/(1+N), so dN/N is tiny where N is large whatever the model: on its own it
+    cannot show that a model ignores the core. Images whose |change|-weighted centroid lies
+    beyond ``offcentre_r500c`` (0.2 R500c: the change piled up off centre, a "misidentified
+    core") or whose largest (5x5-smoothed) change lies beyond ``outlier_r500c`` (1 R500c)
+    are flagged, as are images whose predicted mass did not rise.
 (b) Saliency: radial profile of |d log10 M / d counts|, normalised per image to a mean of 1.
 (c) Occlusion (model-agnostic, no gradients needed): the core inside 0.15 and 0.2 R500c is
     replaced by the mean count per pixel of the surrounding annulus (r_core to 1.5 r_core,
     "annulus") or by the image's background level (median of the pixels beyond 1.5 R500c,
     "background"), and the change of the predicted log10 M is recorded. Ring dimming scales
     the photons of one radial ring at a time by ``1 - ring_dimming`` and records |delta
-    log10 M|; it is the finite-difference version of gradient x input summed over the ring.
-(d) ``core_sensitivity_ratio`` = (share of the model's sensitivity inside 0.15 R500c) /
-    (share of photons inside 0.15 R500c), median over the diagnosed images. Sensitivity is
-    |gradient x input| when the model has gradients (method ``"gradient"``), otherwise the
-    ring-dimming |delta log10 M| (method ``"occlusion"``). A model that weighs every photon
-    alike (e.g. log of the total counts) scores 1; a model that ignores the core scores ~0.
+    log10 M|.
+(d) Core sensitivity, two figures side by side, each (share of the model's sensitivity
+    inside 0.15 R500c) / (share of photons inside 0.15 R500c), median over images:
+    ``gradient``: sensitivity = |d log10 M / d N * N| summed over pixels (local, per pixel,
+    signs dropped pixel by pixel); ``occlusion``: sensitivity = |delta log10 M| of dimming a
+    whole ring by 20 % (finite, signs summed within the ring first). A model that weighs
+    every photon alike (log of the total counts) scores 1 on both; one that ignores the core
+    ~0. The two differ when the response is non-linear or when per-pixel gradients of both
+    signs cancel within a ring. ``core_sensitivity`` (the leaderboard's column) is the
+    occlusion figure, the one every model has.
+(e) Controls on the same images and axes: the null model :class:`NullLogPredictor` (mean of
+    log10(1+N) over pixels, stepping in the model's input space), the same network with
+    random weights (:func:`random_weights_predictor`) and the L_X baseline (occlusion only).
+    :func:`compare_with_null` gives the model's dN/N profile relative to the null's and one
+    answer to "does the model use the core less than photons alone would suggest?"
+    (:func:`core_use_index`, 95 % bootstrap interval over clusters).
 
 Entry points: :func:`run_diagnostics` (all folds of a trained entry), :func:`diagnose_entry`
 (the same, attached to the entry file for the leaderboard); :func:`diagnose_predictor`
@@ -38,6 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Callable, Iterable
@@ -49,12 +63,25 @@ from benchmark.core.errors import ClusterMassError
 from benchmark.core.io import json_safe, write_text
 from benchmark.entries import load_entry, write_entry
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "DEFAULT_R_EDGES_R500C",
     "RING_EDGES_R500C",
     "radius_r500c",
     "radial_sum",
     "deepdream_step",
+    "deepdream_step_in",
+    "InputSpace",
+    "COUNT_SPACE",
+    "input_space_of",
+    "NullLogPredictor",
+    "random_weights_predictor",
+    "core_use_index",
+    "relative_profile",
+    "compare_with_null",
+    "control_summary",
+    "CONTROLS",
     "occlude_core",
     "diagnose_predictor",
     "summarise",
@@ -72,6 +99,10 @@ DEFAULT_R_EDGES_R500C = np.array(
 # Rings for ring dimming; the last ring is open so that every pixel belongs to one ring.
 RING_EDGES_R500C = np.array([0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, np.inf])
 CORE_R500C = (0.15, 0.2)
+# An ascent whose |change|-weighted centroid lies this far from the centre has piled its
+# photons off centre (the study's "misidentified core"): the core scale of the study.
+OFFCENTRE_R500C = 0.2
+MAX_LOG10_COUNTS = 30.0
 
 
 class DiagnosticsError(ClusterMassError):
@@ -150,13 +181,7 @@ def deepdream_step(counts: np.ndarray, grad: np.ndarray, step_size: float = 0.1)
     -------
     array (N, npix, npix), float64, non-negative
     """
-    counts = np.asarray(counts, dtype=np.float64)
-    grad = np.asarray(grad, dtype=np.float64)
-    g_scale = np.mean(np.abs(grad), axis=(1, 2), keepdims=True)
-    # A model whose gradient vanishes everywhere leaves the image unchanged.
-    g_unit = np.divide(grad, g_scale, out=np.zeros_like(grad), where=g_scale > 0)
-    mean_counts = np.mean(counts, axis=(1, 2), keepdims=True)
-    return np.clip(counts + step_size * mean_counts * g_unit, 0.0, None)
+    return deepdream_step_in(counts, grad, COUNT_SPACE, step_size)
 
 
 def occlude_core(
@@ -208,6 +233,184 @@ def _dim_rings(counts: np.ndarray, r_r500c: np.ndarray, ring_edges: np.ndarray, 
 
 
 # --------------------------------------------------------------------------------------
+# the space the ascent steps in
+# --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class InputSpace:
+    """The space a DeepDream step is taken in; results always go back to counts.
+
+    Attributes
+    ----------
+    name : {"counts", "standardised_log10"}
+        ``counts``: the photon counts themselves (the step is scaled to the image's mean
+        count per pixel). ``standardised_log10``: ``x = (log10(1 + N) - log_mean) / log_std``,
+        the reference CNN's input (:func:`benchmark.models.cnn.fit_normalisation`); the step
+        is in units of x.
+    log_mean, log_std : float
+        The standardisation of ``standardised_log10`` (training-fold statistics).
+    """
+
+    name: str = "counts"
+    log_mean: float = 0.0
+    log_std: float = 1.0
+
+    def __post_init__(self):
+        if self.name not in ("counts", "standardised_log10"):
+            raise DiagnosticsError(f"unknown input space {self.name!r}; use 'counts' or 'standardised_log10'")
+        if not (np.isfinite(self.log_mean) and np.isfinite(self.log_std) and self.log_std > 0):
+            raise DiagnosticsError("input space standardisation must be finite with log_std > 0; "
+                                   "check the model's normalisation.json")
+
+    def to_input(self, counts: np.ndarray) -> np.ndarray:
+        """Counts -> the model's input."""
+        if self.name == "counts":
+            return counts
+        return (np.log10(1.0 + counts) - self.log_mean) / self.log_std
+
+    def to_counts(self, x: np.ndarray) -> np.ndarray:
+        """The model's input -> counts, clipped at zero (photons stay non-negative)."""
+        if self.name == "counts":
+            return np.clip(x, 0.0, None)
+        # The exponent is capped (N <= 1e30) so that a step piled on a few pixels (a model that
+        # reads only a handful of them: g / mean|g| is huge there) stays finite in float32.
+        log_n = np.minimum(x * self.log_std + self.log_mean, MAX_LOG10_COUNTS)
+        return np.clip(10.0 ** log_n - 1.0, 0.0, None)
+
+    def input_gradient(self, counts: np.ndarray, grad_counts: np.ndarray) -> np.ndarray:
+        """d f / d x from d f / d counts (chain rule: dN/dx = log_std ln10 (1 + N))."""
+        if self.name == "counts":
+            return grad_counts
+        return grad_counts * self.log_std * np.log(10.0) * (1.0 + counts)
+
+    def step_scale(self, counts: np.ndarray) -> np.ndarray | float:
+        """Size of one unit of step: the mean count per pixel in counts, one unit of x otherwise."""
+        if self.name == "counts":
+            return np.mean(counts, axis=(1, 2), keepdims=True)
+        return 1.0
+
+    def describe(self) -> dict:
+        """JSON record of the space (for the entry's settings)."""
+        if self.name == "counts":
+            return {"name": "counts", "step_rule": "N <- clip(N + step_size*mean(N)*g/mean|g|, 0); g = df/dN"}
+        return {"name": self.name, "log_mean": self.log_mean, "log_std": self.log_std,
+                "step_rule": "x <- x + step_size*g/mean|g|, g = df/dx, x = (log10(1+N)-log_mean)/log_std; "
+                             "N = max(10**(x*log_std+log_mean) - 1, 0)"}
+
+
+COUNT_SPACE = InputSpace("counts")
+
+
+def input_space_of(predictor) -> InputSpace:
+    """The model's own input space: its ``input_space`` attribute, else the standardised
+    log10(1 + N) of a harness Keras model (``model.normalisation``), else counts."""
+    space = getattr(predictor, "input_space", None)
+    if isinstance(space, InputSpace):
+        return space
+    norm = getattr(getattr(predictor, "model", None), "normalisation", None)
+    if isinstance(norm, dict) and str(norm.get("transform", "")).replace(" ", "") == "log10(1+counts)":
+        try:
+            return InputSpace("standardised_log10", float(norm["image_log_mean"]), float(norm["image_log_std"]))
+        except (KeyError, TypeError, ValueError):
+            pass
+    return COUNT_SPACE
+
+
+def deepdream_step_in(counts: np.ndarray, grad: np.ndarray, space: InputSpace, step_size: float) -> np.ndarray:
+    """One gradient-ascent step in ``space``, mapped back to non-negative counts.
+
+    Parameters
+    ----------
+    counts, grad : array (N, npix, npix)
+        Images (counts) and d log10 M / d counts at them.
+    space : InputSpace
+    step_size : float
+        Mean absolute change per pixel in units of ``space.step_scale`` (see InputSpace).
+
+    Returns
+    -------
+    array (N, npix, npix), float64, non-negative
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    g = space.input_gradient(counts, np.asarray(grad, dtype=np.float64))
+    g_scale = np.mean(np.abs(g), axis=(1, 2), keepdims=True)
+    # A model whose gradient vanishes everywhere leaves the image unchanged.
+    g_unit = np.divide(g, g_scale, out=np.zeros_like(g), where=g_scale > 0)
+    return space.to_counts(space.to_input(counts) + step_size * space.step_scale(counts) * g_unit)
+
+
+# --------------------------------------------------------------------------------------
+# controls: the null model, the same network with random weights
+# --------------------------------------------------------------------------------------
+class NullLogPredictor:
+    """Control (a): every pixel weighs alike in log space.
+
+    ``f = mean over pixels of log10(1 + N)`` (its output is not a mass: only its profiles and
+    shares are compared with a model's). Its gradient is analytic, ``1 / (P ln10 (1 + N))``
+    for P pixels, so in the standardised log space the ascent raises every pixel's log10(1+N)
+    by the same ``step_size * log_std``.
+
+    Parameters
+    ----------
+    input_space : InputSpace
+        The diagnosed model's space, so that both take the same steps.
+    """
+
+    def __init__(self, input_space: InputSpace = COUNT_SPACE):
+        self.input_space = input_space
+
+    def predict(self, counts, aux=None) -> np.ndarray:
+        """Mean log10(1 + N) of each image."""
+        return np.log10(1.0 + np.asarray(counts, dtype=np.float64)).mean(axis=(1, 2))
+
+    def gradient(self, counts, aux=None) -> np.ndarray:
+        """d f / d counts."""
+        counts = np.asarray(counts, dtype=np.float64)
+        return 1.0 / (counts.shape[1] * counts.shape[2] * np.log(10.0) * (1.0 + counts))
+
+
+def _is_keras_model(obj) -> bool:
+    return all(hasattr(obj, a) for a in ("layers", "get_config", "weights", "trainable_weights"))
+
+
+def _fresh_layer(layer):
+    # Layers without weights (Lambda, pooling, ops) are reused: a python Lambda cannot be
+    # rebuilt from its config safely, and it has nothing to re-initialise.
+    if not getattr(layer, "weights", None):
+        return layer
+    return layer.__class__.from_config(layer.get_config())
+
+
+def random_weights_predictor(predictor, seed: int = 0):
+    """Control (b): the same network with freshly initialised weights, or None.
+
+    Finds the Keras network as ``predictor.model.keras_model`` (harness fold models) or
+    ``predictor.model`` and rebuilds it layer by layer from its config (new weights from the
+    layers' own initialisers, seeded by ``seed``); everything else (normalisation, output
+    scaling) is kept. Returns None when there is no network to re-initialise.
+    """
+    import copy
+
+    model = getattr(predictor, "model", None)
+    if model is not None and _is_keras_model(getattr(model, "keras_model", None)):
+        owner, attr = model, "keras_model"
+    elif _is_keras_model(model):
+        owner, attr = predictor, "model"
+    else:
+        return None
+    import keras
+
+    keras.utils.set_random_seed(int(seed))
+    clone = keras.models.clone_model(getattr(owner, attr), clone_function=_fresh_layer)
+    new_owner = copy.copy(owner)
+    setattr(new_owner, attr, clone)
+    if owner is predictor:
+        return new_owner
+    new_predictor = copy.copy(predictor)
+    new_predictor.model = new_owner
+    return new_predictor
+
+
+# --------------------------------------------------------------------------------------
 # one batch of images through one predictor
 # --------------------------------------------------------------------------------------
 def _predict(predictor, counts: np.ndarray, aux: pd.DataFrame) -> np.ndarray:
@@ -250,6 +453,8 @@ def diagnose_predictor(
     ring_dimming: float = 0.2,
     core_r500c: Iterable[float] = CORE_R500C,
     outlier_r500c: float = 1.0,
+    input_space: InputSpace | None = None,
+    input_step_size: float = 0.1,
 ) -> dict:
     """Run every diagnostic on one batch of images with one predictor.
 
@@ -265,11 +470,16 @@ def diagnose_predictor(
     r500c_pix : array (N,)
         R500c in pixels (truth; used only to express radii, never given to the model).
     step_size, n_iter, r_edges_r500c, ring_edges_r500c, ring_dimming, core_r500c, outlier_r500c
-        See the module docstring.
+        See the module docstring (``step_size``: the count-space variant).
+    input_space : InputSpace, optional
+        The space of the main ascent; default :func:`input_space_of` the predictor.
+    input_step_size : float
+        Step of the input-space ascent, in units of the input (see :class:`InputSpace`).
 
     Returns
     -------
-    dict of per-image arrays (numpy), keyed by diagnostic.
+    dict of per-image arrays (numpy), keyed by diagnostic; ``deepdream_runs`` holds the
+    ascent in the input space (``input``) and in counts (``counts``).
     """
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 3 or counts.shape[1] != counts.shape[2]:
@@ -334,27 +544,68 @@ def diagnose_predictor(
     res["gradient_share_core"] = {f"{rc:g}": _share_inside(attribution, r, rc, total_attr) for rc in core_r500c}
     res["attribution_rings"] = radial_sum(attribution, r, ring_edges)
 
-    # (a) DeepDream ascent.
+    # (a) DeepDream ascent in the model's input space, and in counts (the named variant).
+    space = input_space if input_space is not None else input_space_of(predictor)
+    runs = {"counts": _ascent(predictor, counts, aux, r, edges, ring_edges, g0, COUNT_SPACE, step_size, n_iter)}
+    runs["input"] = (runs["counts"] if space == COUNT_SPACE else
+                     _ascent(predictor, counts, aux, r, edges, ring_edges, g0, space, input_step_size, n_iter))
+    res["deepdream_runs"] = runs
+    res["input_space"] = space
+    main = runs["input"]
+    # Flat keys: the input-space run (what the summary and the entry show first).
+    res["deepdream_dn_over_n"] = main["dn_over_n"]  # (n_iter, N, B)
+    res["deepdream_log10m"] = main["log10m"]  # (n_iter, N)
+    res["deepdream_peak_r500c"] = main["peak_r500c"]
+    res["deepdream_centroid_r500c"] = main["centroid_r500c"]
+    res["deepdream_example_change"] = main["example_change"]
+    return res
+
+
+def _ascent(predictor, counts, aux, r, edges, ring_edges, g0, space: InputSpace, step_size: float,
+            n_iter: int) -> dict:
+    """``n_iter`` DeepDream steps in ``space`` from ``counts`` (first gradient ``g0``)."""
     n0 = radial_sum(counts, r, edges)
     x, g = counts, g0
-    dn_over_n, f_iter, change_peak = [], [], []
+    dn_over_n, f_iter, abs_rings = [], [], []
     for it in range(n_iter):
-        x = deepdream_step(x, g, step_size)
+        x = deepdream_step_in(x, g, space, step_size)
         nb = radial_sum(x, r, edges)
         dn_over_n.append(np.divide(nb - n0, n0, out=np.full(n0.shape, np.nan), where=n0 > 0))
+        abs_rings.append(radial_sum(np.abs(x - counts), r, ring_edges))
         f_iter.append(_predict(predictor, x, aux))
         if it + 1 < n_iter:
             g = _gradient(predictor, x, aux)
-    res["deepdream_dn_over_n"] = np.stack(dn_over_n)  # (n_iter, N, B)
-    res["deepdream_log10m"] = np.stack(f_iter)  # (n_iter, N)
-    res["deepdream_peak_r500c"] = _peak_radius(x - counts, r)
-    res["deepdream_example_change"] = (x - counts).astype(np.float32)
-    return res
+            if g is None:
+                raise DiagnosticsError("predictor.gradient returned None after the first step; "
+                                       "a model either has gradients everywhere or not at all")
+    change = x - counts
+    return {"dn_over_n": np.stack(dn_over_n), "log10m": np.stack(f_iter), "abs_change_rings": np.stack(abs_rings),
+            "peak_r500c": _peak_radius(change, r), "centroid_r500c": _centroid_radius(change, r),
+            "example_change": change.astype(np.float32), "space": space, "step_size": float(step_size)}
 
 
 def _share_inside(values: np.ndarray, r: np.ndarray, rc: float, total: np.ndarray) -> np.ndarray:
     inside = np.where(r < rc, values, 0.0).sum(axis=(1, 2))
     return np.divide(inside, total, out=np.full(len(total), np.nan), where=total > 0)
+
+
+def _centroid_radius(change: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """R/R500c of the |change|-weighted centroid of each image (0: centred, however wide).
+
+    A change spread symmetrically around the centre, in the core or in a ring far out, has its
+    centroid at the centre; one that piles up on a clump or a false core does not.
+    """
+    npix = change.shape[1]
+    c = (npix - 1) / 2.0
+    yy, xx = np.mgrid[0:npix, 0:npix]
+    w = np.abs(change)
+    tot = w.sum(axis=(1, 2))
+    safe = np.where(tot > 0, tot, 1.0)
+    dy = (w * (yy - c)).sum(axis=(1, 2)) / safe
+    dx = (w * (xx - c)).sum(axis=(1, 2)) / safe
+    # Pixels per R500c from the radius map (r = r_pix / r500c_pix everywhere).
+    r500c_pix = np.hypot(yy - c, xx - c).max() / r.reshape(r.shape[0], -1).max(axis=1)
+    return np.where(tot > 0, np.hypot(dy, dx) / r500c_pix, 0.0)
 
 
 def _peak_radius(change: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -394,7 +645,8 @@ def _median_ratio(num: np.ndarray, den: np.ndarray) -> float | None:
     return float(np.median(ratio)) if ratio.size else None
 
 
-def summarise(per_image: pd.DataFrame, batches: list[dict], settings: dict, outlier_r500c: float = 1.0) -> dict:
+def summarise(per_image: pd.DataFrame, batches: list[dict], settings: dict, outlier_r500c: float = 1.0,
+              offcentre_r500c: float = OFFCENTRE_R500C) -> dict:
     """Combine per-fold results into the JSON-serialisable summary (see run_diagnostics)."""
     first = batches[0]
     has_grad = all(b["has_gradient"] for b in batches)
@@ -426,8 +678,11 @@ def summarise(per_image: pd.DataFrame, batches: list[dict], settings: dict, outl
         }
     head = core_ratio[f"{cores[0]:g}"]
     summary["core_radius_r500c"] = cores[0]
-    summary["core_sensitivity_method"] = "gradient" if has_grad else "occlusion"
-    summary["core_sensitivity_ratio"] = head["gradient"] if has_grad else head["occlusion"]
+    # Side by side; the leaderboard ranks by occlusion, the one figure every model has.
+    summary["core_sensitivity_gradient"] = head["gradient"]
+    summary["core_sensitivity_occlusion"] = head["occlusion"]
+    summary["core_sensitivity_method"] = "occlusion"
+    summary["core_sensitivity_ratio"] = head["occlusion"]
     # The entry schema's one number (benchmark.entries: diagnostics.core_sensitivity).
     summary["core_sensitivity"] = summary["core_sensitivity_ratio"]
     summary["core_sensitivity_detail"] = core_ratio
@@ -449,35 +704,251 @@ def summarise(per_image: pd.DataFrame, batches: list[dict], settings: dict, outl
 
     outliers = []
     if has_grad:
-        dd = np.concatenate([b["deepdream_dn_over_n"] for b in batches], axis=1)  # (iter, N, B)
-        summary["deepdream"] = {f"iter{i + 1}": _profile_stats(dd[i]) for i in range(dd.shape[0])}
-        f_dd = np.concatenate([b["deepdream_log10m"] for b in batches], axis=1)
         f0 = cat("log10m_pred")
-        summary["deepdream_delta_log10m"] = {
-            f"iter{i + 1}": json_safe(np.mean(f_dd[i] - f0)) for i in range(f_dd.shape[0])
-        }
+        variants = {}
+        for name in ("input", "counts"):
+            runs = [b["deepdream_runs"][name] for b in batches]
+            dd = np.concatenate([rn["dn_over_n"] for rn in runs], axis=1)  # (iter, N, B)
+            f_dd = np.concatenate([rn["log10m"] for rn in runs], axis=1)
+            variants[name] = {
+                "space": runs[0]["space"].describe(),
+                "step_size": runs[0]["step_size"],
+                "n_iter": int(dd.shape[0]),
+                "profile": {f"iter{i + 1}": _profile_stats(dd[i]) for i in range(dd.shape[0])},
+                "delta_log10m": {f"iter{i + 1}": json_safe(np.mean(f_dd[i] - f0)) for i in range(f_dd.shape[0])},
+            }
+        summary["deepdream_variants"] = variants
+        # The main profile: the ascent in the model's own input space.
+        summary["deepdream"] = variants["input"]["profile"]
+        summary["deepdream_delta_log10m"] = variants["input"]["delta_log10m"]
+        summary["deepdream_space"] = variants["input"]["space"]["name"]
         summary["saliency_profile"] = _profile_stats(cat("saliency_profile"))
         attr = cat("attribution_rings")
         atot = attr.sum(axis=1, keepdims=True)
         summary["ring_gradient_share"] = _profile_stats(
             np.divide(attr, atot, out=np.full(attr.shape, np.nan), where=atot > 0)
         )
-        peak = cat("deepdream_peak_r500c")
-        last = f_dd[-1]
-        for i, row in enumerate(per_image.itertuples(index=False)):
-            reasons = []
-            if peak[i] > outlier_r500c:
-                reasons.append(f"largest change at {peak[i]:.2f} R500c (> {outlier_r500c:g})")
-            if not last[i] > f0[i]:
-                reasons.append("predicted mass did not rise under gradient ascent")
-            if reasons:
-                outliers.append({"image_id": str(row.image_id), "fold": int(row.fold), "index": i,
-                                 "peak_r500c": json_safe(peak[i]), "reasons": reasons})
-        summary["deepdream_peak_r500c"] = json_safe(peak)
+        outliers = _flag_outliers(per_image, cat("deepdream_peak_r500c"), cat("deepdream_centroid_r500c"),
+                                  cat("deepdream_log10m")[-1], f0, outlier_r500c, offcentre_r500c)
+        summary["deepdream_peak_r500c"] = json_safe(cat("deepdream_peak_r500c"))
+        summary["deepdream_centroid_r500c"] = json_safe(cat("deepdream_centroid_r500c"))
     summary["outliers"] = outliers
     summary["images"] = json_safe(per_image[["image_id", "cluster_id", "fold", "log10_m500c"]].to_dict("list"))
     summary["log10m_pred"] = json_safe(cat("log10m_pred"))
     return summary
+
+
+def _flag_outliers(per_image, peak, centroid, last, f0, outlier_r500c, offcentre_r500c) -> list[dict]:
+    """Images whose ascent put its change off centre or failed to raise the mass."""
+    outliers = []
+    for i, row in enumerate(per_image.itertuples(index=False)):
+        reasons = []
+        if centroid[i] > offcentre_r500c:
+            reasons.append(f"change concentrated off centre (centroid at {centroid[i]:.2f} R500c "
+                           f"> {offcentre_r500c:g}): misidentified core?")
+        if peak[i] > outlier_r500c:
+            reasons.append(f"largest change at {peak[i]:.2f} R500c (> {outlier_r500c:g})")
+        if not last[i] > f0[i]:
+            reasons.append("predicted mass did not rise under gradient ascent")
+        if reasons:
+            outliers.append({"image_id": str(row.image_id), "fold": int(row.fold), "index": i,
+                             "peak_r500c": json_safe(peak[i]), "centroid_r500c": json_safe(centroid[i]),
+                             "reasons": reasons})
+    return outliers
+
+
+# --------------------------------------------------------------------------------------
+# the model against its controls
+# --------------------------------------------------------------------------------------
+QUESTION = "does the model use the core less than photons alone would suggest?"
+
+
+def _by_cluster(arr: np.ndarray, cluster_ids) -> np.ndarray:
+    """Sum the rows of ``arr`` (N, ...) per cluster: the unit of the bootstrap."""
+    codes, uniq = pd.factorize(pd.Series(cluster_ids).astype(str))
+    out = np.zeros((len(uniq),) + arr.shape[1:])
+    np.add.at(out, codes, arr)
+    return out
+
+
+def _bootstrap(stat: Callable, parts: list[np.ndarray], n_boot: int, seed: int):
+    """``stat(*parts)``, and its 2.5/97.5 percentiles over resampled clusters (rows)."""
+    est = stat(*parts)
+    rng = np.random.default_rng(seed)
+    n = parts[0].shape[0]
+    boots = np.array([stat(*[p[idx] for p in parts]) for idx in rng.integers(0, n, (n_boot, n))])
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo, hi = np.nanpercentile(boots, [2.5, 97.5], axis=0)
+    return est, lo, hi
+
+
+def _ratio_of_sums(num: np.ndarray, den: np.ndarray):
+    with np.errstate(all="ignore"):
+        return np.sum(num, axis=0) / np.sum(den, axis=0)
+
+
+def _zone_masks(ring_edges: np.ndarray, rc: float, r_out: float = 1.0):
+    """Rings inside the core, and rings from the core to ``r_out`` (edges hold both radii)."""
+    core = ring_edges[1:] <= rc + 1e-9
+    ref = (ring_edges[:-1] >= rc - 1e-9) & (ring_edges[1:] <= r_out + 1e-9)
+    return core, ref
+
+
+def core_use_index(model_rings: np.ndarray, null_rings: np.ndarray, ring_edges: np.ndarray, rc: float,
+                   cluster_ids, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The model's core share over the null control's core share, with a 95% interval.
+
+    Core share: what happens inside ``rc`` over what happens inside 1 R500c, summed over
+    images (clusters).
+
+    Parameters
+    ----------
+    model_rings, null_rings : array (N, R)
+        Per image and ring: what the model and the null control do there (|dN| of the ascent,
+        or |delta f| of ring dimming). Only ratios within one predictor enter, so the two
+        need not share units.
+    ring_edges : array (R+1,)
+        In R/R500c; must contain ``rc`` and 1.
+    rc : float
+        Core radius (R/R500c); the outskirts run from ``rc`` to 1 R500c.
+    cluster_ids : sequence (N,)
+        Bootstrap unit.
+
+    Returns
+    -------
+    dict: ``value`` (1: the core as the null would have it; < 1: less), ``ci95``, ``answer``
+    ("yes" when the whole interval lies below 1, "no" above 1, else "undetermined").
+    """
+    core, ref = _zone_masks(np.asarray(ring_edges, float), rc)
+    parts = [_by_cluster(np.stack([a[:, core].sum(axis=1), a[:, ref].sum(axis=1)], axis=1), cluster_ids)
+             for a in (model_rings, null_rings)]
+
+    def stat(m, n):
+        # Core share of what happens within 1 R500c: bounded, so a core-only model stays finite.
+        with np.errstate(all="ignore"):
+            return (m[:, 0].sum() / m.sum()) / (n[:, 0].sum() / n.sum())
+
+    est, lo, hi = _bootstrap(stat, parts, n_boot, seed)
+    if not np.isfinite(est):
+        answer = "undetermined"
+    elif hi < 1.0:
+        answer = "yes"
+    elif lo > 1.0:
+        answer = "no"
+    else:
+        answer = "undetermined"
+    return {"value": json_safe(est), "ci95": [json_safe(lo), json_safe(hi)], "answer": answer,
+            "core_r500c": rc, "outskirts_r500c": [rc, 1.0], "n_clusters": int(parts[0].shape[0])}
+
+
+def relative_profile(model_dn: np.ndarray, null_dn: np.ndarray, cluster_ids, n_boot: int = 1000,
+                     seed: int = 0) -> dict:
+    """Per radial bin: mean dN/N of the model over that of the null control, 95% interval.
+
+    Parameters
+    ----------
+    model_dn, null_dn : array (N, B)
+        dN/N per image and bin after the same ascent iteration on the same images.
+    cluster_ids : sequence (N,)
+
+    Returns
+    -------
+    dict of lists: ``ratio``, ``lo``, ``hi`` (bootstrap over clusters).
+    """
+    ok = np.isfinite(model_dn) & np.isfinite(null_dn)
+    parts = [_by_cluster(np.where(ok, a, 0.0), cluster_ids) for a in (model_dn, null_dn)]
+    est, lo, hi = _bootstrap(_ratio_of_sums, parts, n_boot, seed)
+    return {"ratio": json_safe(est), "lo": json_safe(lo), "hi": json_safe(hi)}
+
+
+def compare_with_null(per_image: pd.DataFrame, model: list[dict], null: list[dict], core_r500c: float,
+                      n_boot: int = 1000, seed: int = 0) -> dict:
+    """The model's profiles relative to the null control, and the answer to :data:`QUESTION`.
+
+    Returns
+    -------
+    dict: ``relative_to_null`` (dN/N ratio per radial bin and iteration, input-space ascent,
+    only with gradients), ``core_use_vs_null`` (the index by ascent and by ring dimming, and
+    the answer: by ascent when the model has gradients, else by ring dimming).
+    """
+    ids = per_image["cluster_id"].to_numpy()
+    ring_edges = np.asarray(model[0]["ring_edges_r500c"], float)
+    out: dict = {}
+    by = {"ring_dimming": core_use_index(np.concatenate([b["ring_sensitivity"] for b in model]),
+                                         np.concatenate([b["ring_sensitivity"] for b in null]),
+                                         ring_edges, core_r500c, ids, n_boot, seed)}
+    if all(b["has_gradient"] for b in model):
+        runs_m = [b["deepdream_runs"]["input"] for b in model]
+        runs_n = [b["deepdream_runs"]["input"] for b in null]
+        dn_m = np.concatenate([r["dn_over_n"] for r in runs_m], axis=1)
+        dn_n = np.concatenate([r["dn_over_n"] for r in runs_n], axis=1)
+        out["relative_to_null"] = {f"iter{i + 1}": relative_profile(dn_m[i], dn_n[i], ids, n_boot, seed)
+                                   for i in range(dn_m.shape[0])}
+        ab_m = np.concatenate([r["abs_change_rings"] for r in runs_m], axis=1)
+        ab_n = np.concatenate([r["abs_change_rings"] for r in runs_n], axis=1)
+        by["deepdream_iter1"] = core_use_index(ab_m[0], ab_n[0], ring_edges, core_r500c, ids, n_boot, seed)
+        head = "deepdream_iter1"
+    else:
+        head = "ring_dimming"
+    out["core_use_vs_null"] = {
+        "question": QUESTION, "answer": by[head]["answer"], "answered_by": head,
+        "value": by[head]["value"], "ci95": by[head]["ci95"], "by": by,
+        "definition": "share of the model's response inside the core (of that inside 1 R500c) over the "
+                      "same share of the null control (mean log10(1+N) over pixels); core R < "
+                      f"{core_r500c:g} R500c; deepdream: |dN| after the "
+                      "first input-space step; ring_dimming: |delta f| when one ring's photons are dimmed; "
+                      "95% interval from a bootstrap over clusters; yes: interval below 1",
+    }
+    return out
+
+
+def control_summary(per_image: pd.DataFrame, batches: list[dict], settings: dict, what: str) -> dict:
+    """The compact record of one control (same clusters, same axes as the model)."""
+    full = summarise(per_image, batches, settings)
+    out = {"what": what, "has_gradient": full["has_gradient"],
+           "core_sensitivity_detail": full["core_sensitivity_detail"],
+           "ring_sensitivity_share": {"mean": full["ring_sensitivity_share"]["mean"]},
+           "occlusion_delta_mean": {k: v["mean"] for k, v in full["occlusion_delta_log10m"].items()}}
+    if "deepdream_variants" in full:
+        out["deepdream"] = {name: {it: {"mean": st["mean"]} for it, st in v["profile"].items()}
+                            for name, v in full["deepdream_variants"].items()}
+        out["n_outliers"] = len(full["outliers"])
+    return out
+
+
+LX_CONTROL_RUN = "lx-iterative"
+
+
+def _lx_control(ds, catalog, k: int, out_dir, pixel_arcsec: float, max_train_images: int, seed: int):
+    """Control (c): the fold's core-excised L_X model (no gradients: occlusion only).
+
+    The harness-trained ``runs/lx-iterative/fold_k`` beside the entry's run when there is one;
+    otherwise an ``lx_iterative`` model fitted here on at most ``max_train_images`` images
+    of the fold's training part (never its test fold).
+    """
+    from benchmark.models.lx import make_model
+    from benchmark.training import FoldData, Predictor, fold_dir, load_fold_predictor
+
+    sibling = Path(out_dir).parent / LX_CONTROL_RUN
+    if fold_dir(sibling, k).is_dir():
+        try:
+            return load_fold_predictor(sibling, k), f"harness-trained {LX_CONTROL_RUN} fold model"
+        except ClusterMassError:
+            logger.info("fold %d of %s is incomplete: fitting an L_X control here", k, sibling)
+    train = np.asarray(ds.fold_indices(k)["train"])
+    if train.size > max_train_images:
+        train = np.sort(np.random.default_rng(seed).choice(train, max_train_images, replace=False))
+    rows = catalog.iloc[train]
+    aux = pd.DataFrame({"image_id": rows["image_id"].to_numpy(), "redshift": rows["redshift"].to_numpy(float),
+                        "pixel_arcsec": np.full(len(rows), pixel_arcsec)})
+    images = np.asarray(ds.images(rows["image_id"].tolist()), dtype=np.float32)
+    model = make_model({"r500c_source": "iterative", "image": dict(ds.card.get("image", {}))})
+    model.fit(FoldData(images, aux, rows["log10_m500c"].to_numpy(float)))
+    return Predictor(model, {"truth_columns": []}), f"lx_iterative fitted on {len(rows)} training images"
 
 
 # --------------------------------------------------------------------------------------
@@ -543,6 +1014,15 @@ def _default_loader(out_dir, k):
     return load_fold_predictor(out_dir, k)
 
 
+CONTROLS = ("null", "random_weights", "lx")
+_CONTROL_WHAT = {
+    "null": "null model: mean of log10(1+N) over pixels (every pixel weighs alike in log space), "
+            "ascent in the model's input space",
+    "random_weights": "the same network with re-initialised (random) weights",
+    "lx": "core-excised L_X (0.15-1 R500c, iterative R500c): occlusion only (no gradients)",
+}
+
+
 def run_diagnostics(
     out_dir,
     dataset,
@@ -552,9 +1032,14 @@ def run_diagnostics(
     load_predictor: Callable | None = None,
     plot_dir=None,
     step_size: float = 0.1,
+    input_step_size: float = 0.1,
     n_iter: int = 2,
     ring_dimming: float = 0.2,
     outlier_r500c: float = 1.0,
+    offcentre_r500c: float = OFFCENTRE_R500C,
+    controls: Iterable[str] = CONTROLS,
+    n_boot: int = 1000,
+    lx_train_images: int = 300,
     seed: int = 0,
     write: bool = True,
 ) -> dict:
@@ -572,8 +1057,18 @@ def run_diagnostics(
         ``(out_dir, k) -> Predictor``; default ``benchmark.training.load_fold_predictor``.
     plot_dir : path, optional
         Where the PNG plots and ``diagnostics.json`` go; default ``out_dir/diagnostics``.
-    step_size, n_iter, ring_dimming, outlier_r500c, seed
-        See the module docstring.
+    step_size, input_step_size, n_iter, ring_dimming, outlier_r500c, offcentre_r500c, seed
+        See the module docstring (``step_size``: the count-space ascent; ``input_step_size``:
+        the input-space ascent).
+    controls : iterable of str
+        Any of :data:`CONTROLS`, run on the same images: ``null`` (:class:`NullLogPredictor`),
+        ``random_weights`` (:func:`random_weights_predictor`; skipped, with a note, for a model
+        without a Keras network), ``lx`` (the fold's L_X model, see :func:`_lx_control`).
+    n_boot : int
+        Bootstrap resamples over clusters (comparison with the null control).
+    lx_train_images : int
+        Training images the L_X control is fitted on when no trained L_X run lies beside
+        ``out_dir``.
     write : bool
         Write plots and ``diagnostics.json`` (False: only return the summary).
 
@@ -581,12 +1076,18 @@ def run_diagnostics(
     -------
     dict
         JSON-serialisable summary: ``core_sensitivity_ratio`` and ``core_sensitivity_method``
-        (the leaderboard number; also as ``core_sensitivity``, the entry schema's key),
-        ``core_sensitivity_detail`` (both methods, 0.15 and 0.2 R500c),
-        ``deepdream`` (dN/N profiles after each iteration: mean/std/percentiles per radial bin),
-        ``saliency_profile``, ``occlusion_delta_log10m``, ring shares, ``outliers``, ``images``,
-        ``settings``, ``plots`` (file names relative to plot_dir).
+        (the leaderboard number, ring-dimming occlusion for every model; also as
+        ``core_sensitivity``), ``core_sensitivity_gradient`` and ``core_sensitivity_occlusion``
+        side by side, ``core_sensitivity_detail`` (both methods, 0.15 and 0.2 R500c),
+        ``deepdream`` (input-space dN/N profiles per iteration), ``deepdream_variants``
+        (``input`` and ``counts``), ``saliency_profile``, ``occlusion_delta_log10m``, ring
+        shares, ``outliers``, ``controls``, ``relative_to_null``, ``core_use_vs_null``,
+        ``notes``, ``images``, ``settings``, ``plots`` (file names relative to plot_dir).
     """
+    controls = tuple(controls)
+    unknown = [c for c in controls if c not in CONTROLS]
+    if unknown:
+        raise DiagnosticsError(f"unknown controls {unknown}; choose from {', '.join(CONTROLS)}")
     ds = _open_dataset(dataset)
     load_predictor = load_predictor or _default_loader
     catalog = ds.catalog.reset_index(drop=True)
@@ -596,7 +1097,11 @@ def run_diagnostics(
         raise DiagnosticsError("no folds given; pass folds=range(10) or a subset")
     if n_clusters_per_fold < 1:
         raise DiagnosticsError("n_clusters_per_fold must be at least 1")
+    kw = dict(step_size=step_size, input_step_size=input_step_size, n_iter=n_iter, ring_dimming=ring_dimming,
+              outlier_r500c=outlier_r500c)
     batches, rows = [], []
+    ctl: dict[str, list] = {c: [] for c in controls}
+    notes: list[str] = []
     for k in folds:
         idx = select_test_images(catalog, ds.fold_indices(k)["test"], n_clusters_per_fold, seed + k)
         if idx.size == 0:
@@ -605,15 +1110,25 @@ def run_diagnostics(
         ids = rows_k["image_id"].tolist()
         counts = np.asarray(ds.images(ids), dtype=np.float64)
         predictor = load_predictor(out_dir, k)
-        # Only the harness's auxiliary columns reach the model, plus the truth columns a
-        # baseline declares it needs (e.g. the L_X bound that takes R500c from the truth).
-        aux = pd.DataFrame({"image_id": ids, "redshift": rows_k["redshift"].to_numpy(dtype=float),
-                            "pixel_arcsec": np.full(len(ids), pixel_arcsec)})
-        for col in getattr(predictor, "truth_columns", None) or []:
-            aux[col] = rows_k[col].to_numpy()
         r500c_pix = rows_k["r500c_arcmin"].to_numpy(dtype=float) * 60.0 / pixel_arcsec
-        batches.append(diagnose_predictor(predictor, counts, aux, r500c_pix, step_size=step_size,
-                                          n_iter=n_iter, ring_dimming=ring_dimming, outlier_r500c=outlier_r500c))
+        batches.append(diagnose_predictor(predictor, counts, _aux_for(predictor, rows_k, pixel_arcsec),
+                                          r500c_pix, **kw))
+        space = batches[-1].get("input_space", input_space_of(predictor))
+        for name in controls:
+            if name == "null":
+                other, source = NullLogPredictor(space), None
+            elif name == "random_weights":
+                other, source = random_weights_predictor(predictor, seed + k), None
+            else:
+                other, source = _lx_control(ds, catalog, k, out_dir, pixel_arcsec, lx_train_images, seed + k)
+            if other is None:
+                ctl[name] = None
+                continue
+            if ctl[name] is not None:
+                ctl[name].append(diagnose_predictor(other, counts, _aux_for(other, rows_k, pixel_arcsec),
+                                                    r500c_pix, input_space=space, **kw))
+            if source and f"L_X control: {source}" not in notes:
+                notes.append(f"L_X control: {source}")
         frame = rows_k[["image_id", "cluster_id", "log10_m500c"]].copy()
         frame["fold"] = k
         rows.append(frame)
@@ -621,13 +1136,21 @@ def run_diagnostics(
     if not batches:
         raise DiagnosticsError("the folds given have no test images; check the dataset's splits")
     per_image = pd.concat(rows, ignore_index=True)
-    settings = {"step_size": step_size, "step_rule": "x <- clip(x + step_size*mean(x)*g/mean|g|, 0)",
-                "n_iter": n_iter, "ring_dimming": ring_dimming, "outlier_r500c": outlier_r500c,
+    settings = {"step_size": step_size, "step_rule": COUNT_SPACE.describe()["step_rule"],
+                "input_step_size": input_step_size, "n_iter": n_iter, "ring_dimming": ring_dimming,
+                "outlier_r500c": outlier_r500c, "offcentre_r500c": offcentre_r500c,
                 "n_clusters_per_fold": n_clusters_per_fold, "seed": seed, "pixel_arcsec": pixel_arcsec,
+                "n_boot": n_boot, "controls": list(controls),
                 "occlusion_modes": {"annulus": "mean of r_core..1.5 r_core",
                                     "background": "median beyond 1.5 R500c"},
                 "core_ratio_statistic": "median over images of sensitivity share / photon share"}
-    summary = summarise(per_image, batches, settings, outlier_r500c)
+    summary = summarise(per_image, batches, settings, outlier_r500c, offcentre_r500c)
+    summary["notes"] = _notes(summary, ctl) + notes
+    summary["controls"] = {name: control_summary(per_image, b, settings, _CONTROL_WHAT[name])
+                           for name, b in ctl.items() if b}
+    if ctl.get("null"):
+        summary.update(compare_with_null(per_image, batches, ctl["null"], summary["core_radius_r500c"],
+                                         n_boot, seed))
     if write:
         plot_dir = Path(plot_dir) if plot_dir is not None else Path(out_dir) / "diagnostics"
         plot_dir.mkdir(parents=True, exist_ok=True)
@@ -635,6 +1158,27 @@ def run_diagnostics(
         summary["plots"] = plot_diagnostics(summary, plot_dir, example=example)
         write_text(plot_dir / "diagnostics.json", json.dumps(summary, indent=1, allow_nan=False))
     return summary
+
+
+def _aux_for(predictor, rows_k: pd.DataFrame, pixel_arcsec: float) -> pd.DataFrame:
+    # Only the harness's auxiliary columns reach the model, plus the truth columns a
+    # baseline declares it needs (e.g. the L_X bound that takes R500c from the truth).
+    aux = pd.DataFrame({"image_id": rows_k["image_id"].tolist(), "redshift": rows_k["redshift"].to_numpy(dtype=float),
+                        "pixel_arcsec": np.full(len(rows_k), pixel_arcsec)})
+    for col in getattr(predictor, "truth_columns", None) or []:
+        aux[col] = rows_k[col].to_numpy()
+    return aux
+
+
+def _notes(summary: dict, ctl: dict) -> list[str]:
+    notes = []
+    if not summary["has_gradient"]:
+        notes.append("the model has no gradients: DeepDream, saliency and the gradient figure are not "
+                     "computed; core sensitivity and the comparison with the null control come from "
+                     "occlusion (ring dimming)")
+    if "random_weights" in ctl and ctl["random_weights"] is None:
+        notes.append("random-weights control skipped: the model has no Keras network to re-initialise")
+    return notes
 
 
 def _example_images(batches: list[dict], summary: dict):
@@ -701,7 +1245,8 @@ def plot_diagnostics(summary: dict, plot_dir, example=None) -> dict:
             ax.plot(peaks, np.zeros(peaks.size), "|", color="0.3", ms=10, label="peak of change")
         ax.axhline(0, color="k", lw=0.5)
         ax.set_ylabel("dN / N")
-        ax.set_title(f"DeepDream ascent ({summary['n_images']} test images)")
+        ax.set_title(f"DeepDream ascent in {summary.get('deepdream_space', 'counts')} "
+                     f"({summary['n_images']} test images)", fontsize=9)
         ax.legend(fontsize=8)
         finish(fig, ax, "deepdream_profile.png")
 
@@ -775,18 +1320,25 @@ def entry_summary(summary: dict, max_outliers: int = 20) -> dict:
         return {k: st[k] for k in keep_stats if k in st}
 
     out = {k: summary[k] for k in ("core_sensitivity", "core_sensitivity_ratio", "core_sensitivity_method",
+                                   "core_sensitivity_gradient", "core_sensitivity_occlusion",
                                    "core_radius_r500c", "core_sensitivity_detail", "n_images", "n_clusters",
                                    "folds", "has_gradient", "settings", "r_edges_r500c", "ring_edges_r500c",
-                                   "deepdream_delta_log10m", "plots") if k in summary}
+                                   "deepdream_delta_log10m", "deepdream_space", "controls", "relative_to_null",
+                                   "core_use_vs_null", "notes", "plots") if k in summary}
     if "deepdream" in summary:
         out["deepdream"] = {k: slim(v) for k, v in summary["deepdream"].items()}
+        out["deepdream_variants"] = {
+            name: {**{k: v[k] for k in ("space", "step_size", "n_iter", "delta_log10m")},
+                   "profile": {it: slim(st) for it, st in v["profile"].items()}}
+            for name, v in summary["deepdream_variants"].items()}
     for key in ("saliency_profile", "ring_sensitivity_share", "ring_photon_share", "ring_gradient_share"):
         if key in summary:
             out[key] = slim(summary[key])
     out["occlusion_delta_log10m"] = {k: {s: v[s] for s in ("mean", "std", "median")}
                                      for k, v in summary.get("occlusion_delta_log10m", {}).items()}
     outl = summary.get("outliers", [])
-    out["outliers"] = [{k: o[k] for k in ("image_id", "fold", "peak_r500c", "reasons")} for o in outl[:max_outliers]]
+    out["outliers"] = [{k: o[k] for k in ("image_id", "fold", "peak_r500c", "centroid_r500c", "reasons")}
+                       for o in outl[:max_outliers]]
     out["n_outliers"] = len(outl)
     return out
 

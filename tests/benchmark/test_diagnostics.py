@@ -18,6 +18,7 @@ from benchmark.diagnostics import (
 def _run(ds, predictor, tmp_path, **kw):
     kw.setdefault("n_clusters_per_fold", 2)
     kw.setdefault("write", False)  # plots cost seconds on 2 shared cores: one test checks them
+    kw.setdefault("controls", ())  # the controls have their own tests (test_diagnostics_controls.py)
     return run_diagnostics(tmp_path / "run", ds, load_predictor=lambda out_dir, k: predictor,
                            plot_dir=tmp_path / "plots", **kw)
 
@@ -48,8 +49,9 @@ def test_fake_dataset_cores_are_resolved(fake_dataset):
 
 def test_model_ignoring_the_core_scores_zero(fake_dataset, predictors, tmp_path):
     s = _run(fake_dataset, predictors["outer"], tmp_path, write=True)
-    assert s["core_sensitivity_method"] == "gradient"
+    assert s["core_sensitivity_method"] == "occlusion"  # the ranked figure, for every model
     assert s["core_sensitivity_ratio"] == pytest.approx(0.0, abs=1e-6)
+    assert s["core_sensitivity_gradient"] == pytest.approx(0.0, abs=1e-6)
     assert s["core_sensitivity_detail"]["0.15"]["occlusion"] == pytest.approx(0.0, abs=1e-6)
     assert s["occlusion_delta_log10m"]["annulus_0.15"]["mean"] == pytest.approx(0.0, abs=1e-9)
     dd = s["deepdream"]["iter1"]
@@ -215,7 +217,11 @@ def test_reference_cnn_end_to_end(fake_dataset, tmp_path):
     training.run_entry("reference", fake_dataset, run, folds=[0], progress=False,
                        config={"max_epochs": 1, "patience": 1, "lr_patience": 1})
     s = run_diagnostics(run, fake_dataset, n_clusters_per_fold=2, folds=[0], plot_dir=tmp_path / "plots")
-    assert s["core_sensitivity_method"] == "gradient"
+    assert s["has_gradient"] and s["core_sensitivity_gradient"] >= 0
     assert s["core_sensitivity_ratio"] is not None and s["core_sensitivity_ratio"] >= 0
     assert set(s["deepdream"]) == {"iter1", "iter2"}
+    # The study's network steps in its own standardised log10(1 + N); all three controls run.
+    assert s["deepdream_space"] == "standardised_log10"
+    assert set(s["controls"]) == {"null", "random_weights", "lx"} and s["controls"]["random_weights"]["has_gradient"]
+    assert s["core_use_vs_null"]["answer"] in ("yes", "no", "undetermined")
     assert (tmp_path / "plots" / "deepdream_profile.png").is_file()

@@ -58,6 +58,41 @@ def masked_log_counts_model(mask: np.ndarray):
     return keras.Model(inp, out)
 
 
+def masked_input_model(mask: np.ndarray):
+    """Keras network on the standardised input x: Dense(1)(mean of x over the masked pixels).
+
+    The Dense layer starts at weight 1, bias 0, so the output is exactly the masked mean of x;
+    it gives the network weights for the random-weights control to re-initialise.
+    """
+    import keras
+
+    inp = keras.Input((NPIX, NPIX, 1))
+    weights = keras.ops.convert_to_tensor(mask.astype("float32")[None, :, :, None] / float(mask.sum()))
+    s = keras.ops.sum(inp * weights, axis=(1, 2))  # (N, 1)
+    dense = keras.layers.Dense(1)
+    out = dense(s)
+    dense.set_weights([np.ones((1, 1), "float32"), np.zeros(1, "float32")])
+    return keras.Model(inp, out)
+
+
+def harness_predictor(mask: np.ndarray, log_mean: float = 0.4, log_std: float = 0.5):
+    """A harness fold model like the reference CNN's, built to use only the pixels in ``mask``.
+
+    A real :class:`benchmark.models.cnn.KerasRegressor` (normalisation: standardised
+    log10(1 + N) with ``log_mean``/``log_std``; target mean 13, std 1) around
+    :func:`masked_input_model`, behind the harness's :class:`benchmark.training.Predictor`:
+    log10 M = 13 + mean over the mask of (log10(1 + N) - log_mean) / log_std.
+    """
+    from benchmark.models.cnn import KerasRegressor
+    from benchmark.training import Predictor
+
+    model = KerasRegressor()
+    model.normalisation = {"transform": "log10(1 + counts)", "image_log_mean": log_mean,
+                           "image_log_std": log_std, "y_mean": 13.0, "y_std": 1.0, "use_redshift": False}
+    model.keras_model = masked_input_model(mask)
+    return Predictor(model, {"truth_columns": []})
+
+
 def tiny_cnn(seed: int = 0):
     """A small conv net on log counts (a real trainable model with gradients)."""
     import keras
