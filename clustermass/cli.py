@@ -165,7 +165,7 @@ def diagnose(args, entry_path: Path) -> None:
     summary = diagnose_entry(run_dir, data_dir(args), entry_path=entry_path,
                              n_clusters_per_fold=args.diagnostics_clusters)
     ratio = summary.get("core_sensitivity_ratio")
-    print(f"{run_name}: core sensitivity ratio {ratio if ratio is None else round(ratio, 3)}")
+    print(f"{run_name}: core sensitivity (occlusion) {ratio if ratio is None else round(ratio, 3)}")
 
 
 def cmd_evaluate(args) -> None:
