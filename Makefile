@@ -44,7 +44,7 @@ export GIT_COMMITTER_EMAIL := clustermass@localhost
 endif
 
 .PHONY: help venv data reference baselines evaluate leaderboard demo test test-slow bench \
-        image image-check browser sandbox clean clean-data release report
+        image image-check browser sandbox torch clean clean-data release report
 
 help: ## List the targets
 	@echo "clustermass: make <target> [PRESET=ci|quick|fast|full] [WORKERS=N] [DATASET_SOURCE=...]"
@@ -103,6 +103,9 @@ demo: $(STAMP) ## The main job on the embedded default (PRESET=quick), timed sta
 	echo "demo (PRESET=$(PRESET)) total: $$(( $$(date +%s) - t0 )) s" | tee -a $$log; \
 	echo; cat leaderboard/site/LEADERBOARD.md; echo; \
 	echo "figures and entry pages: leaderboard/site/index.html"
+
+torch: $(STAMP) ## Install the optional PyTorch extra (CPU) from requirements-torch.lock
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-torch.lock
 
 browser: ## Install Debian's chromium for the page tests when missing (needs root and apt)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \

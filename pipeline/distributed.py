@@ -6,6 +6,8 @@ and identical to the serial one.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 from typing import Any, Callable, Iterator, Sequence
 
 from benchmark.core.errors import ClusterMassError
@@ -80,13 +82,87 @@ def map_on_dask(func: Callable, arg_tuples: Sequence[tuple], keys: Sequence[str]
                                    dashboard_address=None, silence_logs=40)
         client = Client(cluster)
     try:
-        futures = [
-            client.submit(func, *args, key=key, retries=TASK_RETRIES, pure=False)
-            for args, key in zip(arg_tuples, keys)
-        ]
-        for future in as_completed(futures):
-            yield future.result()
+        # A generator of its own: when it ends, its futures are dropped, so the scheduler
+        # forgets the results before the workers are retired.
+        yield from _results(client, as_completed, func, arg_tuples, keys)
     finally:
+        _close(client, cluster)
+
+
+def _results(client, as_completed, func, arg_tuples, keys) -> Iterator[Any]:
+    futures = [
+        client.submit(func, *args, key=key, retries=TASK_RETRIES, pure=False)
+        for args, key in zip(arg_tuples, keys)
+    ]
+    for future in as_completed(futures):
+        yield future.result()
+
+
+def _close(client, cluster) -> None:
+    """Close the client, then the cluster, without the known closed-connection tracebacks.
+
+    Every result is in (or the run failed, which raises on its own) when this runs. Closing
+    races with the connections still open between the client, scheduler, nannies and
+    workers, and Dask logs each one it finds closed as an error with a ``CommClosedError``
+    traceback (dask/distributed#6087, #7192): noise after a successful run. Only those
+    records are dropped, and only while closing; the workers drop them too.
+    """
+    if cluster is not None:  # a given scheduler's workers are not ours to quieten
+        with contextlib.suppress(Exception):
+            client.run(quiet_closed_connections)
+    with closed_connections_quiet():
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _is_closed_connection(exc: BaseException | None) -> bool:
+    from distributed.comm.core import CommClosedError
+    from tornado.iostream import StreamClosedError
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:  # the exception and what caused it
+        if isinstance(exc, (CommClosedError, StreamClosedError)):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+class _DropClosedConnections(logging.Filter):
+    """Drop log records whose exception is (or was caused by) a closed Dask connection."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _is_closed_connection(record.exc_info[1]))
+
+
+_DROP = _DropClosedConnections()
+
+
+def _shutdown_filterers() -> list:
+    """The handlers that show Dask's and tornado's records, and the asyncio logger."""
+    names = [name for name in list(logging.root.manager.loggerDict)
+             if name.split(".")[0] in ("distributed", "tornado")]
+    handlers = {h for name in names for h in logging.getLogger(name).handlers}
+    handlers.update(logging.root.handlers)
+    # asyncio's records may reach no handler but Python's last resort: filter at the logger.
+    return [*handlers, logging.getLogger("asyncio")]
+
+
+@contextlib.contextmanager
+def closed_connections_quiet():
+    """Within: closed-connection tracebacks of Dask are not shown (see :func:`_close`)."""
+    filterers = _shutdown_filterers()
+    for filterer in filterers:
+        filterer.addFilter(_DROP)
+    try:
+        yield
+    finally:
+        for filterer in filterers:
+            filterer.removeFilter(_DROP)
+
+
+def quiet_closed_connections() -> None:
+    """Run on each worker as the cluster closes: drop its closed-connection tracebacks."""
+    for filterer in _shutdown_filterers():
+        filterer.addFilter(_DROP)

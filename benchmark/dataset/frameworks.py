@@ -151,7 +151,7 @@ class FoldSplit:
         self.redshift = sub["redshift"].to_numpy(dtype=np.float64)
         self.normalisation = None
         if normalise:
-            self.normalisation = normalisation or self._fit(ds)
+            self.normalisation = self._fit(ds) if normalisation is None else normalisation
 
     def _fit(self, ds) -> dict:
         if self.part == "train":  # the images are in memory already
@@ -190,10 +190,21 @@ class FoldSplit:
         return standardise_redshift({"redshift": z}, self.normalisation)
 
     def batch(self, rows) -> dict:
-        """One batch as a dict of NumPy arrays (a JAX pytree): ``image_id, image, target, redshift``."""
+        """One batch as a dict of NumPy arrays (a JAX pytree).
+
+        Keys ``image_id, image, target, redshift`` (see :meth:`images`, :meth:`targets`,
+        :meth:`redshifts`).
+        """
         rows = self._rows(rows)
         return {"image_id": self.image_ids[rows], "image": self.images(rows),
                 "target": self.targets(rows), "redshift": self.redshifts(rows)}
+
+
+def _split(dataset, k, part, normalise, normalisation, split) -> FoldSplit:
+    # "is None", not "or": an empty part is a valid split whose truth value is False.
+    if split is None:
+        return FoldSplit(dataset, k, part, normalise=normalise, normalisation=normalisation)
+    return split
 
 
 def _batch_rows(n: int, batch_size: int, shuffle: bool, rng, drop_last: bool):
@@ -237,7 +248,7 @@ def iterate_batches(dataset, k: int, part: str, batch_size: int = 32, *, shuffle
         ``image_id`` (B,) str, ``image`` (B, 128, 128, 1) float32, ``target`` (B,) float32,
         ``redshift`` (B, 1) float32; see :meth:`FoldSplit.batch`.
     """
-    split = split or FoldSplit(dataset, k, part, normalise=normalise, normalisation=normalisation)
+    split = _split(dataset, k, part, normalise, normalisation, split)
     rng = np.random.default_rng(seed)
     for rows in _batch_rows(len(split), int(batch_size), shuffle, rng, drop_last):
         batch = split.batch(rows)
@@ -269,7 +280,7 @@ def tf_dataset(dataset, k: int, part: str, batch_size: int = 32, *, shuffle: boo
     """
     import tensorflow as tf  # deferred: seconds to import, and only this loader needs it
 
-    split = split or FoldSplit(dataset, k, part, normalise=normalise, normalisation=normalisation)
+    split = _split(dataset, k, part, normalise, normalisation, split)
     # Eager tensors are captured by reference by the map function: no copy in the graph,
     # and no shuffle buffer of whole images (indices are shuffled, then gathered).
     images = tf.constant(split.images())
@@ -277,7 +288,7 @@ def tf_dataset(dataset, k: int, part: str, batch_size: int = 32, *, shuffle: boo
     redshifts = tf.constant(split.redshifts())
     ds = tf.data.Dataset.range(len(split))
     if shuffle:
-        ds = ds.shuffle(len(split), seed=int(seed), reshuffle_each_iteration=True)
+        ds = ds.shuffle(max(len(split), 1), seed=int(seed), reshuffle_each_iteration=True)
     ds = ds.batch(int(batch_size))
 
     def gather(rows):
@@ -322,5 +333,5 @@ def torch_dataset(dataset, k: int, part: str, *, with_redshift: bool = False,
             raise
         raise ClusterMassError("PyTorch is not installed: install the optional extra with "
                                "`pip install -e '.[torch]'` (or `pip install torch`).") from None
-    split = split or FoldSplit(dataset, k, part, normalise=normalise, normalisation=normalisation)
+    split = _split(dataset, k, part, normalise, normalisation, split)
     return FoldTorchDataset(split, with_redshift=with_redshift, augment=augment)

@@ -106,7 +106,7 @@ def fit_normalisation(images, y, redshift=None) -> dict:
 
 
 def standardise_images(counts, stats: dict) -> np.ndarray:
-    """Standardised log counts, float32 (N, H, W, 1), with the statistics of :func:`fit_normalisation`."""
+    """Standardised log counts, float32 (N, H, W, 1), with :func:`fit_normalisation`'s statistics."""
     x = log_counts(counts)
     return ((x - stats["image_log_mean"]) / stats["image_log_std"]).astype(np.float32)
 

@@ -38,6 +38,9 @@ forward; 16/32/64 filters is the size NOTES.md measured at ~350-575 img/s traini
 
 Inputs and targets
 ------------------
+Implemented once in :mod:`benchmark.dataset.normalisation`, which the framework loaders
+(:mod:`benchmark.dataset.frameworks`: PyTorch, tf.data, NumPy batches) share.
+
 * images: ``x = log10(1 + N)`` (counts span ~4 decades from the core to the background;
   the log keeps the outskirts visible and the +1 keeps empty pixels finite), then
   standardised with one scalar mean and standard deviation over all pixels of the
@@ -85,6 +88,16 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.core.errors import ClusterMassError
+# The normalisation helpers live in the dataset layer so that the framework loaders
+# (benchmark.dataset.frameworks) give users exactly the numbers this recipe trains on.
+from benchmark.dataset.normalisation import (  # noqa: F401  (log_counts: re-exported)
+    fit_normalisation,
+    log_counts,
+    standardise_images,
+    standardise_redshift,
+    standardise_target,
+    target_from_standardised,
+)
 from benchmark.models import write_params
 
 __all__ = [
@@ -223,73 +236,6 @@ def build_reference_cnn(input_shape=(128, 128, 1), n_aux: int = 0, filters=(16, 
 def build_keras_model(input_shape=(128, 128, 1)):
     """The reference network in the ``build_keras_model(input_shape)`` form of the protocol."""
     return build_reference_cnn(input_shape)
-
-
-# ----------------------------------------------------------------------------- normalisation
-
-def log_counts(counts) -> np.ndarray:
-    """``log10(1 + N)`` as float32 (N, H, W, 1); negative counts are refused."""
-    counts = np.asarray(counts, dtype=np.float32)
-    if counts.ndim == 2:
-        counts = counts[None]
-    if counts.ndim != 3:
-        raise ClusterMassError(
-            f"images have shape {counts.shape}: expected (N, height, width) photon counts."
-        )
-    if counts.size and float(counts.min()) < 0:
-        raise ClusterMassError("images contain negative counts: pass photon counts (>= 0).")
-    return np.log10(1.0 + counts)[..., None]
-
-
-def fit_normalisation(images, y, redshift=None) -> dict:
-    """Normalisation statistics from *training* images and targets only.
-
-    Parameters
-    ----------
-    images : array (N, H, W)
-        Training photon counts.
-    y : array (N,)
-        Training log10 M500c.
-    redshift : array (N,), optional
-        Training redshifts (redshift variant).
-
-    Returns
-    -------
-    dict
-        JSON-ready: transform, image_log_mean/std, y_mean/std, redshift_mean/std, n_train.
-    """
-    x = log_counts(images).astype(np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    stats = {
-        "transform": "log10(1 + counts)",
-        "image_log_mean": float(x.mean()),
-        "image_log_std": _safe_std(x.std()),
-        "y_mean": float(y.mean()),
-        "y_std": _safe_std(y.std()),
-        "n_train": int(len(y)),
-        "fitted_on": "training folds only",
-    }
-    if redshift is not None:
-        z = np.asarray(redshift, dtype=np.float64)
-        stats["redshift_mean"] = float(z.mean())
-        stats["redshift_std"] = _safe_std(z.std())
-    return stats
-
-
-def _safe_std(value: float) -> float:
-    # A constant input (e.g. one redshift for every image) must not divide by zero.
-    value = float(value)
-    return value if value > 1e-8 else 1.0
-
-
-def _standardise_images(counts, stats) -> np.ndarray:
-    x = log_counts(counts)
-    return ((x - stats["image_log_mean"]) / stats["image_log_std"]).astype(np.float32)
-
-
-def _standardise_redshift(aux, stats) -> np.ndarray:
-    z = np.asarray(aux["redshift"], dtype=np.float64)
-    return ((z - stats["redshift_mean"]) / stats["redshift_std"]).astype(np.float32)[:, None]
 
 
 # ----------------------------------------------------------------------------- tf.data
@@ -481,8 +427,7 @@ class KerasRegressor:
         inputs = x if a is None else [x, a]
         out = self.keras_model.predict(inputs, batch_size=int(self.config["predict_batch_size"]),
                                        verbose=0)
-        return (out[:, 0].astype(np.float64) * self.normalisation["y_std"]
-                + self.normalisation["y_mean"])
+        return target_from_standardised(out[:, 0], self.normalisation)
 
     def predict_tensor(self, counts, aux):
         """Differentiable log10 M500c from a counts tensor (N, H, W) (for gradients)."""
@@ -494,7 +439,7 @@ class KerasRegressor:
         x = (x[..., None] - st["image_log_mean"]) / st["image_log_std"]
         inputs = x
         if st.get("use_redshift"):
-            inputs = [x, tf.constant(_standardise_redshift(aux, st))]
+            inputs = [x, tf.constant(standardise_redshift(aux, st))]
         out = self.keras_model(inputs, training=False)[:, 0]
         return out * st["y_std"] + st["y_mean"]
 
@@ -532,11 +477,11 @@ class KerasRegressor:
 
     def _prepare(self, data, with_y=True):
         st = self.normalisation
-        x = _standardise_images(data.images, st)
-        a = _standardise_redshift(data.aux, st) if st.get("use_redshift") else None
+        x = standardise_images(data.images, st)
+        a = standardise_redshift(data.aux, st) if st.get("use_redshift") else None
         y = None
         if with_y and data.y is not None:
-            y = ((np.asarray(data.y, np.float64) - st["y_mean"]) / st["y_std"]).astype(np.float32)
+            y = standardise_target(data.y, st)
         return x, a, y
 
     def _require_trained(self):

@@ -1,10 +1,20 @@
-"""The Dask runner: a LocalCluster whose workers keep numpy fast, and clear scheduler errors."""
+"""The Dask runner: a LocalCluster whose workers keep numpy fast, clear scheduler errors, and
+a quiet shutdown."""
+import io
+import logging
 import os
+import subprocess
+import sys
 
 import pytest
 
 from benchmark.core.errors import ClusterMassError
-from pipeline.distributed import LOCAL_CLUSTER_CONFIG, WORKER_ENVIRON, map_on_dask
+from pipeline.distributed import (
+    LOCAL_CLUSTER_CONFIG,
+    WORKER_ENVIRON,
+    closed_connections_quiet,
+    map_on_dask,
+)
 
 QUIET_LOOPS = ("distributed.admin.tick.interval", "distributed.worker.memory.monitor-interval",
                "distributed.admin.system-monitor.interval")
@@ -44,3 +54,49 @@ def test_an_unreachable_scheduler_is_named(monkeypatch):
     monkeypatch.setattr("pipeline.distributed.SCHEDULER_TIMEOUT", "1s")
     with pytest.raises(ClusterMassError, match="tcp://127.0.0.1:9"):
         list(map_on_dask(abs, [(1,)], keys=["x"], scheduler="tcp://127.0.0.1:9"))
+
+
+# ------------------------------------------------------------------ shutdown without tracebacks
+
+def _log_closed_connection(logger_name: str, message: str, chained: bool = False) -> None:
+    from distributed.comm.core import CommClosedError
+
+    try:
+        try:
+            raise CommClosedError("in <TCP (closed) Worker->Scheduler>: Stream is closed")
+        except CommClosedError as err:
+            if chained:  # e.g. the client's reconnect failing because its comm closed
+                raise RuntimeError("reconnect failed") from err
+            raise
+    except (CommClosedError, RuntimeError):
+        logging.getLogger(logger_name).exception(message)
+
+
+def test_closed_connection_tracebacks_are_dropped_only_while_closing():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    dask_logger = logging.getLogger("distributed")
+    dask_logger.addHandler(handler)
+    try:
+        with closed_connections_quiet():
+            _log_closed_connection("distributed.worker", "heartbeat while closing")
+            _log_closed_connection("distributed.client", "reconnect while closing", chained=True)
+            logging.getLogger("distributed.scheduler").error("another problem while closing")
+        _log_closed_connection("distributed.worker", "heartbeat while running")
+    finally:
+        dask_logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "while closing" in text and "another problem while closing" in text  # other errors stay
+    assert "heartbeat while closing" not in text and "reconnect while closing" not in text
+    assert "heartbeat while running" in text and "CommClosedError" in text  # only while closing
+
+
+def test_a_successful_multi_worker_generate_prints_no_traceback(tmp_path):
+    # What `make data` runs (WORKERS=2), on the smallest dataset that fills the ten folds.
+    cmd = [sys.executable, "-m", "clustermass.cli", "generate", "--preset", "ci",
+           "--set", "population.n_clusters=10", "--workers", "2", "--out", str(tmp_path / "ci")]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert (tmp_path / "ci" / "catalog.csv").is_file()
+    assert "Traceback" not in output and "CommClosedError" not in output, output
