@@ -9,6 +9,12 @@ name or a column.
 - :mod:`benchmark.dataset.checker`: the layout checker (catalog columns, file attributes).
 - :mod:`benchmark.dataset.splits`: the fixed ten-fold splits, grouped by cluster.
 - :mod:`benchmark.dataset.loader`: :class:`ClusterMassDataset`, the NumPy loader.
+- :mod:`benchmark.dataset.normalisation`: training-fold normalisation (the reference CNN's).
+- :mod:`benchmark.dataset.frameworks`: fold-aware loaders for other frameworks: NumPy batches
+  (JAX), ``tf.data``, a ``torch.utils.data.Dataset``.
+- :mod:`benchmark.dataset.croissant`: Croissant metadata (``croissant.json``), via mlcroissant.
+- :mod:`benchmark.dataset.fits`: any image as FITS with a celestial WCS.
 - :mod:`benchmark.dataset.release`: the dataset as a DataLad data product (fetch,
   regenerate, verify, pin, release).
+- :mod:`benchmark.dataset.archive`: the plain archive for users without git-annex.
 """
