@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import ClusterMassError
-from benchmark.core.io import json_safe, write_text
+from benchmark.core.io import atomic_path, json_safe, write_text
 from benchmark.entries import load_entry, write_entry
 
 logger = logging.getLogger(__name__)
@@ -971,10 +971,8 @@ def _pixel_arcsec(ds) -> float:
     try:
         return float(ds.card["image"]["pixel_arcsec"])
     except (KeyError, TypeError, ValueError):
-        image = ds.card.get("image", {}) if isinstance(ds.card, dict) else {}
-        if "fov_arcmin" in image and "npix" in image:
-            return float(image["fov_arcmin"]) * 60.0 / float(image["npix"])
-        raise DiagnosticsError("dataset card has no image.pixel_arcsec; regenerate or fix dataset_card.json")
+        raise DiagnosticsError("dataset card has no image.pixel_arcsec; regenerate or fix "
+                               "dataset_card.json") from None
 
 
 def select_test_images(catalog: pd.DataFrame, test_idx: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
@@ -1207,7 +1205,8 @@ def _save(fig, path, right: float = 0.97) -> None:
     import matplotlib.pyplot as plt
 
     fig.subplots_adjust(left=0.14, right=right, bottom=0.14, top=0.9)
-    fig.savefig(path, dpi=80)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
 
 

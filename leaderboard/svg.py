@@ -8,15 +8,14 @@ Every text that reaches the SVG goes through :func:`html.escape`.
 
 from __future__ import annotations
 
+import hashlib
 import html
-import itertools
 import math
 
 import numpy as np
 
 __all__ = ["Axes", "nice_ticks", "COLORS"]
 
-_CLIP_IDS = itertools.count()
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#7f7f7f"]
 
 
@@ -219,7 +218,11 @@ class Axes:
 
     def to_svg(self, xticks=None, yticks=None, xticklabels=None, css_class="plot") -> str:
         """The figure as an inline ``<svg>`` element."""
-        cid = f"clip{next(_CLIP_IDS)}"  # unique per page: several SVGs share one document
+        # Named by content: the same figure always gets the same id (pages are byte-identical
+        # however many were rendered before), different figures on one page different ones.
+        digest = hashlib.sha256(f"{self.w} {self.h} {self.ml} {self.mt} {self.title}".encode()
+                                + "".join(self.body).encode()).hexdigest()
+        cid = f"clip-{digest[:12]}"
         clip = (f'<clipPath id="{cid}"><rect x="{self.ml}" y="{self.mt}" width="{self.w - self.ml - self.mr}" '
                 f'height="{self.h - self.mt - self.mb}"/></clipPath>')
         return (f'<svg class="{css_class}" xmlns="http://www.w3.org/2000/svg" width="{self.w}" height="{self.h}" '

@@ -59,7 +59,17 @@ def test_text_is_escaped_and_the_figure_is_valid_xml():
     assert svg.find(f".//{SVG}rect[@fill-opacity]") is not None  # the density cells
 
 
-def test_each_figure_has_its_own_clip_path():
-    ids = [ET.fromstring(Axes((0, 1), (0, 1)).to_svg()).find(f".//{SVG}clipPath").get("id")
-           for _ in range(3)]
+def _clip_id(axes) -> str:
+    return ET.fromstring(axes.to_svg()).find(f".//{SVG}clipPath").get("id")
+
+
+def test_clip_paths_are_named_by_content():
+    """Different figures on one page get different ids; the same figure always the same one."""
+    def figure(y):
+        ax = Axes((0, 1), (0, 1))
+        ax.line([0, 1], [0, y])
+        return ax
+
+    ids = [_clip_id(figure(y)) for y in (0.2, 0.5, 0.9)]
     assert len(set(ids)) == 3
+    assert _clip_id(figure(0.5)) == ids[1]  # independent of what was rendered before
