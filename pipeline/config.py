@@ -20,7 +20,7 @@ from benchmark.core.io import json_safe
 from pipeline.chain import ChainSettings
 from pipeline.gas import GridSpec
 from pipeline.observation import Observation
-from pipeline.population import PopulationParams
+from pipeline.population import DATASET_VERSIONS, PopulationParams
 
 SECTIONS = ("dataset", "population", "observation", "grid", "chain", "splits")
 PRESET_NAMES = ("ci", "quick", "fast", "full")
@@ -31,7 +31,7 @@ class DatasetSettings:
     """What a dataset is called, where its clusters come from and how they are rendered."""
 
     name: str = "clustermass"
-    version: str = "0.1.0"
+    version: str = ""  # "" = the population version's (population.DATASET_VERSIONS)
     source: str = "synthetic"  # "synthetic" | "tng"
     renderer: str = "chain"  # "chain" (pyXSIM + SOXS) | "analytic" (fast renderer)
     master_seed: int = 20190521
@@ -100,7 +100,7 @@ class Config:
         return {
             "dataset": json_safe(dataclasses.asdict(self.dataset)),
             "observation": json_safe(dataclasses.asdict(self.observation)),
-            "population": json_safe(dataclasses.asdict(self.population)),
+            "population": json_safe(self.population.recorded()),
             "grid": json_safe(dataclasses.asdict(self.grid)),
             "chain": json_safe(dataclasses.asdict(self.chain)) if self.chain is not None else None,
             "splits": json_safe(dataclasses.asdict(self.splits)),
@@ -159,6 +159,10 @@ def load_preset(name_or_path: str | Path, **overrides: Mapping[str, Any]) -> Con
 def parse(preset: str, path: str, sections: Mapping[str, Mapping[str, Any]]) -> Config:
     """Build every stage's settings from the sections (bad input fails before any work)."""
     dataset = build(DatasetSettings, sections.get("dataset", {}), "dataset")
+    population = build(PopulationParams, sections.get("population", {}), "population")
+    if not dataset.version:
+        # population version 1 makes the 0.1.0 datasets, version 2 the 0.2.0 ones
+        dataset = dataclasses.replace(dataset, version=DATASET_VERSIONS[population.version])
     chain = None
     if dataset.renderer == "chain":
         chain = build(ChainSettings, sections.get("chain", {}), "chain")
@@ -169,7 +173,7 @@ def parse(preset: str, path: str, sections: Mapping[str, Mapping[str, Any]]) -> 
         dataset=dataset,
         splits=build(SplitSettings, sections.get("splits", {}), "splits"),
         observation=build(Observation, sections.get("observation", {}), "observation"),
-        population=build(PopulationParams, sections.get("population", {}), "population"),
+        population=population,
         grid=build(GridSpec, sections.get("grid", {}), "grid"),
         chain=chain,
     )

@@ -42,8 +42,14 @@ Physics (references in :data:`pipeline.population.REFERENCES`)
   (rc = 0.1 R500 of the companion, gas stripped beyond 0.5 of its R500), gas fraction
   (f_gas M_comp inside its R500 before stripping) and temperature, at merger_sep_frac R500c;
   the main gas distribution is displaced by core_offset_frac R500c and its core radius
-  puffed up by rc_boost (Poole et al. 2006).  The companion is extra gas: the catalog
-  M500c and gas fraction are those of the main cluster.
+  puffed up by rc_boost (Poole et al. 2006).  The companion is extra gas: the gas model is
+  built from the main cluster's M500c, R500c and gas fraction (:func:`main_halo`); at
+  population version 2 the catalog's M500c / R500c are a halo finder's, companion inside
+  R500c included, and the true luminosities are measured in that R500c.
+* Core observables (:func:`core_state`, population version 2's floors and the report): the
+  spherically averaged 1D model's entropy K = kT n_e^(-2/3) at the centre (Cavagnolo et al.
+  2009), n_e at 10 kpc and the cooling time at 20 kpc with the Tozzi & Norman (2001)
+  cooling function.
 
 Units: density g/cm^3, temperature keV, metallicity solar (Anders & Grevesse 1989), lengths
 physical kpc, luminosities erg/s.
@@ -61,7 +67,8 @@ from pipeline.observation import Observation
 
 __all__ = [
     "GridSpec", "GasGrid", "build_gas_grid", "view_truth", "luminosity_map",
-    "band_emissivity", "MP_G", "MSUN_G", "KPC_CM", "X_H", "Y_HE",
+    "band_emissivity", "main_halo", "radial_profile", "core_state", "cooling_time_gyr",
+    "entropy_kev_cm2", "cooling_function_erg_cm3_s", "MP_G", "MSUN_G", "KPC_CM", "X_H", "Y_HE",
 ]
 
 MP_G = 1.67262192e-24  # proton mass, g
@@ -208,20 +215,87 @@ def _row_shape_params(row) -> dict:
     )
 
 
+def main_halo(row) -> tuple[float, float]:
+    """(R500c in kpc, M500c in Msun) of the main halo the gas is built from.
+
+    At population version 2 the catalog's ``log10_m500c`` / ``r500c_kpc`` are what a halo
+    finder measures (a merger companion inside R500c included); the main halo's own values
+    are in ``log10_m500c_main`` / ``r500c_kpc_main``.  Version-1 rows have only the former.
+    """
+    r_main = row.get("r500c_kpc_main")
+    if r_main is not None and np.isfinite(float(r_main)):
+        return float(r_main), 10.0 ** float(row["log10_m500c_main"])
+    return float(row["r500c_kpc"]), 10.0 ** float(row["log10_m500c"])
+
+
 def _profile_normalisations(row) -> tuple[float, float]:
     """(rho0 in g/cm^3 per unit sqrt(shape), T0 in keV) from 1D integrals of the profiles."""
     shp = _row_shape_params(row)
     x = np.concatenate([[0.0], np.geomspace(1e-4, 1.0, 4000)])
     dens = np.sqrt(_density_shape_sq(x**2, **shp))
-    r500_cm = float(row["r500c_kpc"]) * KPC_CM
+    r500_kpc, m500_msun = main_halo(row)
+    r500_cm = r500_kpc * KPC_CM
     integral = np.trapezoid(4.0 * np.pi * dens * x**2, x) * r500_cm**3  # cm^3
-    mgas_g = float(row["gas_fraction"]) * 10.0 ** float(row["log10_m500c"]) * MSUN_G
+    mgas_g = float(row["gas_fraction"]) * m500_msun * MSUN_G
     rho0 = mgas_g / integral
     sel = x >= CEX_RANGE[0]
     w = dens[sel] ** 2 * x[sel] ** 2
     tshape = _temperature_shape(x[sel], float(row["t_min_frac"]), float(row["t_rcool_frac"]))
     t0 = float(row["t500_kev"]) / (np.trapezoid(w * tshape, x[sel]) / np.trapezoid(w, x[sel]))
     return rho0, t0
+
+
+# Cooling function fit of Tozzi & Norman (2001, eq. 6 and Table 1; Z = 0.3 solar):
+# Lambda = 1e-22 (C1 kT^-1.7 + C2 kT^0.5 + C3) erg cm^3/s with kT in keV, taken per n_e n_H.
+_TN01_C = (8.6e-3, 5.8e-2, 6.3e-2)
+SECONDS_PER_GYR = 3.15576e16
+KEV_ERG = 1.602176634e-9
+#: particles per electron of the fully ionised H + He plasma (n_e + n_H + n_He) / n_e
+N_TOT_PER_NE = (NE_PER_GRAM + NH_PER_GRAM + Y_HE / (4.0 * MP_G)) / NE_PER_GRAM
+
+
+def cooling_function_erg_cm3_s(kt_kev):
+    """Bolometric cooling function Lambda(T) per n_e n_H (Tozzi & Norman 2001 fit, Z = 0.3)."""
+    kt = np.asarray(kt_kev, dtype=float)
+    c1, c2, c3 = _TN01_C
+    return 1e-22 * (c1 * kt**-1.7 + c2 * np.sqrt(kt) + c3)
+
+
+def cooling_time_gyr(ne_cm3, kt_kev):
+    """Isobaric-free cooling time 3/2 n_tot kT / (n_e n_H Lambda(T)), Gyr."""
+    ne = np.asarray(ne_cm3, dtype=float)
+    nh = ne * NH_PER_GRAM / NE_PER_GRAM
+    energy = 1.5 * N_TOT_PER_NE * ne * np.asarray(kt_kev, dtype=float) * KEV_ERG
+    return energy / (ne * nh * cooling_function_erg_cm3_s(kt_kev)) / SECONDS_PER_GYR
+
+
+def entropy_kev_cm2(ne_cm3, kt_kev):
+    """Entropy K = kT n_e^(-2/3), keV cm^2 (Cavagnolo et al. 2009)."""
+    return np.asarray(kt_kev, dtype=float) * np.asarray(ne_cm3, dtype=float) ** (-2.0 / 3.0)
+
+
+def radial_profile(row, r_kpc):
+    """Electron density (cm^-3) and temperature (keV) of the row's main halo at radii
+    ``r_kpc`` along the spherically averaged 1D model (no ellipticity, clumps, companion or
+    grid correction: the analytic profile the grid is normalised from)."""
+    rho0, t0 = _profile_normalisations(row)
+    r500, _ = main_halo(row)
+    x = np.asarray(r_kpc, dtype=float) / r500
+    rho = rho0 * np.sqrt(_density_shape_sq(x**2, **_row_shape_params(row)))
+    kt = t0 * _temperature_shape(x, float(row["t_min_frac"]), float(row["t_rcool_frac"]))
+    return rho * NE_PER_GRAM, kt
+
+
+#: radii (kpc) of the core observables: central entropy, n_e(10 kpc), t_cool(20 kpc)
+CORE_RADII_KPC = (0.0, 10.0, 20.0)
+
+
+def core_state(row) -> dict:
+    """Core observables of one population row: ``k0_kev_cm2`` (entropy at the centre),
+    ``ne10_cm3`` (n_e at 10 kpc) and ``tcool20_gyr`` (cooling time at 20 kpc)."""
+    ne, kt = radial_profile(row, CORE_RADII_KPC)
+    return dict(k0_kev_cm2=float(entropy_kev_cm2(ne[0], kt[0])), ne10_cm3=float(ne[1]),
+                tcool20_gyr=float(cooling_time_gyr(ne[2], kt[2])))
 
 
 # ---------------------------------------------------------------------------------------
@@ -355,8 +429,7 @@ def build_gas_grid(row, grid: GridSpec, rng: np.random.Generator) -> GasGrid:
     cell = grid.cell_kpc
     c1d = grid.centres_kpc()
     vcell = float((cell * KPC_CM) ** 3)
-    r500 = float(row["r500c_kpc"])
-    m500_msun = 10.0 ** float(row["log10_m500c"])
+    r500, m500_msun = main_halo(row)
     fgas = float(row["gas_fraction"])
     rot, axes = _rotation(row), _axes(row)
     rho0, t0 = _profile_normalisations(row)

@@ -360,7 +360,7 @@ def package_versions() -> dict[str, str]:
 
 def dataset_card(plan: Plan, catalog: pd.DataFrame, splits_sha256: str) -> dict:
     """The dataset card: what the dataset is, how it was made, and how to check it."""
-    from pipeline.population import REFERENCES
+    from pipeline.population import REFERENCES, REFERENCES_V2
 
     observation = plan.config.observation
     dataset = plan.config.dataset
@@ -385,6 +385,7 @@ def dataset_card(plan: Plan, catalog: pd.DataFrame, splits_sha256: str) -> dict:
     return {
         "name": dataset.name,
         "version": dataset.version,
+        "population_version": plan.config.population.version,
         "layout_version": LAYOUT_VERSION,
         "preset": plan.config.preset,
         "source": dataset.source,
@@ -411,7 +412,8 @@ def dataset_card(plan: Plan, catalog: pd.DataFrame, splits_sha256: str) -> dict:
         "checksums": checksums,
         "splits_sha256": splits_sha256,
         "packages": package_versions(),
-        "references": list(REFERENCES),
+        # version 2's ingredients cite their own sources (population.REFERENCES_V2)
+        "references": list(REFERENCES) + (list(REFERENCES_V2) if plan.config.population.version >= 2 else []),
         "units": {
             "log10_m500c": "log10(Msun)", "r500c_kpc": "kpc", "r500c_arcmin": "arcmin",
             "t500_kev": "keV", "lx_total_erg_s": "erg/s (0.5-2 keV rest frame)",

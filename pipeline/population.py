@@ -12,6 +12,11 @@ spawn_key=(stream, ...))`` keyed by what it is for (mass sample, one cluster, on
 cluster-epoch's gas, one view), so a cluster's properties, its gas and its photons never
 depend on the order in which things are generated or on how many workers run.
 
+Versions: ``PopulationParams.version`` 1 is the population of the 0.1.0 datasets (byte for
+byte: version 2's draws come from their own seed stream and its fields are left out of what
+version 1 records); 2, the default, adds the ingredients of :data:`REFERENCES_V2`, each
+behind its own switch (dataset version 0.2.0, :data:`DATASET_VERSIONS`).
+
 Units: masses Msun, lengths physical kpc, temperatures keV, metallicities in solar units
 (Anders & Grevesse 1989 abundance table, as APEC uses by default), densities cm^-3.
 """
@@ -29,8 +34,15 @@ from pipeline.observation import Observation
 
 __all__ = [
     "PopulationParams", "make_population", "REFERENCES", "VIEWS", "derive_seed", "gas_seed",
-    "view_seed", "fgas_mean", "t500_mean_kev", "rotation_matrix",
+    "view_seed", "fgas_mean", "fgas_scatter_ln", "t500_mean_kev", "rotation_matrix",
+    "POPULATION_VERSIONS", "DATASET_VERSIONS", "REFERENCES_V2",
 ]
+
+#: population versions: 1 is the population of the published 0.1.0 datasets (reproduced byte
+#: for byte), 2 adds the ingredients listed in :data:`REFERENCES_V2` (dataset version 0.2.0).
+POPULATION_VERSIONS = (1, 2)
+#: the dataset version each population version makes (the dataset card's ``version``).
+DATASET_VERSIONS = {1: "0.1.0", 2: "0.2.0"}
 
 #: projections of each epoch (image axes are the other two grid axes).
 VIEWS = ("x", "y", "z")
@@ -41,6 +53,7 @@ _STREAM_CLUSTER = 1
 _STREAM_GAS = 2
 _STREAM_VIEW = 3
 _STREAM_SURVEY_Z = 4
+_STREAM_V2 = 5  # extra draws of version 2 (version 1's streams stay untouched)
 
 #: Published relations this population is built from (for the dataset card).
 REFERENCES = [
@@ -69,6 +82,22 @@ REFERENCES = [
     "Leccardi A., Molendi S. 2008, A&A 487, 461 (metallicity ~0.3 solar outside the core)",
     "Rybicki G., Lightman A. 1979, Radiative Processes in Astrophysics (bremsstrahlung emissivity)",
     "Smith R. et al. 2001, ApJ 556, L91; Foster A. et al. 2012, ApJ 756, 128 (APEC line emission)",
+]
+
+#: What population version 2 adds (the dataset card lists these when version = 2).
+REFERENCES_V2 = [
+    "Cavagnolo K. et al. 2009, ApJS 182, 12 (central entropy floor K0 ~ 10 keV cm^2 of cool cores)",
+    "Hogan M. et al. 2017, ApJ 851, 66 (cooling-time profiles; min t_cool/t_ff ~ 10-20: t_cool floor)",
+    "Voit G. M. et al. 2015, Nature 519, 203 (t_cool/t_ff >~ 10 floor of cool cores)",
+    "Tozzi P., Norman C. 2001, ApJ 546, 63 (cooling function fit, Z = 0.3 solar)",
+    "Rossetti M. et al. 2017, MNRAS 468, 1917 (cool cores are rare in disturbed clusters)",
+    "Pillepich A. et al. 2018, MNRAS 475, 648 (TNG gas fractions: lower and more scattered in groups)",
+    "Barnes D. et al. 2018, MNRAS 481, 1809 (C-EAGLE/BAHAMAS gas-fraction and L_X scaling relations)",
+    "Farahi A. et al. 2018, MNRAS 478, 2618 (BAHAMAS+MACSIS: mass-dependent gas-mass scatter and covariance)",
+    "Davies J. et al. 2019, MNRAS 485, 3783 (EAGLE: earlier-forming haloes hold less hot gas)",
+    "Barnes D. et al. 2021, MNRAS 506, 2533 (hydrostatic mass bias b ~ 0.1-0.2 in simulated clusters)",
+    "Knollmann S., Knebe A. 2009, ApJS 182, 608 (AHF); Behroozi P. et al. 2013, ApJ 762, 109 "
+    "(spherical-overdensity masses count all particles inside R500c)",
 ]
 
 
@@ -175,6 +204,40 @@ class PopulationParams:
     z_center_ncc_range: tuple = (0.3, 0.4)
     z_core_frac: float = 0.1  # radius of the central metallicity rise, R500c
 
+    # --- version 2 (population.version = 2, the default; 1 reproduces the 0.1.0 datasets and
+    #     ignores everything in this block).  Each ingredient has its own switch. ---
+    version: int = 2
+    # relations calibrated on hydrostatic masses (Vikhlinin et al. 2009 M-T, Lovisari et al.
+    # 2015 gas fractions) applied to true masses M = M_HSE / (1 - b) (Barnes et al. 2021:
+    # b ~ 0.1-0.2); 0 turns it off
+    hydrostatic_bias: float = 0.15
+    # gas-fraction scatter sigma_ln(M) = fgas_scatter_ln (M / fgas_pivot_msun)^slope, larger in
+    # groups (Pillepich et al. 2018; Farahi et al. 2018), a share fgas_formation_corr^2 of it
+    # tied to the accretion rate: earlier-forming (lower alpha) haloes hold less gas
+    # (Davies et al. 2019; Farahi et al. 2018)
+    fgas_structured: bool = True
+    fgas_scatter_mass_slope: float = -0.25  # 0.079 at 1e14, 0.044 at 1e15 Msun
+    fgas_formation_corr: float = 0.5
+    # cool cores bounded by an entropy floor (Cavagnolo et al. 2009: K0 >~ 10 keV cm^2) and a
+    # cooling-time floor at 20 kpc (Hogan et al. 2017; Voit et al. 2015: t_cool >~ 10 t_ff,
+    # t_ff(20 kpc) ~ 0.05 Gyr): the compact core's contrast is lowered until both hold
+    cc_floor: bool = True
+    cc_entropy_floor_kev_cm2: float = 10.0
+    cc_tcool20_floor_gyr: float = 0.5
+    # each cool core's entropy floor is the above times 10^|N(0, scatter)|: no pile-up at one
+    # value, the cool-core K0 peak of Cavagnolo et al. 2009 lies at ~10-20 keV cm^2; the
+    # cooling-time floor is a hard one (thermal instability removes gas below it)
+    cc_floor_scatter_dex: float = 0.2
+    # cool cores are rare in disturbed clusters (Rossetti et al. 2017): a merger at this or
+    # the previous epoch destroys a cool core with this probability; the Markov chain's own
+    # fraction is raised so that the overall cool-core fraction stays cc_fraction
+    cc_merger_anticorrelation: bool = True
+    cc_merger_disruption: float = 0.8
+    # M500c as a spherical-overdensity halo finder measures it (AHF, Rockstar): a merger
+    # companion whose centre lies inside R500c counts; the main halo's own mass and radius
+    # stay in log10_m500c_main / r500c_kpc_main for the gas model
+    halo_finder_m500c: bool = True
+
     # --- redshifts: every epoch at Observation.z_obs unless survey_redshifts ---
     survey_redshifts: bool = False
     survey_z_range: tuple = (0.10, 0.45)
@@ -210,8 +273,53 @@ class PopulationParams:
             problems.append("merger_ratio_range must be >= 1 (M_main / M_companion)")
         if self.survey_z_range[0] <= 0:
             problems.append("survey_z_range must be positive")
+        problems.extend(self._version2_problems())
         if problems:
             raise ClusterMassError("Invalid population parameters: " + "; ".join(problems) + ".")
+
+
+    def _version2_problems(self) -> list[str]:
+        problems = []
+        if self.version not in POPULATION_VERSIONS:
+            problems.append(f"version = {self.version!r} is unknown: use 1 (datasets 0.1.0) or 2 (0.2.0)")
+        for name in ("fgas_structured", "cc_floor", "cc_merger_anticorrelation", "halo_finder_m500c"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} = {getattr(self, name)!r} must be true or false")
+        if not 0.0 <= self.hydrostatic_bias < 0.5:
+            problems.append(f"hydrostatic_bias = {self.hydrostatic_bias} must be in [0, 0.5) (b in M_HSE = (1 - b) M)")
+        for name in ("fgas_formation_corr", "cc_merger_disruption"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} = {getattr(self, name)} must be in [0, 1]")
+        for name in ("cc_entropy_floor_kev_cm2", "cc_tcool20_floor_gyr", "cc_floor_scatter_dex"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} = {getattr(self, name)} must be >= 0 (0 turns the floor off)")
+        return problems
+
+    def recorded(self) -> dict:
+        """The parameters as the dataset card and the configuration fingerprint record them.
+
+        At version 1 the version-2 fields (:data:`V2_FIELDS`) are left out, so a version-1
+        dataset records exactly what the 0.1.0 datasets did: same fingerprint, same cluster
+        files, byte for byte.  A card without ``version`` therefore means version 1.
+        """
+        values = dataclasses.asdict(self)
+        if not self.v2:
+            for name in V2_FIELDS:
+                values.pop(name)
+        return values
+
+    @property
+    def v2(self) -> bool:
+        """Whether the version-2 ingredients apply."""
+        return self.version >= 2
+
+
+#: fields that exist from population version 2 on (left out of version 1's records)
+V2_FIELDS = (
+    "version", "hydrostatic_bias", "fgas_structured", "fgas_scatter_mass_slope", "fgas_formation_corr",
+    "cc_floor", "cc_entropy_floor_kev_cm2", "cc_tcool20_floor_gyr", "cc_floor_scatter_dex",
+    "cc_merger_anticorrelation", "cc_merger_disruption", "halo_finder_m500c",
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -251,18 +359,52 @@ def _rng(master_seed: int, *key: int) -> np.random.Generator:
 # scaling relations
 
 
+def _hse_factor(params: PopulationParams) -> float:
+    """1 - b: the hydrostatic mass of a halo of true mass M is (1 - b) M (version 2 only)."""
+    return 1.0 - params.hydrostatic_bias if params.v2 else 1.0
+
+
 def fgas_mean(m500c_msun, params: PopulationParams):
-    """Mean gas fraction within R500c at mass ``m500c_msun`` (Lovisari et al. 2015 trend)."""
-    m = np.asarray(m500c_msun, dtype=float)
+    """Mean gas fraction within R500c at true mass ``m500c_msun`` (Lovisari et al. 2015 trend).
+
+    The relation is measured against hydrostatic masses: at version 2 the true-mass gas
+    fraction is f_HSE((1 - b) M) (1 - b), since M_gas = f_HSE M_HSE (Barnes et al. 2021).
+    """
+    m = np.asarray(m500c_msun, dtype=float) * _hse_factor(params)
     f = params.fgas_pivot * (m / params.fgas_pivot_msun) ** params.fgas_mass_slope
-    return np.minimum(f, params.fgas_max)
+    return np.minimum(f * _hse_factor(params), params.fgas_max)
+
+
+def fgas_scatter_ln(m500c_msun, params: PopulationParams):
+    """Log-normal gas-fraction scatter at mass ``m500c_msun``: constant at version 1,
+    larger in groups at version 2 (Pillepich et al. 2018; Farahi et al. 2018)."""
+    m = np.asarray(m500c_msun, dtype=float)
+    if not (params.v2 and params.fgas_structured):
+        return params.fgas_scatter_ln + 0.0 * m
+    return params.fgas_scatter_ln * (m / params.fgas_pivot_msun) ** params.fgas_scatter_mass_slope
 
 
 def t500_mean_kev(m500c_msun, z, params: PopulationParams):
-    """Mean T_X (keV) at mass ``m500c_msun`` and redshift ``z``: Vikhlinin et al. 2009,
-    M500 = M5 (T/5 keV)^a E(z)^-1, i.e. T = 5 keV (E(z) M / M5)^(1/a)."""
-    m = np.asarray(m500c_msun, dtype=float)
+    """Mean T_X (keV) at true mass ``m500c_msun`` and redshift ``z``: Vikhlinin et al. 2009,
+    M500 = M5 (T/5 keV)^a E(z)^-1, i.e. T = 5 keV (E(z) M / M5)^(1/a), with M the hydrostatic
+    mass (1 - b) M_true at version 2 (their masses are hydrostatic)."""
+    m = np.asarray(m500c_msun, dtype=float) * _hse_factor(params)
     return 5.0 * (efunc(z) * m / params.mt_m5_msun) ** (1.0 / params.mt_slope)
+
+
+def cc_chain_fraction(params: PopulationParams) -> float:
+    """Stationary fraction of the cool-core chain before mergers destroy cool cores.
+
+    At version 2 a cool core at an epoch with a merger at that epoch or the previous one
+    is destroyed with probability ``cc_merger_disruption``; the share of such epochs in the
+    stationary merger chain is 1 - (1 - f)(1 - on), so the chain's fraction is raised to keep
+    the overall cool-core fraction at ``cc_fraction``.
+    """
+    if not (params.v2 and params.cc_merger_anticorrelation):
+        return params.cc_fraction
+    on, _ = _markov_rates(params.merger_fraction, params.merger_persistence)
+    recent = 1.0 - (1.0 - params.merger_fraction) * (1.0 - on)
+    return float(min(0.99, params.cc_fraction / (1.0 - params.cc_merger_disruption * recent)))
 
 
 def _markov_rates(fraction: float, persistence: float) -> tuple[float, float]:
@@ -280,6 +422,15 @@ def _markov_chain(rng, n: int, fraction: float, persistence: float) -> np.ndarra
         u = rng.random()
         state[i] = (u >= off) if state[i - 1] else (u < on)
     return state
+
+
+def _disrupt_cool_cores(cc: np.ndarray, mg: np.ndarray, params: PopulationParams, rng) -> np.ndarray:
+    """Cool cores destroyed by a merger at this or the previous (next-older) epoch
+    (Rossetti et al. 2017), with probability ``cc_merger_disruption``; epoch 0 latest."""
+    recent = mg.copy()
+    recent[:-1] |= mg[1:]
+    hit = rng.random(len(cc)) < params.cc_merger_disruption
+    return cc & ~(recent & hit)
 
 
 def _sample_masses(params: PopulationParams, master_seed: int) -> np.ndarray:
@@ -329,15 +480,18 @@ def _cluster_rows(cid: int, log10_m0: float, params: PopulationParams, master_se
 
     # mass-accretion history (Wechsler et al. 2002), epoch 0 latest
     alpha = params.mah_alpha_median * (m0 / 1e14) ** params.mah_alpha_mass_slope
-    alpha *= 10.0 ** (params.mah_alpha_scatter_dex * rng.normal())
+    alpha_dev = rng.normal()  # formation-time diversity, standard normal
+    alpha *= 10.0 ** (params.mah_alpha_scatter_dex * alpha_dev)
     z_ep = np.arange(n_ep) * params.epoch_dz
     jitter = np.concatenate([[0.0], np.cumsum(rng.normal(0, params.mah_jitter_dex, n_ep - 1))])
     log10_m = log10_m0 - alpha * z_ep / np.log(10.0) + jitter
     log10_m = np.minimum.accumulate(log10_m)  # accretion: never heavier in the past
 
     # dynamical states: Markov chains in chronological order (earliest epoch first)
-    cc = _markov_chain(rng, n_ep, params.cc_fraction, params.cc_persistence)[::-1]
+    cc = _markov_chain(rng, n_ep, cc_chain_fraction(params), params.cc_persistence)[::-1]
     mg = _markov_chain(rng, n_ep, params.merger_fraction, params.merger_persistence)[::-1]
+    if params.v2 and params.cc_merger_anticorrelation:
+        cc = _disrupt_cool_cores(cc, mg, params, _rng(master_seed, _STREAM_V2, cid))
 
     # per-cluster shape and orientation (kept over epochs, small per-epoch wobble)
     quat = rng.normal(size=4)
@@ -371,7 +525,11 @@ def _cluster_rows(cid: int, log10_m0: float, params: PopulationParams, master_se
         m = 10.0 ** log10_m[ep]
         r500 = float(r500c_kpc(m, z_obs))
         # gas fraction and T scatter: 70% persistent per cluster, 30% fresh per epoch
-        fgas_dev = params.fgas_scatter_ln * (np.sqrt(0.7) * fgas_c + np.sqrt(0.3) * rng.normal())
+        fgas_dev = np.sqrt(0.7) * fgas_c + np.sqrt(0.3) * rng.normal()
+        if params.v2 and params.fgas_structured:
+            rho = params.fgas_formation_corr
+            fgas_dev = rho * alpha_dev + np.sqrt(1.0 - rho**2) * fgas_dev
+        fgas_dev = fgas_scatter_ln(m, params) * fgas_dev
         fgas = float(fgas_mean(m, params) * np.exp(fgas_dev))
         t_dev = params.t_scatter_ln * (np.sqrt(0.7) * t_c + np.sqrt(0.3) * rng.normal())
         t500 = float(t500_mean_kev(m, z_obs, params) * np.exp(t_dev))
@@ -438,6 +596,72 @@ def _cluster_rows(cid: int, log10_m0: float, params: PopulationParams, master_se
     return rows
 
 
+def _core_floor_contrast(row: dict, params: PopulationParams, boost: float = 1.0) -> float:
+    """The largest compact-core contrast (dex) up to the drawn one that keeps the central
+    entropy above ``cc_entropy_floor_kev_cm2`` (Cavagnolo et al. 2009) and the cooling time
+    at 20 kpc above ``cc_tcool20_floor_gyr`` (Hogan et al. 2017), the entropy floor raised by
+    this core's ``boost``, by bisection (the central density rises monotonically with the
+    contrast)."""
+    from pipeline.gas import core_state
+
+    drawn = float(row["cc_contrast_dex"])
+
+    def ok(dex: float) -> bool:
+        state = core_state(_with_contrast(row, dex, params))
+        return (state["k0_kev_cm2"] >= params.cc_entropy_floor_kev_cm2 * boost
+                and state["tcool20_gyr"] >= params.cc_tcool20_floor_gyr)
+
+    if ok(drawn):
+        return drawn
+    lo, hi = 0.0, drawn
+    if not ok(lo):
+        return 0.0
+    for _ in range(14):  # 1 dex / 2^14: far below anything visible
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
+
+
+def _with_contrast(row: dict, dex: float, params: PopulationParams) -> dict:
+    """``row`` with the compact core's contrast ``dex`` and its matching radius (denser
+    cores are more compact, as when drawn: see ``cc_rc2_contrast_slope``)."""
+    out = dict(row)
+    scale = 10.0 ** (params.cc_rc2_contrast_slope * (dex - float(row["cc_contrast_dex"])))
+    out["cc_contrast_dex"] = float(dex)
+    out["cc_rc2_frac"] = float(row["cc_rc2_frac"]) * scale
+    return out
+
+
+def _version2_structure(pop: pd.DataFrame, params: PopulationParams, master_seed: int) -> pd.DataFrame:
+    """Version-2 ingredients that need a whole row: the cool-core floor, then M500c as a halo
+    finder measures it.  Adds ``cc_contrast_dex_drawn`` (before the floor) and the main
+    halo's ``log10_m500c_main``, ``r500c_kpc_main`` (what the gas model is built from)."""
+    pop = pop.copy()
+    pop["cc_contrast_dex_drawn"] = pop["cc_contrast_dex"]
+    if params.cc_floor:
+        for i in np.flatnonzero(pop["cool_core"].to_numpy() == 1):
+            row = pop.iloc[i].to_dict()
+            rng = _rng(master_seed, _STREAM_V2, int(row["cluster_id"]), int(row["epoch"]))
+            boost = 10.0 ** abs(params.cc_floor_scatter_dex * rng.normal())
+            dex = _core_floor_contrast(row, params, boost)
+            if dex != row["cc_contrast_dex"]:
+                fixed = _with_contrast(row, dex, params)
+                pop.iloc[i, pop.columns.get_loc("cc_contrast_dex")] = fixed["cc_contrast_dex"]
+                pop.iloc[i, pop.columns.get_loc("cc_rc2_frac")] = fixed["cc_rc2_frac"]
+    pop["log10_m500c_main"] = pop["log10_m500c"]
+    pop["r500c_kpc_main"] = pop["r500c_kpc"]
+    if params.halo_finder_m500c:
+        # a spherical-overdensity finder counts every particle inside R500c: a companion whose
+        # centre is inside counts whole (its bound mass lies mostly within its own, smaller,
+        # radius); R500c grows as M^(1/3) at fixed overdensity
+        inside = (pop["merger"].to_numpy() == 1) & (pop["merger_sep_frac"].to_numpy() < 1.0)
+        ratio = np.where(inside, pop["merger_ratio"].to_numpy(), np.inf)
+        gain = 1.0 + 1.0 / ratio
+        pop["log10_m500c"] = pop["log10_m500c_main"] + np.log10(gain)
+        pop["r500c_kpc"] = pop["r500c_kpc_main"] * gain ** (1.0 / 3.0)
+    return pop
+
+
 def make_population(params: PopulationParams | None = None, master_seed: int = 0,
                     observation: Observation | None = None) -> pd.DataFrame:
     """Draw the cluster population: one row per (cluster_id, epoch).
@@ -499,6 +723,8 @@ def make_population(params: PopulationParams | None = None, master_seed: int = 0
         pop["merger_t500_kev"] = pop["merger_t500_kev"] * t_ratio
         pop["r500c_kpc"] = r500c_kpc(m, pop["redshift"].to_numpy())
 
+    if params.v2:
+        pop = _version2_structure(pop, params, master_seed)
     pop["r500c_arcmin"] = pop["r500c_kpc"] / kpc_per_arcsec(pop["redshift"].to_numpy()) / 60.0
     pop["seed"] = [gas_seed(master_seed, c, e) for c, e in zip(pop["cluster_id"], pop["epoch"])]
     for view in VIEWS:

@@ -40,7 +40,7 @@ from typing import Sequence
 
 import numpy as np
 
-from benchmark.core.cosmology import KEV_PER_K, efunc, kpc_per_arcsec, r500c_kpc
+from benchmark.core.cosmology import KEV_PER_K, kpc_per_arcsec, r500c_kpc
 from pipeline.chain import ChainError, ChainSettings, render_views
 
 __all__ = [
@@ -358,14 +358,17 @@ def tng_population(tng_dir, params=None, observation=None):
     """The catalog rows of a TNG dataset (one per halo and epoch), checked before any work.
 
     Columns: cluster_id, epoch, redshift (observed), log10_m500c, r500c_kpc, r500c_arcmin,
-    t500_kev (M-T scaling, Vikhlinin et al. 2009, for reference only), gas_fraction (NaN:
+    t500_kev (the synthetic population's M-T relation, :func:`pipeline.population.t500_mean_kev`
+    with ``params``: Vikhlinin et al. 2009 applied to true masses, for reference only), gas_fraction (NaN:
     not measured here), cool_core, merger (-1: unknown), cutout (path), snapshot_redshift,
     hubble, m500c_msun, pos_{x,y,z}_ckpch (rebuild the halo with :func:`halo_from_row`).
     """
     import pandas as pd
 
     from pipeline.observation import Observation
+    from pipeline.population import PopulationParams, t500_mean_kev
 
+    params = PopulationParams() if params is None else params
     obs = observation or Observation()
     z_obs = float(getattr(obs, "z_obs", 0.2))
     rows = []
@@ -379,8 +382,8 @@ def tng_population(tng_dir, params=None, observation=None):
                 "log10_m500c": h.log10_m500c,
                 "r500c_kpc": h.r500c_kpc,
                 "r500c_arcmin": h.r500c_kpc / float(kpc_per_arcsec(z_obs)) / 60.0,
-                # T500 from M500 = 3.02e14 Msun/h (T/5 keV)^1.53 E(z)^-1 (Vikhlinin et al. 2009, h=0.72)
-                "t500_kev": 5.0 * (m * float(efunc(h.snapshot_redshift)) / (3.02e14 / 0.72)) ** (1 / 1.53),
+                # one M-T relation for both sources: the population's (its M5 in the preset's h)
+                "t500_kev": float(t500_mean_kev(m, h.snapshot_redshift, params)),
                 "gas_fraction": float("nan"),
                 "cool_core": -1,
                 "merger": -1,

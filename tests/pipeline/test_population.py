@@ -18,8 +18,9 @@ SMALL = PopulationParams(n_clusters=12, n_epochs=4)
 
 @pytest.fixture(scope="module")
 def full_pop():
-    """The default 329 x 8 population (population only: a few seconds)."""
-    return make_population(PopulationParams(), 20190521)
+    """The 329 x 8 population of version 1 (population only: a few seconds); version 2 in
+    test_population_v2.py."""
+    return make_population(PopulationParams(version=1), 20190521)
 
 
 # --- determinism and seeds ----------------------------------------------------------------

@@ -30,6 +30,22 @@ def test_report_is_written_next_to_the_dataset_with_its_plots(reported):
     assert path.read_text().endswith("}\n") and "NaN" not in path.read_text()
 
 
+def test_report_writes_the_observables_table(reported):
+    root, path = reported
+    table = {row["key"]: row for row in json.loads(path.read_text())["observables"]}
+    catalog = ClusterMassDataset(root).catalog
+    # L_X rows from the catalog's true luminosities, core rows from the population the card
+    # describes (drawn again), each with its published range and source
+    assert table["lx_cex_slope"]["measured"] == pytest.approx(
+        np.polyfit(catalog["log10_m500c"] - 14.5, np.log10(catalog["lx_cex_erg_s"]), 1)[0], rel=1e-9)
+    assert table["cool_core_fraction"]["measured"] == pytest.approx(catalog["cool_core"].mean())
+    assert table["cc_k0_median_kev_cm2"]["measured"] >= 10.0  # version 2's entropy floor
+    assert all(row["within"] in (True, False) for row in table.values() if row["measured"] is not None)
+    text = (root / "report" / "observables.md").read_text()
+    assert text.startswith("| observable | target | source | measured | in range |")
+    assert text.count("\n") == len(report.OBSERVABLES) + 2
+
+
 def test_report_figures_are_the_catalog_s(reported):
     root, path = reported
     figures = json.loads(path.read_text())
