@@ -559,11 +559,7 @@ def summarize_uncertainty(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> d
 
 
 def _mean_unc(per_seed: list[dict]) -> dict:
-    out = {"n_images": per_seed[0]["n_images"]}
-    for k in UNC_KEYS:
-        vals = np.array([d[k] for d in per_seed], dtype=float)
-        out[k] = float(np.mean(vals)) if np.all(np.isfinite(vals)) else math.nan
-    return out
+    return _mean_over_seeds(per_seed, UNC_KEYS)
 
 
 def score_uncertainty(gauss_by_seed: dict, truth: np.ndarray, fold: np.ndarray,
@@ -712,9 +708,10 @@ def _binned(eps_by_seed: dict, values: np.ndarray, edges: np.ndarray) -> list:
     return rows
 
 
-def _mean_over_seeds(per_seed: list[dict]) -> dict:
+def _mean_over_seeds(per_seed: list[dict], keys=None) -> dict:
+    """Mean of each statistic over seeds (NaN when a seed has none)."""
     out = {"n_images": per_seed[0]["n_images"]}
-    for k in STAT_KEYS:
+    for k in STAT_KEYS if keys is None else keys:
         vals = np.array([d[k] for d in per_seed], dtype=float)
         out[k] = float(np.mean(vals)) if np.all(np.isfinite(vals)) else math.nan
     return out

@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.dataset.loader import ClusterMassDataset
-from fakes import write_fake_dataset
-from lb_helpers import KerasPredictor, masked_log_counts_model, radius_pix, tiny_cnn
+from lb_helpers import (KerasPredictor, diagnostics_dataset, masked_log_counts_model,
+                        masked_predictors, radius_pix, tiny_cnn)
 from benchmark.diagnostics import (
     DiagnosticsError, deepdream_step, diagnose_predictor, occlude_core, radius_r500c, run_diagnostics)
 
@@ -25,20 +24,12 @@ def _run(ds, predictor, tmp_path, **kw):
 
 @pytest.fixture(scope="module")
 def fake_dataset(tmp_path_factory):
-    """20 clusters x 2 epochs (seed 3): small enough for gradient ascent on every fold."""
-    root = write_fake_dataset(tmp_path_factory.mktemp("fake") / "data", n_clusters=20, n_epochs=2, seed=3)
-    return ClusterMassDataset(root)
+    return diagnostics_dataset(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def predictors():
-    """Predictors by name: 'outer' (only R >= 12 pix), 'core' (only R < 2 pix), 'total'."""
-    r = radius_pix()
-    return {
-        "outer": KerasPredictor(masked_log_counts_model(r >= 12)),
-        "core": KerasPredictor(masked_log_counts_model(r < 2)),
-        "total": KerasPredictor(masked_log_counts_model(np.ones_like(r, dtype=bool))),
-    }
+    return masked_predictors()
 
 
 def test_fake_dataset_cores_are_resolved(fake_dataset):

@@ -173,3 +173,23 @@ class CatalogOnlyDataset:
         self.version = "1.0.0-bench"
         self.card = {"name": "bench", "version": self.version, "splits_sha256": self.splits.sha256(),
                      "n_images": len(self.catalog), "source": "synthetic"}
+
+
+def diagnostics_dataset(tmp_path_factory):
+    """20 clusters x 2 epochs (seed 3): small enough for gradient ascent on every fold."""
+    from benchmark.dataset.loader import ClusterMassDataset
+    from fakes import write_fake_dataset
+
+    root = write_fake_dataset(tmp_path_factory.mktemp("fake") / "data", n_clusters=20,
+                              n_epochs=2, seed=3)
+    return ClusterMassDataset(root)
+
+
+def masked_predictors() -> dict:
+    """Predictors by name: 'outer' (only R >= 12 pix), 'core' (only R < 2 pix), 'total'."""
+    r = radius_pix()
+    return {
+        "outer": KerasPredictor(masked_log_counts_model(r >= 12)),
+        "core": KerasPredictor(masked_log_counts_model(r < 2)),
+        "total": KerasPredictor(masked_log_counts_model(np.ones_like(r, dtype=bool))),
+    }
