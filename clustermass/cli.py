@@ -265,8 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_preset(add("train", cmd_train, "Train baseline entries fold by fold and score them."))
     p.add_argument("--entry", action="append", required=True,
-                   help="reference, reference_z, lx_iterative, lx_truth, mean, total_counts, "
-                        "oracle_mgas, oracle_yx, oracle_lx_t (repeatable)")
+                   help="reference, reference_z, reference_gauss, reference_ensemble, "
+                        "lx_iterative, lx_truth, mean, total_counts, oracle_mgas, oracle_yx, "
+                        "oracle_lx_t (repeatable)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--folds", type=int, nargs="+", help="subset of folds (default: all)")
     p.add_argument("--schedule", default=make.get("SCHEDULE"),

@@ -6,6 +6,9 @@ harness (:mod:`benchmark.training`) resolves names through it.
 
 * ``reference``   -- the study's CNN (:mod:`benchmark.models.cnn`), image only;
 * ``reference_z`` -- the same with the redshift as an extra input;
+* ``reference_gauss`` -- the same network with a Gaussian head (mean, sigma) trained on the
+  negative log-likelihood;
+* ``reference_ensemble`` -- a deep ensemble over seeds of ``reference_gauss`` (5 members);
 * ``lx_iterative`` -- core-excised L_X, R500c found from its own mass estimate;
 * ``lx_truth``    -- core-excised L_X, R500c from the truth (an optimistic bound);
 * ``mean``        -- the training-fold mean;
@@ -23,6 +26,9 @@ from benchmark.core.io import write_text
 BASELINES: dict[str, tuple[str, dict]] = {
     "reference": ("benchmark.models.cnn", {"use_redshift": False}),
     "reference_z": ("benchmark.models.cnn", {"use_redshift": True}),
+    "reference_gauss": ("benchmark.models.cnn", {"use_redshift": False, "head": "gaussian"}),
+    "reference_ensemble": ("benchmark.models.cnn", {"use_redshift": False, "head": "gaussian",
+                                                    "ensemble": True, "ensemble_members": 5}),
     "lx_iterative": ("benchmark.models.lx", {"r500c_source": "iterative"}),
     "lx_truth": ("benchmark.models.lx", {"r500c_source": "truth"}),
     "mean": ("benchmark.models.trivial", {"kind": "mean"}),
@@ -40,6 +46,8 @@ ORACLES = frozenset({"oracle_mgas", "oracle_yx", "oracle_lx_t"})
 DISPLAY_NAMES: dict[str, str] = {
     "reference": "Reference CNN (Ntampaka+19)",
     "reference_z": "Reference CNN + redshift",
+    "reference_gauss": "Reference CNN, Gaussian head",
+    "reference_ensemble": "Deep ensemble of 5 Gaussian CNNs",
     "lx_iterative": "Core-excised L_X (iterative R500c)",
     "lx_truth": "Core-excised L_X (true R500c)",
     "mean": "Training mean",
@@ -54,6 +62,12 @@ DESCRIPTIONS: dict[str, str] = {
     "reference": "Reference CNN of Ntampaka et al. 2019 (3 conv+pool blocks 16/32/64, "
                  "dense 200/100/20), log10(1+N) inputs, flips/90-degree rotations",
     "reference_z": "Reference CNN with the redshift as an extra input to the dense head",
+    "reference_gauss": "Reference CNN with a Gaussian head (mean and log sigma) trained on "
+                       "the negative log-likelihood (Nix & Weigend 1994); same trunk, inputs "
+                       "and schedule",
+    "reference_ensemble": "Deep ensemble (Lakshminarayanan+ 2017) of 5 Gaussian-head reference "
+                          "CNNs over seeds; mixture mean and variance (mean of variances + "
+                          "variance of means); 5x the training cost",
     "lx_iterative": "Core-excised (0.15-1 R500c) L_X power law, R500c iterated from the "
                     "L_X mass estimate",
     "lx_truth": "Core-excised (0.15-1 R500c) L_X power law, R500c from the truth "

@@ -9,7 +9,13 @@ blocks, three fully connected layers, one linear output (log10 M500c). This modu
   ``build_keras_model(input_shape)`` with);
 * :func:`make_model` / :func:`load_model` -- the model protocol of the harness
   (``benchmark.training``), entries ``reference`` (image only) and ``reference_z``
-  (redshift as an extra input).
+  (redshift as an extra input);
+* :class:`GaussianRegressor` -- entry ``reference_gauss``: the same network and schedule
+  with a Gaussian head (mean and log sigma) trained on the negative log-likelihood
+  (:func:`gaussian_nll`), so every prediction carries a sigma (``predict_sigma``, dex);
+* :class:`DeepEnsemble` -- entry ``reference_ensemble``: M (default 5) Gaussian CNNs over
+  seeds, combined as an equal-weight mixture (:func:`mixture_moments`;
+  Lakshminarayanan, Pritzel & Blundell 2017, arXiv:1612.01474); training costs M times.
 
 Exact sizes (and why)
 ---------------------
@@ -106,6 +112,10 @@ __all__ = [
     "build_reference_cnn",
     "build_keras_model",
     "KerasRegressor",
+    "GaussianRegressor",
+    "DeepEnsemble",
+    "gaussian_nll",
+    "mixture_moments",
     "make_model",
     "load_model",
     "check_schedule",
@@ -190,7 +200,8 @@ def _keras():
 
 
 def build_reference_cnn(input_shape=(128, 128, 1), n_aux: int = 0, filters=(16, 32, 64),
-                        dense_units=(200, 100, 20), dropout: float = 0.0):
+                        dense_units=(200, 100, 20), dropout: float = 0.0,
+                        gaussian: bool = False):
     """Build the study's network (see the module docstring for sizes and reasons).
 
     Parameters
@@ -204,11 +215,15 @@ def build_reference_cnn(input_shape=(128, 128, 1), n_aux: int = 0, filters=(16, 
         Convolution filters per block and widths of the fully connected layers.
     dropout : float
         Dropout rate after each hidden dense layer (0: none, the reference).
+    gaussian : bool
+        Add a second linear output beside the mean: the log of the Gaussian sigma in
+        standardised target units (the ``reference_gauss`` head; see :class:`GaussianRegressor`).
 
     Returns
     -------
     keras.Model
-        Inputs ``image`` (and ``aux`` when n_aux > 0); output (N, 1), standardised log10 M.
+        Inputs ``image`` (and ``aux`` when n_aux > 0); output (N, 1), standardised log10 M,
+        or (N, 2) (mean, log sigma) with ``gaussian``.
     """
     keras = _keras()
     layers = keras.layers
@@ -230,7 +245,15 @@ def build_reference_cnn(input_shape=(128, 128, 1), n_aux: int = 0, filters=(16, 
         if i == 0 and aux is not None:
             x = layers.Concatenate(name="with_aux")([x, aux])
     out = layers.Dense(1, activation="linear", name="log10_m500c_std")(x)
-    return keras.Model(inputs if aux is not None else image, out, name="reference_cnn")
+    name = "reference_cnn"
+    if gaussian:
+        # Both heads read the same last hidden layer (Nix & Weigend 1994; Lakshminarayanan+
+        # 2017); a zero-initialised log sigma starts every image at sigma = 1 target std.
+        log_sigma = layers.Dense(1, activation="linear", kernel_initializer="zeros",
+                                 name="log_sigma_std")(x)
+        out = layers.Concatenate(name="mean_and_log_sigma")([out, log_sigma])
+        name = "reference_cnn_gaussian"
+    return keras.Model(inputs if aux is not None else image, out, name=name)
 
 
 def build_keras_model(input_shape=(128, 128, 1)):
@@ -383,7 +406,7 @@ class KerasRegressor:
         self.keras_model = self._build(x_train.shape[1:], use_z)
         self.keras_model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=float(cfg["learning_rate"])),
-            loss="mse",
+            loss=self._loss(),
         )
         batch = int(cfg["batch_size"])
         seed = int(cfg.get("random_seed", 0))
@@ -460,6 +483,10 @@ class KerasRegressor:
         write_params(directory, RECIPE_FILE, recipe)
 
     # -- helpers -------------------------------------------------------------------------
+    def _loss(self):
+        """The training loss on the standardised target (the reference: squared error)."""
+        return "mse"
+
     def _build(self, input_shape, use_z):
         cfg = self.config
         if self.builder is None:
@@ -489,6 +516,193 @@ class KerasRegressor:
             raise ClusterMassError("the model is not trained: call fit() or load_model(dir) first.")
 
 
+# ----------------------------------------------------------------------------- uncertainty
+
+#: log sigma (standardised units) is clipped to this range in the loss and in prediction:
+#: exp(-7) ~ 1e-3 target std is far below any scatter the images allow, exp(3) ~ 20 std far
+#: above the whole mass range, so the clip only guards the first steps against overflow.
+LOG_SIGMA_RANGE = (-7.0, 3.0)
+#: Seed offset between ensemble members: harness seeds are 1000 * seed + fold < 10**6, so
+#: member seeds never repeat another fold's; member 0 has the seed of the fold's
+#: ``reference_gauss``.
+MEMBER_SEED_STRIDE = 1_000_000
+GAUSSIAN_DEFAULTS = {"head": "gaussian"}
+ENSEMBLE_DEFAULTS = {"head": "gaussian", "ensemble": True, "ensemble_members": 5}
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def gaussian_nll(y_true, y_pred):
+    """Mean Gaussian negative log-likelihood of (N, 1) targets under (N, 2) (mean, log sigma).
+
+    Per image ``0.5 ((y - mu) / sigma)**2 + log sigma + 0.5 log(2 pi)`` in standardised target
+    units (Nix & Weigend 1994; Lakshminarayanan, Pritzel & Blundell 2017, eq. 1); the
+    constant makes the validation loss the actual NLL per image.
+    """
+    ops = _keras().ops
+    mu = y_pred[:, 0:1]
+    log_sigma = ops.clip(y_pred[:, 1:2], *LOG_SIGMA_RANGE)
+    z = (ops.cast(y_true, y_pred.dtype) - mu) * ops.exp(-log_sigma)
+    return ops.mean(0.5 * ops.square(z) + log_sigma + 0.5 * math.log(2.0 * math.pi), axis=-1)
+
+
+class GaussianRegressor(KerasRegressor):
+    """The reference CNN with a Gaussian head, trained on the negative log-likelihood.
+
+    Same trunk, preprocessing, augmentation and schedule as :class:`KerasRegressor` (entry
+    ``reference_gauss``); the network outputs the mean and log sigma of log10 M500c in
+    standardised units, :meth:`predict` gives the mean and :meth:`predict_sigma` the sigma in
+    dex (the standardised sigma times the training target std). Early stopping monitors the
+    validation NLL.
+    """
+
+    def __init__(self, config: dict | None = None):
+        super().__init__(dict(GAUSSIAN_DEFAULTS, **(config or {})))
+
+    def predict(self, data) -> np.ndarray:
+        """Mean log10 M500c for a FoldData (y ignored)."""
+        return self.predict_mean_and_sigma(data)[0]
+
+    def predict_sigma(self, data) -> np.ndarray:
+        """Gaussian sigma of each prediction (dex), > 0 and finite."""
+        return self.predict_mean_and_sigma(data)[1]
+
+    def predict_mean_and_sigma(self, data) -> tuple[np.ndarray, np.ndarray]:
+        """(mean log10 M500c, sigma in dex) for a FoldData, from one forward pass."""
+        self._require_trained()
+        x, a, _ = self._prepare(data, with_y=False)
+        out = self.keras_model.predict(x if a is None else [x, a], verbose=0,
+                                       batch_size=int(self.config["predict_batch_size"]))
+        out = np.asarray(out, dtype=np.float64)
+        mean = target_from_standardised(out[:, 0], self.normalisation)
+        log_sigma = np.clip(out[:, 1], *LOG_SIGMA_RANGE)
+        return mean, np.exp(log_sigma) * float(self.normalisation["y_std"])
+
+    def _loss(self):
+        return gaussian_nll
+
+    def _build(self, input_shape, use_z):
+        cfg = self.config
+        return build_reference_cnn(input_shape, n_aux=1 if use_z else 0,
+                                   filters=cfg["filters"], dense_units=cfg["dense_units"],
+                                   dropout=float(cfg["dropout"]), gaussian=True)
+
+
+def mixture_moments(means, sigmas) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sigma of an equal-weight Gaussian mixture, member by member.
+
+    Parameters
+    ----------
+    means, sigmas : array (M, N)
+        Each member's mean and sigma (same units, e.g. dex) for N images.
+
+    Returns
+    -------
+    mean, sigma : array (N,)
+        ``mean = <mu_m>``, ``sigma**2 = <sigma_m**2> + <mu_m**2> - mean**2``: the mean of the
+        variances plus the (1/M) variance of the means (Lakshminarayanan+ 2017, sec. 2.4).
+    """
+    means = np.asarray(means, dtype=np.float64)
+    sigmas = np.asarray(sigmas, dtype=np.float64)
+    if means.ndim != 2 or means.shape != sigmas.shape or means.shape[0] < 1:
+        raise ClusterMassError(f"mixture_moments needs (members, images) arrays of one shape; got "
+                               f"{means.shape} and {sigmas.shape}.")
+    mean = means.mean(axis=0)
+    variance = np.mean(sigmas ** 2, axis=0) + np.var(means, axis=0)
+    return mean, np.sqrt(variance)
+
+
+class DeepEnsemble:
+    """A deep ensemble over seeds (Lakshminarayanan, Pritzel & Blundell 2017) of Gaussian CNNs.
+
+    ``ensemble_members`` (default 5) copies of :class:`GaussianRegressor` trained on the same
+    folds with seeds ``random_seed + m * MEMBER_SEED_STRIDE`` (different initial weights,
+    batch order and augmentation); the prediction is the mixture's mean and sigma
+    (:func:`mixture_moments`). Training costs M times one member.
+    """
+
+    def __init__(self, config: dict | None = None):
+        self.config = training_config(None, dict(ENSEMBLE_DEFAULTS, **(config or {})))
+        n = self.config["ensemble_members"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ClusterMassError(f"ensemble_members is {n!r}: give a whole number >= 1 "
+                                   "(members of the deep ensemble, default 5).")
+        self.members: list[GaussianRegressor] = []
+        self.training_summary: dict = {}
+
+    @property
+    def normalisation(self) -> dict | None:
+        """The training-fold statistics (every member shares the same training fold)."""
+        return self.members[0].normalisation if self.members else None
+
+    def fit(self, train, val) -> "DeepEnsemble":
+        """Train every member on ``train``, each early-stopped on ``val``."""
+        n = int(self.config["ensemble_members"])
+        seed = int(self.config.get("random_seed", 0))
+        desc = self.config.get("progress_desc", "training")
+        members = []
+        # Members are plain Gaussian CNNs: their saved recipes must not load as ensembles.
+        base = {k: v for k, v in self.config.items() if k not in ("ensemble", "ensemble_members")}
+        for m in range(n):
+            cfg = dict(base, random_seed=seed + m * MEMBER_SEED_STRIDE,
+                       progress_desc=f"{desc} member {m + 1}/{n}")
+            members.append(GaussianRegressor(cfg).fit(train, val))
+        self.members = members
+        summaries = [m.training_summary for m in members]
+        self.training_summary = {
+            "members": summaries,
+            "n_members": n,
+            "epochs_run_total": sum(s["epochs_run"] for s in summaries),
+            "n_params": sum(s["n_params"] for s in summaries),
+        }
+        return self
+
+    def predict(self, data) -> np.ndarray:
+        """Mixture mean of log10 M500c for a FoldData (y ignored)."""
+        return self.predict_mean_and_sigma(data)[0]
+
+    def predict_sigma(self, data) -> np.ndarray:
+        """Mixture sigma (dex): mean member variance plus the variance of member means."""
+        return self.predict_mean_and_sigma(data)[1]
+
+    def predict_mean_and_sigma(self, data) -> tuple[np.ndarray, np.ndarray]:
+        """(mixture mean, mixture sigma in dex) for a FoldData."""
+        if not self.members:
+            raise ClusterMassError("the ensemble is not trained: call fit() or load_model(dir) "
+                                   "first.")
+        parts = [m.predict_mean_and_sigma(data) for m in self.members]
+        return mixture_moments([p[0] for p in parts], [p[1] for p in parts])
+
+    def predict_tensor(self, counts, aux):
+        """Differentiable mixture mean from a counts tensor (N, H, W) (for gradients)."""
+        if not self.members:
+            raise ClusterMassError("the ensemble is not trained: call fit() or load_model(dir) "
+                                   "first.")
+        total = self.members[0].predict_tensor(counts, aux)
+        for member in self.members[1:]:
+            total = total + member.predict_tensor(counts, aux)
+        return total / len(self.members)
+
+    def save(self, directory) -> None:
+        """Write each member into ``member_M/`` and the ensemble's recipe into ensemble.json."""
+        if not self.members:
+            raise ClusterMassError("the ensemble is not trained: nothing to save.")
+        directory = Path(directory)
+        names = [f"member_{m}" for m in range(len(self.members))]
+        for name, member in zip(names, self.members):
+            member.save(directory / name)
+        recipe = {k: v for k, v in self.config.items() if _is_json_serialisable(v)}
+        write_params(directory, ENSEMBLE_FILE, {"members": names, "recipe": recipe})
+
+    @classmethod
+    def load(cls, directory) -> "DeepEnsemble":
+        """The ensemble written by :meth:`save` into ``directory``."""
+        directory = Path(directory)
+        info = json.loads((directory / ENSEMBLE_FILE).read_text())
+        model = cls(info.get("recipe", {}))
+        model.members = [load_model(directory / name) for name in info["members"]]
+        return model
+
+
 class _Data:
     def __init__(self, images, aux, y):
         self.images, self.aux, self.y = images, aux, y
@@ -504,15 +718,34 @@ def _is_json_serialisable(value) -> bool:
 
 # ----------------------------------------------------------------------------- protocol
 
-def make_model(config: dict | None = None) -> KerasRegressor:
-    """The reference CNN entry (``use_redshift=True`` in config: the redshift variant)."""
+HEADS = ("point", "gaussian")
+
+
+def make_model(config: dict | None = None):
+    """The reference CNN entries.
+
+    ``use_redshift=True``: the redshift variant; ``head="gaussian"``: the Gaussian head
+    (:class:`GaussianRegressor`, entry ``reference_gauss``); ``ensemble=True`` with
+    ``ensemble_members``: the deep ensemble (:class:`DeepEnsemble`, ``reference_ensemble``).
+    """
+    config = dict(config or {})
+    head = config.get("head", "point")
+    if head not in HEADS:
+        raise ClusterMassError(f"unknown head {head!r}: choose from {', '.join(HEADS)}.")
+    if config.get("ensemble"):
+        return DeepEnsemble(config)
+    if head == "gaussian":
+        return GaussianRegressor(config)
     return KerasRegressor(config)
 
 
-def load_model(directory) -> KerasRegressor:
-    """Load a model written by :meth:`KerasRegressor.save` (any Keras entry, not just ours)."""
+def load_model(directory):
+    """Load a model written by :meth:`KerasRegressor.save` (any Keras entry, not just ours),
+    :meth:`GaussianRegressor.save` or :meth:`DeepEnsemble.save`."""
     keras = _keras()
     directory = Path(directory)
+    if (directory / ENSEMBLE_FILE).is_file():
+        return DeepEnsemble.load(directory)
     missing = [n for n in (MODEL_FILE, NORMALISATION_FILE) if not (directory / n).is_file()]
     if missing:
         raise ClusterMassError(
@@ -521,7 +754,8 @@ def load_model(directory) -> KerasRegressor:
     recipe = {}
     if (directory / RECIPE_FILE).is_file():
         recipe = json.loads((directory / RECIPE_FILE).read_text())
-    model = KerasRegressor(recipe)
+    cls = GaussianRegressor if recipe.get("head") == "gaussian" else KerasRegressor
+    model = cls(recipe)
     model.normalisation = json.loads((directory / NORMALISATION_FILE).read_text())
     model.keras_model = keras.models.load_model(directory / MODEL_FILE, compile=False)
     return model

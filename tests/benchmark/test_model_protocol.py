@@ -18,8 +18,9 @@ from benchmark.models import BASELINES
 from benchmark.training import ALLOWED_AUX_COLUMNS, FoldData
 
 # One epoch of a small network: the protocol, not the recipe, is under test.
+# ensemble_members: two members suffice for the protocol (other CNN entries ignore the key).
 CHEAP_CNN = {"max_epochs": 1, "patience": 1, "lr_patience": 1, "filters": [2, 2, 2],
-             "dense_units": [4, 2], "augment": False, "batch_size": 16}
+             "dense_units": [4, 2], "augment": False, "batch_size": 16, "ensemble_members": 2}
 # The truth columns baselines declare: lx_truth (r500c_arcmin) and the oracles.
 TRUTH_COLUMNS = ("r500c_arcmin", "gas_fraction", "r500c_kpc", "t500_kev", "lx_cex_erg_s")
 

@@ -141,3 +141,26 @@ def test_training_presets_shorten_only_the_schedule():
     assert ci["max_epochs"] < full["max_epochs"] == 100
     assert ci["filters"] == full["filters"] == [16, 32, 64]
     assert cnn.training_config("ci", {"max_epochs": 7})["max_epochs"] == 7
+
+
+def test_gaussian_head_adds_only_a_log_sigma_output_to_the_reference_trunk():
+    point = cnn.build_reference_cnn((128, 128, 1))
+    gauss = cnn.build_reference_cnn((128, 128, 1), gaussian=True)
+    assert gauss.output.shape[1:] == (2,)
+    # Same trunk and mean output; the log-sigma head is one more Dense(1) on the last 20 units.
+    assert gauss.count_params() == point.count_params() + 21
+    for layer in point.layers:
+        assert gauss.get_layer(layer.name).output.shape == layer.output.shape
+    # It starts at sigma = 1 target std for every image (zero-initialised log sigma).
+    out = gauss(np.random.default_rng(0).normal(size=(3, 128, 128, 1)).astype(np.float32))
+    np.testing.assert_array_equal(np.asarray(out)[:, 1], 0.0)
+
+
+def test_reference_recipe_saves_no_uncertainty_keys(tmp_path):
+    model = cnn.make_model(dict(FAST, max_epochs=1))
+    model.fit(tiny_data(16, seed=12), tiny_data(8, seed=13))
+    assert type(model) is cnn.KerasRegressor and not hasattr(model, "predict_sigma")
+    model.save(tmp_path)
+    recipe = json.loads((tmp_path / "recipe.json").read_text())
+    assert set(recipe) == set(cnn.DEFAULT_CONFIG)
+    assert model.keras_model.output.shape[1:] == (1,)
