@@ -142,12 +142,14 @@ def bwrap_argv(submission_dir: Path, scratch: Path, env: dict[str, str]) -> list
     for f in _SYSTEM_FILES:
         if Path(f).exists():
             argv += ["--ro-bind", f, f]
+    # Mounts apply in order: the fresh /tmp comes before the binds, so that a virtualenv that
+    # lives under /tmp (a CI checkout) stays visible on top of it.
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for root in _python_roots():
         argv += ["--ro-bind", str(root), str(root)]
     argv += ["--ro-bind", str(submission_dir), "/submission",
              "--ro-bind", str(CHILD_SCRIPT), "/runner/child.py",
              "--bind", str(scratch), "/scratch",
-             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
              "--chdir", "/scratch"]
     for key, value in sorted(env.items()):
         argv += ["--setenv", key, value]
