@@ -1,4 +1,4 @@
-"""Bias and scatter of log10 M500c predictions, exactly as BENCHMARK.md defines them.
+"""Bias and scatter of log10 M500c predictions, as the README's Benchmark section defines them.
 
 Per image, ``eps = log10 M_pred - log10 M_true`` (dex). For any set of images:
 

@@ -19,7 +19,7 @@ A fold whose folder holds a complete record is skipped on the next run (resume a
 kill); a record made with another model, config or dataset refuses to mix (one clear
 error). The out-of-fold predictions of all folds form the entry.
 
-Model protocol (see the shared contract): a module with ``make_model(config) -> model``
+Model protocol (``clustermass format``; ARCHITECTURE.md): a module with ``make_model(config) -> model``
 where ``model.fit(train, val)`` and ``model.predict(data) -> log10 M500c``; optional
 ``model.save(dir)`` + module ``load_model(dir)``; optional ``model.predict_sigma(data) ->
 sigma (dex)``, a Gaussian uncertainty per image (column ``log10_m500c_sigma`` of the

@@ -2,7 +2,7 @@
 
 ``population_checks(pop_df, truths_df)`` measures, on the *true* luminosities of every view
 (:func:`pipeline.gas.view_truth`), the numbers the population is calibrated against
-(MOCKS.md): the L_X(0.5-2 keV)-M slope, the mass scatter of the core-excised and of the
+(the project's mock specification, summarised in the README): the L_X(0.5-2 keV)-M slope, the mass scatter of the core-excised and of the
 total L_X at fixed mass, the T-M relation, the cool-core and merger fractions and the
 persistence of the states across epochs.  ``population_plots`` draws them.
 
@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["population_checks", "population_plots", "truth_table", "CALIBRATION", "CALIBRATION_V2", "TARGETS",
            "OBSERVABLES", "core_statistics", "observables_table", "table_markdown"]
 
-#: what MOCKS.md asks of the population (fractional mass scatter, slope range)
+#: what the project's mock specification asks of the population (fractional mass scatter, slope range)
 TARGETS = {
     "lx_cex_mass_scatter": (0.15, 0.23),
     "lx_total_mass_scatter_min_excess": 0.05,  # total L_X "clearly worse" than core-excised
@@ -105,7 +105,7 @@ OBSERVABLES = (
     Observable("lx_total_scatter_ln", "total L_X scatter at fixed M (ln)", 0.4, 0.8,
                "Pratt+ 2009 (~0.6 without core excision)"),
     Observable("lx_cex_mass_scatter", "core-excised L_X mass scatter (M|L, ln)", 0.15, 0.23,
-               "Ntampaka+ 2019 (15-18%); MOCKS.md"),
+               "Ntampaka+ 2019 (15-18%)"),
     Observable("lx_total_minus_cex_mass_scatter", "total minus core-excised L_X mass scatter", 0.05, 1.0,
                "Ntampaka+ 2019; Pratt+ 2009 (core excision clearly helps)"),
     Observable("cc_k0_median_kev_cm2", "cool cores: median central entropy K0 [keV cm^2]", 8.0, 30.0,
@@ -122,7 +122,7 @@ OBSERVABLES = (
                "Hudson+ 2010 (44%); Rossetti+ 2017 (~30-45%)"),
     Observable("cool_core_fraction_merger_over_relaxed", "cool-core fraction, mergers / relaxed", 0.0, 0.5,
                "Rossetti+ 2017 (cool cores rare in disturbed clusters)"),
-    Observable("merger_fraction", "merger fraction", 0.18, 0.32, "Fakhouri+ 2010; MOCKS.md"),
+    Observable("merger_fraction", "merger fraction", 0.18, 0.32, "Fakhouri+ 2010"),
 )
 
 

@@ -39,7 +39,7 @@ Dense 1, linear             1                               standardised log10 M
 ==========================  ==============================  ========================================
 
 About 3.3 million weights (almost all in the first dense layer) and ~87 MFLOP per image
-forward; 16/32/64 filters is the size NOTES.md measured at ~350-575 img/s training and
+forward; 16/32/64 filters is the size measured at ~350-575 img/s training and
 1,000-1,500 img/s inference on the 2-core machine (32/64/128 filters costs 4x).
 
 Inputs and targets
@@ -61,7 +61,7 @@ Schedule (and why)
 ------------------
 * Adam, learning rate 1e-3 (Keras default; targets are unit scale), MSE loss on the
   standardised target (the benchmark scores squared-error-like scatter in dex).
-* batch 32 (NOTES.md: 32 vs 128 runs at the same speed, smaller batches give more updates
+* batch 32 (measured: 32 vs 128 runs at the same speed, smaller batches give more updates
   per epoch on ~6,000 training images).
 * at most 100 epochs, early stopping on the validation loss (the harness's validation
   fold, never the test fold) with patience 12 and the best weights restored;
@@ -75,7 +75,7 @@ Schedule (and why)
   non-trainable variables, augmentation on whole batches, ``prefetch(AUTOTUNE)``, so the
   input never starves the 2 cores (and no second copy of the images is made by a shuffle
   buffer).
-* float32, TensorFlow defaults: NOTES.md measured XLA 3-5x slower and mixed precision no
+* float32, TensorFlow defaults: measured XLA 3-5x slower and mixed precision no
   faster here.
 
 Presets (``TRAINING_PRESETS``) shorten the schedule: ``ci`` (2 epochs, a smoke test),

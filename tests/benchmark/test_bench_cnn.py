@@ -1,6 +1,6 @@
 """Speed of the reference CNN (pytest-benchmark; `make bench` only).
 
-Figures to compare with NOTES.md (2 cores, no other load): training ~575 img/s steady,
+Figures to compare with the README's measured times (2 cores, no other load): training ~575 img/s steady,
 ~350 img/s on average with the epoch-start stalls; inference 1,000-1,500 img/s.
 The images/s figure is in each benchmark's ``extra_info`` (build/bench.json), with the
 CPU seconds the process got per wall second and the 1-minute load average: on a shared
