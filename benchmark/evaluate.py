@@ -114,7 +114,8 @@ def evaluate_submission(path, dataset_dir, results_dir, seeds=None, preset=None,
         return Path(evaluate_code_submission(
             code_module(path), dataset_dir, results_dir,
             seeds=tuple(seeds) if seeds else CODE_SEEDS, preset=preset,
-            unsandboxed=unsandboxed, metadata=code_metadata(path)))
+            unsandboxed=unsandboxed, metadata=code_metadata(path),
+            folder=Path(path) if Path(path).is_dir() else None, overwrite=overwrite))
     entry = evaluate_predictions(path, None, dataset_dir, entries_dir, n_boot=n_boot,
                                  overwrite=overwrite)
     return entries_dir / f"{entry.slug}.json"

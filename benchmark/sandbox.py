@@ -32,6 +32,7 @@ import resource
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from functools import lru_cache
@@ -43,7 +44,7 @@ import pandas as pd
 from benchmark.core.errors import SubmissionError
 
 __all__ = ["Limits", "SandboxUnavailable", "probe", "write_fold_inputs", "run_fold",
-           "read_fold_predictions", "CHILD_SCRIPT", "code_protocol"]
+           "read_fold_predictions", "stage_submission", "CHILD_SCRIPT", "code_protocol"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,11 @@ CHILD_SCRIPT = Path(__file__).with_name("sandbox_child.py")
 #: Auxiliary columns a sandboxed submission sees (``image_id`` becomes a token).
 SANDBOX_AUX_COLUMNS = ("redshift", "pixel_arcsec")
 _GIB = 1 << 30
+#: Largest file the child may write (logs, predictions, anything in its scratch folder).
+_MAX_FILE_BYTES = 2 * _GIB
+#: Files of a dataset that a submission folder may not carry.
+_DATASET_FILES = ("catalog.csv", "dataset_card.json", "splits.json")
+_MAX_PREDICTIONS_BYTES = 64 << 20
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/nsswitch.conf")
 
@@ -58,9 +64,9 @@ _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/
 CODE_PROTOCOL = """\
 Code submissions (make evaluate SUBMISSION=folder-or-module.py)
 ----------------------------------------------------------------
-A code submission is a folder holding one Python module and an optional metadata.json
-(name, authors, code_url, description; the same keys as a predictions submission), or the
-module alone. The module defines
+A code submission is a folder holding one Python module, anything it needs (helper
+modules, weights) and an optional metadata.json (name, authors, code_url, description,
+paper_url), or the module alone. The module defines
 
     make_model(config) -> model
 
@@ -87,10 +93,16 @@ CPU time, {wall:g} s of wall time; a submission that fails or passes a limit get
 error naming it, and nothing is scored. What the module prints is logged.
 
 "Trusted" on the leaderboard means exactly this: the harness trained the model under these
-rules, so its score could not have been read from the truth. Prediction submissions and
-code run with --unsandboxed (for a machine where bubblewrap cannot start) are not trusted.
-Interpretation diagnostics of code entries are not computed yet (the model stays in the
-sandbox).
+rules, and while it trained and predicted it could not read the dataset, the catalog or the
+image ids. It does not mean the model never saw the truth: the dataset is public, so a
+submission could carry what it learnt from it (a table of images and masses, say). The
+hidden test set of issue #15, generated from a secret seed, is what will close that; until
+it lands, read a trusted score as "trained and scored by the harness's rules". Only a
+submission's module is copied into the sandbox, or its whole folder when it is a folder
+(never one holding dataset files). Prediction submissions and code run with --unsandboxed
+(for a machine where bubblewrap cannot start) are not trusted. A code entry is ranked only
+when trained on the harness's seeds 0 1 2. Interpretation diagnostics and error bars
+(predict_sigma) of code entries are not computed yet (the model stays in the sandbox).
 """
 
 
@@ -232,16 +244,31 @@ def write_fold_inputs(scratch: Path, train, val, test, config: dict, seed: int) 
     return pd.DataFrame({"token": tokens, "image_id": test_aux["image_id"].to_numpy()})
 
 
+def _load_child_array(path: Path, what: str) -> np.ndarray:
+    """A 1-d real array the child wrote: a regular file (no link), bounded, numeric."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise SubmissionError(f"the submission wrote no {what} (predict() returned nothing "
+                              "the runner could save)") from None
+    if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_PREDICTIONS_BYTES:
+        raise SubmissionError(f"the submission's {what} file is not a regular file of at most "
+                              f"{_MAX_PREDICTIONS_BYTES >> 20} MB")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            values = np.load(fh, allow_pickle=False)
+    except ValueError as exc:
+        raise SubmissionError(f"the submission's {what} are unreadable ({exc})") from None
+    if values.dtype.kind not in "fiu":
+        raise SubmissionError(f"the submission's {what} have dtype {values.dtype}; "
+                              "predict() must return real numbers")
+    return values.astype(np.float64)
+
+
 def read_fold_predictions(scratch: Path, tokens: pd.DataFrame) -> pd.DataFrame:
     """The child's predictions as ``image_id, log10_m500c_pred``; refuse malformed output."""
-    path = scratch / "out" / "predictions.npy"
-    if not path.is_file():
-        raise SubmissionError("the submission wrote no predictions (predict() returned "
-                              "nothing the runner could save)")
-    try:
-        values = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise SubmissionError(f"the submission's predictions are unreadable ({exc})") from None
+    values = _load_child_array(scratch / "out" / "predictions.npy", "predictions")
     if values.shape != (len(tokens),):
         raise SubmissionError(f"predict() returned shape {values.shape}; expected "
                               f"({len(tokens)},): one log10 M500c per test image")
@@ -260,6 +287,7 @@ def _limit_child(limits: Limits):
     def apply():
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (_MAX_FILE_BYTES, _MAX_FILE_BYTES))
         os.setsid()  # its own process group, so a timeout kills every process of it
 
     return apply
@@ -269,9 +297,15 @@ def _failure(returncode: int, stderr: str, limits: Limits) -> SubmissionError:
     tail = "\n".join(stderr.strip().splitlines()[-15:])
     # Python reports a child killed by signal S as -S; bwrap passes it on as 128 + S.
     killed_by = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
-    if killed_by in (signal.SIGXCPU, signal.SIGKILL) and "MemoryError" not in stderr:
+    if killed_by == signal.SIGXCPU:
         return SubmissionError(f"the submission used its CPU-time limit "
                                f"({limits.cpu_seconds} s) and was stopped")
+    if killed_by == signal.SIGKILL and "MemoryError" not in stderr:
+        return SubmissionError(f"the submission was killed (past its CPU-time limit of "
+                               f"{limits.cpu_seconds} s, or out of the machine's memory)")
+    if killed_by == signal.SIGXFSZ:
+        return SubmissionError("the submission wrote a file larger than "
+                               f"{_MAX_FILE_BYTES >> 30} GiB and was stopped")
     if "MemoryError" in stderr or "std::bad_alloc" in stderr or "Cannot allocate" in stderr:
         return SubmissionError(f"the submission ran out of its memory limit "
                                f"({limits.memory_gib:g} GiB):\n{tail}")
@@ -279,14 +313,36 @@ def _failure(returncode: int, stderr: str, limits: Limits) -> SubmissionError:
                            f"\n{tail}")
 
 
+def stage_submission(module_path: Path, scratch: Path, folder: Path | None = None) -> Path:
+    """Copy the submission into ``scratch/submission``: the only part of the host it sees.
+
+    A bare module is copied alone (never the folder it happens to lie in, which may hold a
+    dataset); a submission folder is copied whole, without following links, and refused if it
+    holds dataset files.
+    """
+    stage = scratch / "submission"
+    if folder is None:
+        stage.mkdir()
+        shutil.copy2(module_path, stage / module_path.name)
+        return stage
+    leaked = sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*")
+                    if p.name in _DATASET_FILES)
+    if leaked:
+        raise SubmissionError(f"the submission folder {folder} holds dataset files "
+                              f"({', '.join(leaked[:5])}): a code submission may not carry "
+                              "the truth; remove them")
+    shutil.copytree(folder, stage, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    return stage
+
+
 def run_fold(module_path: Path, scratch: Path, limits: Limits = Limits(), threads: int = 1,
-             unsandboxed: bool = False) -> str:
-    """Run the child on the inputs in ``scratch``; return what it printed.
+             unsandboxed: bool = False, folder: Path | None = None) -> str:
+    """Run the child on the inputs in ``scratch``; return the end of what it printed.
 
     Parameters
     ----------
     module_path : Path
-        The submission's module; its folder is shown read-only as ``/submission``.
+        The submission's module.
     scratch : Path
         Written by :func:`write_fold_inputs`; the child writes ``scratch/out``.
     limits : Limits
@@ -295,6 +351,9 @@ def run_fold(module_path: Path, scratch: Path, limits: Limits = Limits(), thread
     unsandboxed : bool
         Run the child without bubblewrap (limits still apply). Only for a local user who
         cannot start the sandbox; such an entry is never marked trusted.
+    folder : Path, optional
+        The submission folder (module, helpers, weights), copied whole; by default only the
+        module is copied (:func:`stage_submission`).
 
     Raises
     ------
@@ -305,31 +364,38 @@ def run_fold(module_path: Path, scratch: Path, limits: Limits = Limits(), thread
     """
     module_path = Path(module_path).resolve()
     env = _child_env(threads)
+    if not unsandboxed and (reason := probe()):
+        raise SandboxUnavailable(f"cannot sandbox the submission: {reason}. A local run "
+                                 "may use --unsandboxed; its entry is then not trusted")
+    stage = stage_submission(module_path, scratch, folder)
     if unsandboxed:
-        argv = [sys.executable, str(CHILD_SCRIPT), str(module_path), str(scratch)]
+        argv = [sys.executable, str(CHILD_SCRIPT), str(stage / module_path.name), str(scratch)]
         home = str(scratch / "home")
         env = {**env, "HOME": home, "MPLCONFIGDIR": home, "KERAS_HOME": home,
                "XDG_CACHE_HOME": home}
     else:
-        reason = probe()
-        if reason:
-            raise SandboxUnavailable(f"cannot sandbox the submission: {reason}. A local run "
-                                     "may use --unsandboxed; its entry is then not trusted")
-        argv = bwrap_argv(module_path.parent, scratch, env)
+        argv = bwrap_argv(stage, scratch, env)
         argv += [sys.executable, "/runner/child.py", f"/submission/{module_path.name}",
                  "/scratch"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_limit_child(limits), env=env if unsandboxed else {},
-                            cwd=scratch)
-    try:
-        stdout, stderr = proc.communicate(timeout=limits.wall_seconds)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        raise SubmissionError(f"the submission ran past its wall-time limit "
-                              f"({limits.wall_seconds:g} s) and was stopped") from None
+    # Output goes to files (capped by RLIMIT_FSIZE), never into the harness's memory.
+    with open(scratch / "stdout.log", "wb") as out, open(scratch / "stderr.log", "wb") as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, preexec_fn=_limit_child(limits),
+                                env=env if unsandboxed else {}, cwd=scratch)
+        try:
+            proc.wait(timeout=limits.wall_seconds)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise SubmissionError(f"the submission ran past its wall-time limit "
+                                  f"({limits.wall_seconds:g} s) and was stopped") from None
     if proc.returncode != 0:
-        raise _failure(proc.returncode, stderr, limits)
-    return stdout
+        raise _failure(proc.returncode, _tail(scratch / "stderr.log"), limits)
+    return _tail(scratch / "stdout.log")
+
+
+def _tail(path: Path, n_bytes: int = 16384) -> str:
+    with open(path, "rb") as fh:
+        fh.seek(max(0, path.stat().st_size - n_bytes))
+        return fh.read().decode("utf-8", errors="replace")
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -339,10 +405,4 @@ def _kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    proc.communicate()
-
-
-def code_protocol(limits: Limits = Limits()) -> str:
-    """The code-submission protocol and the sandbox's rules, as ``clustermass format`` prints."""
-    return CODE_PROTOCOL.format(memory=limits.memory_gib, cpu=limits.cpu_seconds,
-                                wall=limits.wall_seconds)
+    proc.wait(timeout=30)

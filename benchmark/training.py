@@ -80,10 +80,9 @@ RECORD_FILE = "fold.json"
 PREDICTIONS_FILE = "predictions.csv"
 RUN_FILE = "run.json"
 _RUNNER_KEYS = ("progress", "progress_desc")  # do not change what a fold computes
-#: Seeds of a code entry, chosen by the harness: a ranked entry needs at least three (as
-#: OGB and WILDS require), and the leaderboard shows their mean and spread.
+#: Seeds of a code entry, chosen by the harness: only an entry trained on these is ranked
+#: (three, as OGB and WILDS require), and the leaderboard shows their mean and spread.
 CODE_SEEDS = (0, 1, 2)
-MIN_RANKED_SEEDS = 3
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +212,9 @@ def resolve_model(model_name_or_module) -> ModelSpec:
 
 
 def _spec_from_ref(ref: dict) -> ModelSpec:
+    if ref["kind"] == "code":
+        raise ClusterMassError("this fold was trained in the sandbox: the model stayed there, so "
+                               "it cannot be loaded (code entries have no diagnostics yet)")
     if ref["kind"] == "baseline":
         return resolve_model(ref["name"])
     if ref["kind"] == "file":
@@ -549,7 +551,7 @@ def _code_spec(path: Path) -> ModelSpec:
 
 def run_code_entry(path, dataset, out_dir, seeds=CODE_SEEDS, folds=range(10),
                    config: dict | None = None, progress: bool = True, limits=None,
-                   unsandboxed: bool = False) -> pd.DataFrame:
+                   unsandboxed: bool = False, folder=None) -> pd.DataFrame:
     """Train a code submission fold by fold, each fold and seed in its own sandboxed child.
 
     The harness never imports the submission: every fold's child (see
@@ -567,6 +569,9 @@ def run_code_entry(path, dataset, out_dir, seeds=CODE_SEEDS, folds=range(10),
     unsandboxed : bool
         Run the children without bubblewrap (a local user whose machine cannot start it);
         the run records it and the entry is not trusted.
+    folder : path-like, optional
+        The submission folder, copied whole into each child's sandbox; by default only the
+        module is.
 
     Returns
     -------
@@ -596,17 +601,32 @@ def run_code_entry(path, dataset, out_dir, seeds=CODE_SEEDS, folds=range(10),
         if not images:
             images.append(ds.images())
         return _run_sandboxed_fold(spec, path, ds, images[0], k, seed, cfg, directory,
-                                   fingerprint, limits, unsandboxed)
+                                   fingerprint, limits, unsandboxed, folder)
 
     return _train_folds(spec, ds, out_dir, seeds, folds, base, run_fold, progress)
 
 
+def _sandbox_scratch_root() -> Path:
+    """``build/sandbox``, cleared of the scratch folders of killed runs (they hold targets)."""
+    from benchmark.core.settings import current
+
+    root = current().build_dir / "sandbox"
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob("*-pid*-*"):
+        try:
+            pid = int(stale.name.rsplit("-pid", 1)[1].split("-")[0])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(stale, ignore_errors=True)
+    return root
+
+
 def _run_sandboxed_fold(spec, path, ds, images, k, seed, cfg, directory, fingerprint, limits,
-                        unsandboxed) -> dict:
+                        unsandboxed, folder=None) -> dict:
     import tempfile
 
     from benchmark import sandbox
-    from benchmark.core.settings import current
     from benchmark.dataset.splits import check_no_leak
 
     idx = ds.fold_indices(k)
@@ -614,14 +634,13 @@ def _run_sandboxed_fold(spec, path, ds, images, k, seed, cfg, directory, fingerp
     parts = {name: _fold_data(ds, images, idx[name], (), with_y=name != "test")
              for name in ("train", "val", "test")}
     child_cfg = {kk: v for kk, v in cfg.items() if kk not in _RUNNER_KEYS}
-    scratch_root = current().build_dir / "sandbox"
-    scratch_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=scratch_root, prefix=f"{spec.name}-") as scratch:
+    with tempfile.TemporaryDirectory(dir=_sandbox_scratch_root(),
+                                     prefix=f"{spec.name}-pid{os.getpid()}-") as scratch:
         scratch = Path(scratch)
         tokens = sandbox.write_fold_inputs(scratch, parts["train"], parts["val"], parts["test"],
                                            child_cfg, cfg["random_seed"])
         t0 = time.perf_counter()
-        log = sandbox.run_fold(path, scratch, limits, unsandboxed=unsandboxed)
+        log = sandbox.run_fold(path, scratch, limits, unsandboxed=unsandboxed, folder=folder)
         seconds = time.perf_counter() - t0
         pred = sandbox.read_fold_predictions(scratch, tokens)
     pred = pred.assign(seed=seed, fold=k)
@@ -818,6 +837,8 @@ def load_fold_predictor(out_dir, k: int, seed: int = 0) -> Predictor:
         _spec_from_ref(record["model_ref"])  # imports the module the pickle refers to
         with open(directory / "model.pkl", "rb") as fh:
             model = pickle.load(fh)
+    elif record.get("sandbox"):
+        _spec_from_ref(record["model_ref"])  # says why a sandboxed fold has no model
     else:
         raise ClusterMassError(
             f"the model of {directory} was not saved (no save()/load_model() and not picklable):"
@@ -877,25 +898,39 @@ def train_baselines(dataset_dir, results_dir, entries, seeds=(0,), folds=None, p
 
 def evaluate_code_submission(path, dataset_dir, results_dir, seeds=CODE_SEEDS, preset=None,
                              config: dict | None = None, progress: bool = True, limits=None,
-                             unsandboxed: bool = False, metadata: dict | None = None) -> Path:
+                             unsandboxed: bool = False, metadata: dict | None = None,
+                             folder=None, overwrite: bool = False) -> Path:
     """Train a code submission fold by fold in the sandbox and write its entry.
 
-    The entry is trusted only when every fold ran in the sandbox; it is ranked only with at
-    least :data:`MIN_RANKED_SEEDS` harness-chosen seeds (the metadata says which and why).
+    The entry is named after ``metadata["name"]``, else the submission folder, else the
+    module. It is trusted only when every fold ran in the sandbox, and ranked only when it
+    was trained on the harness's seeds (:data:`CODE_SEEDS`).
     """
+    from benchmark.models import BASELINES
+
     path = Path(path)
     ds = _as_dataset(dataset_dir)
-    name = path.stem
+    name = (metadata or {}).get("name") or (Path(folder).name if folder else path.stem)
+    slug = slugify(name)
+    if slug in {slugify(b) for b in BASELINES}:
+        raise ClusterMassError(f"the submission's name {name!r} is a baseline's: give it another "
+                               "name (metadata.json 'name', or rename the folder or module)")
+    entry_file = Path(results_dir) / "entries" / f"{slug}.json"
+    if entry_file.exists() and not overwrite:
+        raise ClusterMassError(f"an entry {entry_file} exists already: choose another name or "
+                               "pass --force to replace it")
     run_dir = run_dir_of(results_dir, name)
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)  # a replaced submission retrains from scratch
     preds = run_code_entry(path, ds, run_dir, seeds=seeds, folds=range(ds.splits.n_folds),
                            config=config, progress=progress, limits=limits,
-                           unsandboxed=unsandboxed)
-    ranked = len(set(seeds)) >= MIN_RANKED_SEEDS
-    notes = [] if ranked else [f"not ranked: {len(set(seeds))} seed(s); a ranked code entry "
-                               f"needs {MIN_RANKED_SEEDS} harness-chosen seeds"]
+                           unsandboxed=unsandboxed, folder=folder)
+    ranked = tuple(sorted(set(int(s) for s in seeds))) == CODE_SEEDS
+    notes = [] if ranked else [f"not ranked: trained on seeds {sorted(set(seeds))}; a ranked "
+                               f"code entry is trained on the harness's seeds {list(CODE_SEEDS)}"]
     if unsandboxed:
         notes.append("not trusted: trained without the sandbox (--unsandboxed)")
-    metadata = {**(metadata or {}), "kind": "code", "code": path.name,
+    metadata = {**(metadata or {}), "name": name, "kind": "code", "code": path.name,
                 "trusted": not unsandboxed, "ranked": ranked, "notes": "; ".join(notes) or None,
                 "sandbox": "none (--unsandboxed)" if unsandboxed else "bubblewrap"}
     return write_baseline_entry(name, preds, ds, run_dir, Path(results_dir) / "entries",

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark.core.errors import ClusterMassError
 from benchmark.dataset.loader import ClusterMassDataset
 from benchmark.entries import load_entry
 from benchmark.evaluate import evaluate_submission
@@ -61,7 +62,7 @@ def test_a_code_folder_is_trained_in_the_sandbox_over_three_seeds(dataset, tmp_p
     assert entry.kind == "submission" and entry.trusted and entry.name == "power law"
     assert entry.metadata["sandbox"] == "bubblewrap" and entry.metadata["ranked"]
     assert tuple(entry.metadata["seeds"]) == CODE_SEEDS
-    run = tmp_path / "results" / "runs" / "model"
+    run = tmp_path / "results" / "runs" / "power-law"
     record = json.loads((fold_dir(run, 4, seed=2) / "fold.json").read_text())
     assert record["sandbox"] == "bubblewrap" and record["truth_columns"] == []
     assert record["aux_columns"] == ["redshift", "pixel_arcsec"]
@@ -75,11 +76,23 @@ def test_the_cheat_of_issue_15_reads_no_truth(dataset, tmp_path):
     sub = submit(tmp_path / "cheat", CHEAT.format(root=str(dataset.root)))
     entry = load_entry(evaluate_submission(sub, dataset.root, tmp_path / "results",
                                            seeds=(0,)))
-    preds = pd.read_csv(tmp_path / "results" / "runs" / "model" / "predictions.csv")
+    preds = pd.read_csv(tmp_path / "results" / "runs" / "cheat" / "predictions.csv")
     truth = dataset.catalog.set_index("image_id")["log10_m500c"]
     errors = preds["log10_m500c_pred"].to_numpy() - truth[preds["image_id"]].to_numpy()
     assert np.std(errors) > 0.1  # the training-mean guess, not the truth (0.0)
     assert not entry.metadata["ranked"] and "not ranked" in entry.metadata["notes"]
+    # The same name again needs --force; a user's own choice of three seeds is not ranked.
+    with pytest.raises(ClusterMassError, match="exists already"):
+        evaluate_submission(sub, dataset.root, tmp_path / "results", seeds=(0,))
+    again = load_entry(evaluate_submission(sub, dataset.root, tmp_path / "results",
+                                           seeds=(3, 4, 5), overwrite=True))
+    assert not again.metadata["ranked"]
+
+
+def test_a_submission_may_not_take_a_baseline_name(dataset, tmp_path):
+    sub = submit(tmp_path / "lx_truth", POWER_LAW)
+    with pytest.raises(ClusterMassError, match="baseline"):
+        evaluate_submission(sub, dataset.root, tmp_path / "results")
 
 
 def test_unsandboxed_entries_say_so_and_are_not_trusted(dataset, tmp_path):

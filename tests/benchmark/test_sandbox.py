@@ -150,8 +150,8 @@ def test_without_bwrap_the_sandbox_says_why_and_unsandboxed_still_runs(tmp_path,
         assert "bubblewrap is not installed" in sandbox.probe()
         with pytest.raises(sandbox.SandboxUnavailable, match="--unsandboxed"):
             run(tmp_path, fold, HONEST)
-        _, _, pred = run(tmp_path / "u", fold, HONEST, unsandboxed=True) if (
-            (tmp_path / "u").mkdir() or True) else None
+        (tmp_path / "u").mkdir()
+        _, _, pred = run(tmp_path / "u", fold, HONEST, unsandboxed=True)
         assert len(pred) == 6
     finally:
         sandbox.probe.cache_clear()
@@ -184,3 +184,43 @@ def make_model(config):
 def test_a_keras_submission_trains_inside_the_sandbox(tmp_path, fold):
     _, _, pred = run(tmp_path, fold, KERAS, limits=sandbox.Limits(memory_gib=8))
     assert len(pred) == 6 and np.all(np.isfinite(pred["log10_m500c_pred"]))
+
+
+def test_a_bare_module_is_copied_alone(tmp_path, fold):
+    """A module lying beside a dataset does not bring the dataset into the sandbox."""
+    (tmp_path / "submission").mkdir()
+    (tmp_path / "submission" / "data").mkdir()
+    (tmp_path / "submission" / "data" / "catalog.csv").write_text("image_id,log10_m500c\n")
+    spy = HONEST + """
+import os, json
+os.makedirs("/scratch/out", exist_ok=True)
+json.dump(sorted(os.listdir("/submission")), open("/scratch/out/listing.json", "w"))
+"""
+    scratch, _, _ = run(tmp_path, fold, spy)
+    assert json.loads((scratch / "out" / "listing.json").read_text()) == ["model.py"]
+
+
+def test_a_folder_carrying_dataset_files_is_refused(tmp_path, fold):
+    folder = tmp_path / "sub"
+    (folder / "weights").mkdir(parents=True)
+    (folder / "model.py").write_text(textwrap.dedent(HONEST))
+    (folder / "weights" / "catalog.csv").write_text("image_id,log10_m500c\n")
+    scratch = tmp_path / "scratch"
+    sandbox.write_fold_inputs(scratch, *fold, config={}, seed=1)
+    with pytest.raises(SubmissionError, match="holds dataset files.*catalog.csv"):
+        sandbox.run_fold(folder / "model.py", scratch, folder=folder)
+
+
+@pytest.mark.parametrize("overwrite, match", [
+    ('np.save(OUT, np.array(["14.0"] * 6))', "dtype"),
+    ('os.remove(OUT); os.symlink("/etc/hostname", OUT)', "not a regular file"),
+])
+def test_the_output_file_is_read_defensively(tmp_path, fold, overwrite, match):
+    """A child that rewrites its output after the runner saved it gets one clear error."""
+    tamper = HONEST + f"""
+import atexit, os
+OUT = "/scratch/out/predictions.npy"
+atexit.register(lambda: ({overwrite.replace(';', ',')}))
+"""
+    with pytest.raises(SubmissionError, match=match):
+        run(tmp_path, fold, tamper)
