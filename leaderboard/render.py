@@ -816,7 +816,7 @@ def _prepare_site(out: Path) -> None:
         for sub in ("entries", "assets"):
             shutil.rmtree(out / sub, ignore_errors=True)
     (out / "entries").mkdir(parents=True, exist_ok=True)
-    marker.write_text("written by leaderboard.render.render_site; the folder is rebuilt on each render\n")
+    write_text(marker, "written by leaderboard.render.render_site; the folder is rebuilt on each render\n")
     shutil.copytree(ASSETS, out / "assets", dirs_exist_ok=True)
 
 
@@ -850,8 +850,8 @@ def render_site(entries_dir, dataset, out_dir="leaderboard/site", *, strict: boo
             le.problems += problems
         le.row = table_row(le, info.get("version"), info.get("splits_sha256"))
         pngs = _copy_diag_pngs(le, out / "entries" / le.slug)
-        (out / "entries" / f"{le.slug}.html").write_text(_entry_html(le, le.row, pngs), encoding="utf-8")
+        write_text(out / "entries" / f"{le.slug}.html", _entry_html(le, le.row, pngs))
         rows.append(le.row)
     index = write_text(out / "index.html", _index_html(rows, info))
-    (out / "LEADERBOARD.md").write_text(_markdown(rows, info), encoding="utf-8")
+    write_text(out / "LEADERBOARD.md", _markdown(rows, info))
     return index

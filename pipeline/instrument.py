@@ -34,7 +34,7 @@ import numpy as np
 
 from benchmark.core import settings
 from benchmark.core.errors import ClusterMassError
-from benchmark.core.io import atomic_path
+from benchmark.core.io import atomic_path, write_text
 from benchmark.dataset.checker import sha256_file
 
 __all__ = [
@@ -271,12 +271,8 @@ def _write_bkgnd_pha(out: Path, rmf_path: str) -> None:
                      ("BACKSCAL", 1.0), ("POISSERR", False)):
         hdu.header[key] = val
     hdu.header["COMMENT"] = "Per arcmin^2. Built by pipeline.instrument from SOXS' acisi_particle_bkgnd.h5."
-    _atomic_write(out, lambda tmp: fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp, overwrite=True))
-
-
-def _atomic_write(out: Path, write) -> None:
     with atomic_path(out) as tmp:
-        write(tmp)
+        fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp, overwrite=True)
 
 
 # ----------------------------------------------------------------------------------
@@ -298,14 +294,15 @@ def _stage_files(paths: dict) -> dict:
     for key in ("arf", "rmf"):
         dst = target / STAGED_NAMES[key]
         if not dst.is_file() or sha256_file(dst) != sha256_file(paths[key]):
-            _atomic_write(dst, lambda tmp, src=paths[key]: shutil.copyfile(src, tmp))
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(paths[key], tmp)
         staged[key] = dst
     dst = target / STAGED_NAMES["bkgnd"]
     stamp = dst.with_name(dst.name + ".src")
     want = f"{sha256_file(_bkgnd_h5_path())} {sha256_file(paths['rmf'])}"
     if not dst.is_file() or not stamp.is_file() or stamp.read_text() != want:
         _write_bkgnd_pha(dst, str(paths["rmf"]))
-        stamp.write_text(want)
+        write_text(stamp, want)
     staged["bkgnd"] = dst
     return staged
 

@@ -441,8 +441,8 @@ def main(argv=None) -> dict:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        truths.to_csv(out / "truths.csv", index=False)
-        pop.to_csv(out / "population.csv", index=False)
+        write_text(out / "truths.csv", truths.to_csv(index=False))
+        write_text(out / "population.csv", pop.to_csv(index=False))
         write_json(out / "checks.json", checks, indent=1, sort_keys=False)
         table = observables_table(pop, truths)
         write_json(out / "observables.json", table, indent=1, sort_keys=False)

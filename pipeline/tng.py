@@ -41,6 +41,7 @@ from typing import Sequence
 import numpy as np
 
 from benchmark.core.cosmology import KEV_PER_K, kpc_per_arcsec, r500c_kpc
+from benchmark.core.io import write_text
 from pipeline.chain import ChainError, ChainSettings, render_views
 
 __all__ = [
@@ -522,6 +523,6 @@ def write_group_catalog(tng_dir, entries, redshift: float = 0.0, hubble: float =
     for i, e in enumerate(entries):
         halos.append({"halo_id": int(e.get("halo_id", i)), "epoch": int(e.get("epoch", 0)), **e})
     path = Path(tng_dir) / CATALOG_NAME
-    path.write_text(json.dumps({"simulation": simulation, "snapshot": snapshot, "redshift": redshift,
-                                "hubble": hubble, "halos": halos}, indent=1))
+    write_text(path, json.dumps({"simulation": simulation, "snapshot": snapshot,
+                                 "redshift": redshift, "hubble": hubble, "halos": halos}, indent=1))
     return path

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from benchmark.core.errors import DatasetError
 from benchmark.core.io import write_text
+from benchmark.dataset.checker import sha256_file
 from benchmark.dataset.layout import (CARD_NAME, CATALOG_COLUMNS, CATALOG_NAME, IMAGES_DIR,
                                       INT_COLUMNS, SPLITS_NAME)
 
@@ -39,12 +40,6 @@ _COLUMN_DESCRIPTIONS = {
 }
 
 
-def _sha256(path: Path) -> str:
-    from benchmark.dataset.checker import sha256_file
-
-    return sha256_file(path)
-
-
 def _data_type(column: str):
     import mlcroissant as mlc
 
@@ -65,7 +60,7 @@ def _catalog_fields(mlc, record_set: str, columns) -> list:
 
 def _distribution(mlc, root: Path) -> list:
     files = [mlc.FileObject(id=name, name=name, content_url=name, encoding_formats=[fmt],
-                            sha256=_sha256(root / name))
+                            sha256=sha256_file(root / name))
              for name, fmt in ((CATALOG_NAME, "text/csv"), (SPLITS_NAME, "application/json"),
                                (CARD_NAME, "application/json"))]
     images = sorted((root / IMAGES_DIR).glob("cluster_*.h5"))
@@ -74,7 +69,7 @@ def _distribution(mlc, root: Path) -> list:
                            "metadata after the dataset is complete")
     files += [mlc.FileObject(id=f"{IMAGES_DIR}/{p.name}", name=p.name,
                              content_url=f"{IMAGES_DIR}/{p.name}",
-                             encoding_formats=["application/x-hdf5"], sha256=_sha256(p))
+                             encoding_formats=["application/x-hdf5"], sha256=sha256_file(p))
               for p in images]
     files.append(mlc.FileSet(id="image-files", name="image-files",
                              encoding_formats=["application/x-hdf5"],
