@@ -61,6 +61,7 @@ import pandas as pd
 
 from benchmark.core.errors import ClusterMassError
 from benchmark.core.io import atomic_path, json_safe, write_text
+from benchmark.dataset.normalisation import TRANSFORM
 from benchmark.entries import load_entry, write_entry
 
 logger = logging.getLogger(__name__)
@@ -307,7 +308,7 @@ def input_space_of(predictor) -> InputSpace:
     if isinstance(space, InputSpace):
         return space
     norm = getattr(getattr(predictor, "model", None), "normalisation", None)
-    if isinstance(norm, dict) and str(norm.get("transform", "")).replace(" ", "") == "log10(1+counts)":
+    if isinstance(norm, dict) and norm.get("transform") == TRANSFORM:
         try:
             return InputSpace("standardised_log10", float(norm["image_log_mean"]), float(norm["image_log_std"]))
         except (KeyError, TypeError, ValueError):

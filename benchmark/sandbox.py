@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import SubmissionError
+from benchmark.dataset.layout import CARD_NAME, CATALOG_NAME, SPLITS_NAME
 
 __all__ = ["Limits", "SandboxUnavailable", "probe", "write_fold_inputs", "run_fold",
            "read_fold_predictions", "stage_submission", "CHILD_SCRIPT", "code_protocol"]
@@ -55,7 +56,7 @@ _GIB = 1 << 30
 #: Largest file the child may write (logs, predictions, anything in its scratch folder).
 _MAX_FILE_BYTES = 2 * _GIB
 #: Files of a dataset that a submission folder may not carry.
-_DATASET_FILES = ("catalog.csv", "dataset_card.json", "splits.json")
+_DATASET_FILES = (CATALOG_NAME, CARD_NAME, SPLITS_NAME)
 _MAX_PREDICTIONS_BYTES = 64 << 20
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/nsswitch.conf")

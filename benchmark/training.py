@@ -411,19 +411,20 @@ def run_entry(model_name_or_module, dataset, out_dir, seeds=(0,), folds=range(10
     base["preset"] = preset
 
     _truth_columns(None, spec, ds.catalog)  # a bad module-level declaration fails before training
-    images = []  # loaded once, only when a fold has to run
 
-    def run_fold(k, seed, cfg, directory, fingerprint):
-        if not images:
-            images.append(ds.images())
-        return _run_fold(spec, ds, images[0], k, seed, cfg, directory, fingerprint)
+    def run_fold(images, k, seed, cfg, directory, fingerprint):
+        return _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint)
 
     return _train_folds(spec, ds, out_dir, seeds, folds, base, run_fold, progress)
 
 
 def _train_folds(spec, ds, out_dir: Path, seeds, folds, base: dict, run_fold, progress: bool):
-    """Run (or resume) every seed and fold with ``run_fold``; write the run's predictions."""
-    parts, records = [], []
+    """Run (or resume) every seed and fold with ``run_fold``; write the run's predictions.
+
+    ``run_fold(images, k, seed, cfg, directory, fingerprint)`` gets every image of the
+    dataset, read once and only when a fold has to run.
+    """
+    parts, records, images = [], [], None
     tasks = [(s, k) for s in seeds for k in folds]
     with _progress_bar(len(tasks), spec.name, progress) as bar:
         for seed, k in tasks:
@@ -443,7 +444,9 @@ def _train_folds(spec, ds, out_dir: Path, seeds, folds, base: dict, run_fold, pr
                 if progress:
                     bar.write(f"{spec.name} seed {seed} fold {k}: complete, skipped")
             else:
-                record = run_fold(k, int(seed), cfg, directory, fingerprint)
+                if images is None:
+                    images = ds.images()
+                record = run_fold(images, k, int(seed), cfg, directory, fingerprint)
                 if progress:
                     bar.write(_summary_line(record))
             parts.append(pd.read_csv(directory / PREDICTIONS_FILE, dtype={"image_id": str}))
@@ -472,7 +475,7 @@ def _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint) -> dict:
     model.fit(train, val)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    pred = np.asarray(model.predict(test), dtype=np.float64).reshape(-1)
+    pred, sigma = _predict(model, test)
     predict_s = time.perf_counter() - t0
     if pred.shape != (len(test),) or not np.all(np.isfinite(pred)):
         raise ClusterMassError(
@@ -481,7 +484,7 @@ def _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint) -> dict:
             f"log10 M500c per image ({len(test)})."
         )
 
-    sigma = _predict_sigma(model, spec, test, k)
+    sigma = _checked_sigma(sigma, spec, test, k)
 
     def write_files(tmp: Path) -> str:
         loader = _save_model(model, spec, tmp)
@@ -505,11 +508,22 @@ def _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint) -> dict:
     return _write_fold(directory, record, write_files, ds)
 
 
-def _predict_sigma(model, spec, test, k) -> np.ndarray | None:
-    """The model's Gaussian sigma per test image (dex), or None without ``predict_sigma``."""
-    if not callable(getattr(model, "predict_sigma", None)):
+def _predict(model, test) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions and, for a model with ``predict_sigma``, its sigmas (dex), in one pass when
+    the model offers ``predict_mean_and_sigma``."""
+    if callable(getattr(model, "predict_mean_and_sigma", None)):
+        mean, sigma = model.predict_mean_and_sigma(test)
+    else:
+        mean = model.predict(test)
+        sigma = model.predict_sigma(test) if callable(getattr(model, "predict_sigma", None)) else None
+    mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+    return mean, None if sigma is None else np.asarray(sigma, dtype=np.float64).reshape(-1)
+
+
+def _checked_sigma(sigma, spec, test, k) -> np.ndarray | None:
+    """Refuse sigmas that are not one finite, positive value (dex) per test image."""
+    if sigma is None:
         return None
-    sigma = np.asarray(model.predict_sigma(test), dtype=np.float64).reshape(-1)
     if sigma.shape != (len(test),) or not np.all(np.isfinite(sigma) & (sigma > 0)):
         raise ClusterMassError(
             f"model {spec.name!r} returned {sigma.shape} sigmas for fold {k}; predict_sigma() "
@@ -595,12 +609,9 @@ def run_code_entry(path, dataset, out_dir, seeds=CODE_SEEDS, folds=range(10),
     folds = _checked_folds(ds, folds)
     base = {**(config or {}), "image": dict(ds.card.get("image", {}))}
     limits = limits or sandbox.Limits()
-    images = []
 
-    def run_fold(k, seed, cfg, directory, fingerprint):
-        if not images:
-            images.append(ds.images())
-        return _run_sandboxed_fold(spec, path, ds, images[0], k, seed, cfg, directory,
+    def run_fold(images, k, seed, cfg, directory, fingerprint):
+        return _run_sandboxed_fold(spec, path, ds, images, k, seed, cfg, directory,
                                    fingerprint, limits, unsandboxed, folder)
 
     return _train_folds(spec, ds, out_dir, seeds, folds, base, run_fold, progress)
@@ -612,13 +623,7 @@ def _sandbox_scratch_root() -> Path:
 
     root = current().build_dir / "sandbox"
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob("*-pid*-*"):
-        try:
-            pid = int(stale.name.rsplit("-pid", 1)[1].split("-")[0])
-        except (IndexError, ValueError):
-            continue
-        if pid != os.getpid() and not _pid_alive(pid):
-            shutil.rmtree(stale, ignore_errors=True)
+    _remove_dead(root.glob("*-pid*-*"), lambda name: name.rsplit("-pid", 1)[1].split("-")[0])
     return root
 
 
@@ -670,13 +675,19 @@ def _checked_folds(ds, folds) -> list[int]:
 
 def _cleanup_stale(directory: Path) -> None:
     """Remove temporary folders of this fold left by killed runs (dead process ids only)."""
-    for stale in directory.parent.glob(f".{directory.name}.tmp-*"):
+    _remove_dead(directory.parent.glob(f".{directory.name}.tmp-*"),
+                 lambda name: name.rsplit(".tmp-", 1)[1].split("-")[0])
+
+
+def _remove_dead(folders, pid_in_name) -> None:
+    """Remove the folders whose writer (the process id in the name) has died."""
+    for stale in folders:
         try:
-            pid = int(stale.name.rsplit(".tmp-", 1)[1].split("-")[0])
+            pid = int(pid_in_name(stale.name))
         except (IndexError, ValueError):
             continue
         if pid != os.getpid() and _pid_alive(pid):
-            continue  # another worker is writing this fold right now
+            continue  # another worker is writing there right now
         shutil.rmtree(stale, ignore_errors=True)
 
 

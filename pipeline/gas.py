@@ -61,7 +61,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from benchmark.core.cosmology import KEV_PER_K
+from benchmark.core.cosmology import KEV_PER_K, KEV_TO_ERG
 from benchmark.core.errors import ClusterMassError
 from pipeline.observation import Observation
 
@@ -249,7 +249,6 @@ def _profile_normalisations(row) -> tuple[float, float]:
 # Lambda = 1e-22 (C1 kT^-1.7 + C2 kT^0.5 + C3) erg cm^3/s with kT in keV, taken per n_e n_H.
 _TN01_C = (8.6e-3, 5.8e-2, 6.3e-2)
 SECONDS_PER_GYR = 3.15576e16
-KEV_ERG = 1.602176634e-9
 #: particles per electron of the fully ionised H + He plasma (n_e + n_H + n_He) / n_e
 N_TOT_PER_NE = (NE_PER_GRAM + NH_PER_GRAM + Y_HE / (4.0 * MP_G)) / NE_PER_GRAM
 
@@ -265,7 +264,7 @@ def cooling_time_gyr(ne_cm3, kt_kev):
     """Isobaric-free cooling time 3/2 n_tot kT / (n_e n_H Lambda(T)), Gyr."""
     ne = np.asarray(ne_cm3, dtype=float)
     nh = ne * NH_PER_GRAM / NE_PER_GRAM
-    energy = 1.5 * N_TOT_PER_NE * ne * np.asarray(kt_kev, dtype=float) * KEV_ERG
+    energy = 1.5 * N_TOT_PER_NE * ne * np.asarray(kt_kev, dtype=float) * KEV_TO_ERG
     return energy / (ne * nh * cooling_function_erg_cm3_s(kt_kev)) / SECONDS_PER_GYR
 
 

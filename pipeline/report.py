@@ -147,12 +147,14 @@ def core_statistics(pop: pd.DataFrame) -> dict:
     }
 
 
-def observables_table(pop: pd.DataFrame, truths: pd.DataFrame | None = None) -> list[dict]:
+def observables_table(pop: pd.DataFrame, truths: pd.DataFrame | None = None,
+                      checks: dict | None = None) -> list[dict]:
     """Each observable of :data:`OBSERVABLES`: target, source, measured value, in or out.
 
     ``pop`` is the population (gas-model columns needed for the core rows); ``truths`` the
     true luminosities per view (:func:`truth_table` or a catalog); without it the L_X rows
-    are reported as not measured.
+    are reported as not measured. ``checks``: :func:`population_checks` of the same two
+    tables when the caller has it already.
     """
     measured = dict(core_statistics(pop))
     measured["cool_core_fraction"] = float(pop["cool_core"].mean())
@@ -161,7 +163,7 @@ def observables_table(pop: pd.DataFrame, truths: pd.DataFrame | None = None) -> 
     if {0, 1} <= set(by_state.index) and by_state[0] > 0:
         measured["cool_core_fraction_merger_over_relaxed"] = float(by_state[1] / by_state[0])
     if truths is not None:
-        measured.update(population_checks(pop, truths))
+        measured.update(checks if checks is not None else population_checks(pop, truths))
         measured["lx_total_minus_cex_mass_scatter"] = (measured["lx_total_mass_scatter"]
                                                       - measured["lx_cex_mass_scatter"])
     table = []
@@ -444,7 +446,7 @@ def main(argv=None) -> dict:
         write_text(out / "truths.csv", truths.to_csv(index=False))
         write_text(out / "population.csv", pop.to_csv(index=False))
         write_json(out / "checks.json", checks, indent=1, sort_keys=False)
-        table = observables_table(pop, truths)
+        table = observables_table(pop, truths, checks)
         write_json(out / "observables.json", table, indent=1, sort_keys=False)
         write_text(out / "observables.md", table_markdown(table))
         population_plots(pop, truths, out)

@@ -18,7 +18,6 @@ Images are read lazily, one HDF5 file at a time, only for the ids asked for.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import pandas as pd
 
 from benchmark.core.errors import DatasetError, format_problems
 from benchmark.dataset.card import DatasetCard, read_card
+from benchmark.dataset.checker import sha256_file
 from benchmark.dataset.layout import CATALOG_COLUMNS, CATALOG_NAME, INT_COLUMNS, NPIX, SPLITS_NAME
 from benchmark.dataset.splits import Splits, check_splits, load_splits
 
@@ -111,7 +111,7 @@ class ClusterMassDataset:
             raise DatasetError(f"{path}: {problem}")
         expect = self.card.checksums.get("catalog_csv")
         if expect:
-            got = hashlib.sha256(path.read_bytes()).hexdigest()
+            got = sha256_file(path)
             if got != expect:
                 raise DatasetError(f"{path} has sha256 {got}, the card records {expect}: the "
                                    "catalog was modified; restore it or re-fetch (`make data`)")

@@ -281,16 +281,16 @@ def check_expected_version(dataset_root, preset: str, expected_path=None) -> str
     root = Path(dataset_root)
     preset = Path(str(preset)).stem
     entry = _load_expected(expected_path)["presets"].get(preset)
-    fingerprint = content_fingerprint(root)
     if not entry:
         return (f"{_rel(root)}: no expected version recorded for preset {preset!r} "
                 f"(datalad/expected_version.json); accepted as {_describe(root)}, "
-                f"content fingerprint {fingerprint[:16]}")
+                f"content fingerprint {content_fingerprint(root)[:16]}")
     released = entry.get("release") or {}
     same_release = (_is_dataset(root) and released.get("commit")
                     and _dataset_id(root) == released.get("dataset_id") and _head(root) == released.get("commit"))
     if same_release:
         return f"{_rel(root)} is release {released.get('tag')} of {released.get('dataset_id')} (commit {released['commit'][:12]})"
+    fingerprint = content_fingerprint(root)  # only now: for a plain folder it hashes every image
     if fingerprint == entry.get("fingerprint"):
         what = f"release {released['tag']}" if released.get("tag") else f"version {entry.get('version')}"
         return (f"{_rel(root)} is not the released dataset itself ({_describe(root)}) but its content is "
@@ -653,11 +653,12 @@ def _ensure_from_archive(preset: str, path: Path, source: str, expected_path) ->
 def _check_present_content(preset: str, path: Path, source: str, files: Path) -> None:
     """Refuse a folder that is not a dataset, or holds other content than the archive."""
     name = Path(preset).stem
-    if not _is_dataset(path) or content_fingerprint(path) != content_fingerprint(files):
+    requested = content_fingerprint(files)
+    if not _is_dataset(path) or content_fingerprint(path) != requested:
         raise DatasetError(
             f"{_rel(path)} holds something else than the archive DATASET_SOURCE names:\n"
             f"  present:   {_describe(path)}\n"
-            f"  requested: {source} (content fingerprint {content_fingerprint(files)[:16]})\n"
+            f"  requested: {source} (content fingerprint {requested[:16]})\n"
             f"It was left as it is. To switch: `make clean-data PRESET={name}` then "
             f"`make data PRESET={name} DATASET_SOURCE='{source}'`.")
 

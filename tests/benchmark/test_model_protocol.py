@@ -15,7 +15,8 @@ import pytest
 
 from benchmark.core.errors import ClusterMassError
 from benchmark.models import BASELINES
-from benchmark.training import ALLOWED_AUX_COLUMNS, FoldData
+from benchmark.training import FoldData
+from fakes import fold_parts
 
 # One epoch of a small network: the protocol, not the recipe, is under test.
 # ensemble_members: two members suffice for the protocol (other CNN entries ignore the key).
@@ -40,19 +41,7 @@ def _module(name: str):
 @pytest.fixture(scope="module")
 def fold(fake_dataset):
     """FoldData (train, val, test) of fold 0; the test part carries no targets."""
-    ds = fake_dataset
-    idx = ds.fold_indices(0)
-    images = ds.images()
-
-    def part(name, with_y):
-        rows = np.asarray(idx[name], dtype=np.int64)
-        aux = ds.aux(rows).reset_index(drop=True)[list(ALLOWED_AUX_COLUMNS)]
-        for col in TRUTH_COLUMNS:
-            aux[col] = ds.catalog[col].to_numpy()[rows]
-        y = ds.catalog["log10_m500c"].to_numpy()[rows] if with_y else None
-        return FoldData(np.asarray(images[rows], dtype=np.float32), aux, y)
-
-    return part("train", True), part("val", True), part("test", False)
+    return fold_parts(fake_dataset, 0, TRUTH_COLUMNS)
 
 
 @pytest.fixture(scope="module", params=sorted(BASELINES))

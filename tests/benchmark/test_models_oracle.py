@@ -8,24 +8,15 @@ import pytest
 from benchmark.core.errors import ClusterMassError
 from benchmark.models import BASELINES, ORACLES, oracle
 from benchmark.training import ALLOWED_AUX_COLUMNS, FoldData, _entry_metadata
+from fakes import fold_parts
 
 TRUTH = ("gas_fraction", "r500c_kpc", "t500_kev", "lx_cex_erg_s")
 
 
 @pytest.fixture(scope="module")
 def fold(fake_dataset):
-    ds, idx = fake_dataset, fake_dataset.fold_indices(0)
-    images = ds.images()
-
-    def part(name, with_y):
-        rows = np.asarray(idx[name], dtype=np.int64)
-        aux = ds.aux(rows).reset_index(drop=True)[list(ALLOWED_AUX_COLUMNS)]
-        for col in TRUTH:
-            aux[col] = ds.catalog[col].to_numpy()[rows]
-        y = ds.catalog["log10_m500c"].to_numpy()[rows] if with_y else None
-        return FoldData(np.asarray(images[rows], dtype=np.float32), aux, y)
-
-    return part("train", True), part("val", True), part("test", False)
+    """FoldData (train, val, test) of fold 0; the test part carries no targets."""
+    return fold_parts(fake_dataset, 0, TRUTH)
 
 
 @pytest.mark.parametrize("name", sorted(ORACLES))

@@ -154,3 +154,25 @@ def write_fake_dataset(root, n_clusters: int = 30, n_epochs: int = 2, seed: int 
     }
     (root / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return root
+
+
+def fold_parts(dataset, k: int = 0, truth_columns=()):
+    """The harness's FoldData (train, val, test) of fold ``k``; the test part has no targets.
+
+    ``truth_columns`` are added to the allowed auxiliary columns, as for a model that
+    declares them (lx_truth, the oracles).
+    """
+    from benchmark.training import ALLOWED_AUX_COLUMNS, FoldData
+
+    idx = dataset.fold_indices(k)
+    images = dataset.images()
+
+    def part(name, with_y):
+        rows = np.asarray(idx[name], dtype=np.int64)
+        aux = dataset.aux(rows).reset_index(drop=True)[list(ALLOWED_AUX_COLUMNS)]
+        for col in truth_columns:
+            aux[col] = dataset.catalog[col].to_numpy()[rows]
+        y = dataset.catalog["log10_m500c"].to_numpy()[rows] if with_y else None
+        return FoldData(np.asarray(images[rows], dtype=np.float32), aux, y)
+
+    return part("train", True), part("val", True), part("test", False)
