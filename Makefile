@@ -43,7 +43,7 @@ export GIT_AUTHOR_EMAIL := clustermass@localhost
 export GIT_COMMITTER_EMAIL := clustermass@localhost
 endif
 
-.PHONY: help venv data reference baselines evaluate leaderboard demo test test-slow bench \
+.PHONY: help venv data reference baselines evaluate leaderboard science demo test test-slow bench \
         image image-check browser sandbox torch test-torch-extra clean clean-data release report
 
 help: ## List the targets
@@ -89,6 +89,13 @@ fits: $(STAMP) ## Write images of data/$(PRESET) as FITS to build/fits/$(PRESET)
 
 report: $(STAMP) ## Write the science report of data/$(PRESET)
 	$(CLI) report --preset $(PRESET)
+
+# The science check's schedule is fixed before the run: the preset's own training schedule
+# (SCHEDULE overrides it and is recorded in the entry), seed 0, ten folds.
+science: $(STAMP) ## Full science check of PRESET: data, report, baselines, reference CNN, leaderboard, science.md
+	@set -e; for stage in data report baselines reference leaderboard; do \
+	  $(MAKE) --no-print-directory $$stage PRESET=$(PRESET); done
+	$(CLI) science --preset $(PRESET)
 
 release: $(STAMP) ## Tag data/$(PRESET) as TAG and push it to the RIA store STORE
 	@if [ -z "$(TAG)" ]; then echo "error: TAG is not set: make release TAG=v1.0 [STORE=...]" >&2; exit 2; fi

@@ -221,6 +221,14 @@ def cmd_report(args) -> None:
     print(write_dataset_report(data_dir(args)))
 
 
+def cmd_science(args) -> None:
+    from leaderboard.science import write_science_check
+
+    results = results_dir(args)
+    report = data_dir(args) / "report" / "observables.md"
+    print(write_science_check(results / "entries", Path(args.out) if args.out else results, report))
+
+
 def cmd_format(args) -> None:
     from benchmark.sandbox import code_protocol
     from benchmark.submission import EXPECTED_FORMAT
@@ -306,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-archive", action="store_true", help="push to the store only")
 
     with_preset(add("report", cmd_report, "Write the dataset's science report (relations, plots)."))
+
+    p = with_preset(add("science", cmd_science,
+                        "Compare the reference CNN with the L_X baselines, per fold and pooled, and "
+                        "both with the study (writes science.md beside the entries)."))
+    p.add_argument("--out", help="output folder (default: results/<preset>)")
 
     p = with_preset(add("export-fits", cmd_export_fits,
                         "Write images as FITS files with a celestial WCS and the truth as header cards."))

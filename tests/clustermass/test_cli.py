@@ -31,7 +31,7 @@ def test_overrides_parse_toml_values():
 
 
 SUBCOMMANDS = ("generate", "check", "data", "train", "evaluate", "leaderboard", "diagnostics",
-               "release", "report", "export-fits", "format")
+               "release", "report", "science", "export-fits", "format")
 
 
 def test_parser_has_every_subcommand():
@@ -206,3 +206,19 @@ def test_release_archives_by_default_unless_told_not_to():
     assert (args.archive_dir, args.no_archive) == (None, False)  # cmd_release: default_archive_dir(store)
     args = parser.parse_args(["release", "--tag", "v1", "--archive-dir", "out", "--no-archive"])
     assert (args.archive_dir, args.no_archive) == ("out", True)
+
+
+def test_science_writes_the_check_beside_the_entries(monkeypatch, tmp_path, capsys):
+    from lb_helpers import CatalogOnlyDataset, write_entries
+
+    monkeypatch.setenv("CLUSTERMASS_RESULTS", str(tmp_path / "r"))
+    monkeypatch.setenv("CLUSTERMASS_DATA", str(tmp_path / "d"))
+    write_entries(tmp_path / "r" / "ci" / "entries", CatalogOnlyDataset(n_clusters=40, n_epochs=4),
+                  [("reference", "CNN", 0.05, {"kind": "baseline"}),
+                   ("lx-iterative", "L_X", 0.07, {"kind": "baseline"})])
+    assert main(["science", "--preset", "ci"]) == 0
+    page = tmp_path / "r" / "ci" / "science.md"
+    assert capsys.readouterr().out.strip() == str(page)
+    assert "| CNN, pooled |" in page.read_text()
+    assert main(["science", "--preset", "quick"]) == 2  # no entries there: one clear error
+    assert "make reference" in capsys.readouterr().err
