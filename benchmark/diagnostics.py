@@ -924,7 +924,7 @@ def control_summary(per_image: pd.DataFrame, batches: list[dict], settings: dict
 LX_CONTROL_RUN = "lx-iterative"
 
 
-def _lx_control(ds, catalog, k: int, out_dir, pixel_arcsec: float, max_train_images: int, seed: int):
+def _lx_control(ds, catalog, k: int, out_dir, max_train_images: int, seed: int):
     """Control (c): the fold's core-excised L_X model (no gradients: occlusion only).
 
     The harness-trained ``runs/lx-iterative/fold_k`` beside the entry's run when there is one;
@@ -944,11 +944,9 @@ def _lx_control(ds, catalog, k: int, out_dir, pixel_arcsec: float, max_train_ima
     if train.size > max_train_images:
         train = np.sort(np.random.default_rng(seed).choice(train, max_train_images, replace=False))
     rows = catalog.iloc[train]
-    aux = pd.DataFrame({"image_id": rows["image_id"].to_numpy(), "redshift": rows["redshift"].to_numpy(float),
-                        "pixel_arcsec": np.full(len(rows), pixel_arcsec)})
     images = np.asarray(ds.images(rows["image_id"].tolist()), dtype=np.float32)
     model = make_model({"r500c_source": "iterative", "image": dict(ds.card.get("image", {}))})
-    model.fit(FoldData(images, aux, rows["log10_m500c"].to_numpy(float)))
+    model.fit(FoldData(images, ds.aux(train), rows["log10_m500c"].to_numpy(float)))
     return Predictor(model, {"truth_columns": []}), f"lx_iterative fitted on {len(rows)} training images"
 
 
@@ -1110,7 +1108,7 @@ def run_diagnostics(
         counts = np.asarray(ds.images(ids), dtype=np.float64)
         predictor = load_predictor(out_dir, k)
         r500c_pix = rows_k["r500c_arcmin"].to_numpy(dtype=float) * 60.0 / pixel_arcsec
-        batches.append(diagnose_predictor(predictor, counts, _aux_for(predictor, rows_k, pixel_arcsec),
+        batches.append(diagnose_predictor(predictor, counts, _aux_for(predictor, ds, idx),
                                           r500c_pix, **kw))
         space = batches[-1].get("input_space", input_space_of(predictor))
         for name in controls:
@@ -1119,12 +1117,12 @@ def run_diagnostics(
             elif name == "random_weights":
                 other, source = random_weights_predictor(predictor, seed + k), None
             else:
-                other, source = _lx_control(ds, catalog, k, out_dir, pixel_arcsec, lx_train_images, seed + k)
+                other, source = _lx_control(ds, catalog, k, out_dir, lx_train_images, seed + k)
             if other is None:
                 ctl[name] = None
                 continue
             if ctl[name] is not None:
-                ctl[name].append(diagnose_predictor(other, counts, _aux_for(other, rows_k, pixel_arcsec),
+                ctl[name].append(diagnose_predictor(other, counts, _aux_for(other, ds, idx),
                                                     r500c_pix, input_space=space, **kw))
             if source and f"L_X control: {source}" not in notes:
                 notes.append(f"L_X control: {source}")
@@ -1159,13 +1157,12 @@ def run_diagnostics(
     return summary
 
 
-def _aux_for(predictor, rows_k: pd.DataFrame, pixel_arcsec: float) -> pd.DataFrame:
-    # Only the harness's auxiliary columns reach the model, plus the truth columns a
+def _aux_for(predictor, ds, indices: np.ndarray) -> pd.DataFrame:
+    # Only the dataset's auxiliary columns reach the model, plus the truth columns a
     # baseline declares it needs (e.g. the L_X bound that takes R500c from the truth).
-    aux = pd.DataFrame({"image_id": rows_k["image_id"].tolist(), "redshift": rows_k["redshift"].to_numpy(dtype=float),
-                        "pixel_arcsec": np.full(len(rows_k), pixel_arcsec)})
+    aux = ds.aux(indices)
     for col in getattr(predictor, "truth_columns", None) or []:
-        aux[col] = rows_k[col].to_numpy()
+        aux[col] = ds.catalog[col].to_numpy()[np.asarray(indices)]
     return aux
 
 

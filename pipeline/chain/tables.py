@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 
+from benchmark.core import settings as core_settings
 from benchmark.dataset.checker import sha256_file
 from pipeline.chain.settings import ChainError, ChainSettings
 from pipeline.emission import resolve_apec
@@ -38,8 +40,7 @@ def emission_table(settings: ChainSettings) -> tuple[str, str]:
             raise ChainError("set both ChainSettings.model_root and model_vers, or neither")
         root, vers = str(settings.model_root), str(settings.model_vers)
     else:
-        tables = resolve_apec()
-        root, vers = tables.root, tables.version
+        root, vers = _project_table(core_settings.current().apec_dir)
     missing = [
         str(Path(root) / f"apec_v{vers}_{kind}.fits")
         for kind in ("coco", "line")
@@ -51,6 +52,14 @@ def emission_table(settings: ChainSettings) -> tuple[str, str]:
             "pipeline.emission.write_apec_tables(DIR) or point model_root at real AtomDB tables."
         )
     return root, vers
+
+
+@lru_cache(maxsize=4)
+def _project_table(apec_dir) -> tuple[str, str]:
+    # resolve_apec hashes both table files (tens of MB); a worker renders many cluster epochs
+    # with the same table, so it is resolved once per process and table folder.
+    tables = resolve_apec(apec_dir)
+    return tables.root, tables.version
 
 
 def emission_table_checksums(settings: ChainSettings | None = None) -> dict:
