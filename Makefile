@@ -16,7 +16,20 @@ PYTHON ?= python3
 STORE ?= $(CURDIR)/data/ria-store
 TAG ?=
 
+# ACCEL=gpu: TensorFlow with CUDA (requirements-gpu.lock) in its own virtualenv, .venv-gpu, so
+# that the CPU environment stays as the lock made it; the entry's hardware field names the GPU.
+ACCEL ?= cpu
+ifeq ($(ACCEL),gpu)
+VENV := $(CURDIR)/.venv-gpu
+LOCK_ARGS := -r <(grep -v '^tensorflow_cpu==' requirements.lock) -r requirements-gpu.lock
+TORCH_LOCK := requirements-torch-gpu.lock
+else ifeq ($(ACCEL),cpu)
 VENV := $(CURDIR)/.venv
+LOCK_ARGS := -r requirements.lock
+TORCH_LOCK := requirements-torch.lock
+else
+$(error ACCEL=$(ACCEL) is unknown: use ACCEL=cpu (the default) or ACCEL=gpu)
+endif
 STAMP := $(VENV)/.installed
 CLI := $(VENV)/bin/clustermass
 BASELINES := --entry lx_iterative --entry lx_truth --entry mean --entry total_counts \
@@ -50,10 +63,10 @@ help: ## List the targets
 	@echo "clustermass: make <target> [PRESET=ci|quick|fast|full] [WORKERS=N] [DATASET_SOURCE=...]"
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.lock pyproject.toml
-	@echo "Creating $(VENV) from requirements.lock"
+$(STAMP): requirements.lock $(if $(filter gpu,$(ACCEL)),requirements-gpu.lock) pyproject.toml
+	@echo "Creating $(VENV) from requirements.lock (ACCEL=$(ACCEL))"
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(LOCK_ARGS)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@mkdir -p build/config build/cache build/mpl build/keras
 	@touch $@
@@ -63,7 +76,7 @@ venv: $(STAMP) ## Create the virtualenv from the lock file
 data: $(STAMP) ## Fetch (DATASET_SOURCE=...) or regenerate data/$(PRESET), then verify it
 	$(CLI) data --preset $(PRESET) --workers $(WORKERS)
 
-reference: $(STAMP) ## Train the study's CNN over the ten folds and score it
+reference: $(STAMP) ## Train the reference CNN (the study's layer pattern) over the ten folds and score it
 	$(CLI) train --preset $(PRESET) --entry reference --seeds $(SEEDS)
 
 baselines: $(STAMP) ## Fit the L_X and trivial baselines over the ten folds and score them
@@ -78,6 +91,13 @@ evaluate: $(STAMP) ## Score a submission: make evaluate SUBMISSION=path [UNSANDB
 
 leaderboard: $(STAMP) ## Render leaderboard/site (HTML + Markdown) from the entries of PRESET
 	$(CLI) leaderboard --preset $(PRESET)
+
+.PHONY: testsets hidden
+testsets: $(STAMP) ## Generate the shift track's test sets in data/$(PRESET)/testsets (resumable)
+	$(CLI) testsets --preset $(PRESET) --workers $(WORKERS)
+
+hidden: $(STAMP) ## Maintainer: generate the hidden set from HIDDEN_SECRET into CLUSTERMASS_HIDDEN/$(PRESET)
+	$(CLI) testsets --preset $(PRESET) --workers $(WORKERS) --hidden
 
 # Images for `make fits`: ID="c0001_e0_x c0001_e0_y" (image ids) or CLUSTER=<cluster id>.
 ID ?=
@@ -101,6 +121,10 @@ release: $(STAMP) ## Tag data/$(PRESET) as TAG and push it to the RIA store STOR
 	@if [ -z "$(TAG)" ]; then echo "error: TAG is not set: make release TAG=v1.0 [STORE=...]" >&2; exit 2; fi
 	$(CLI) release --preset $(PRESET) --store $(STORE) --tag $(TAG)
 
+.PHONY: check-version
+check-version: $(STAMP) ## Check data/$(PRESET) is byte-identical to the fingerprint make release recorded
+	$(CLI) check-version --preset $(PRESET)
+
 demo: $(STAMP) ## The main job on the embedded default (PRESET=quick), timed stage by stage
 	@set -e; t0=$$(date +%s); log=build/demo-times.txt; mkdir -p build; : > $$log; \
 	for stage in data reference baselines leaderboard; do \
@@ -111,8 +135,8 @@ demo: $(STAMP) ## The main job on the embedded default (PRESET=quick), timed sta
 	echo; cat leaderboard/site/LEADERBOARD.md; echo; \
 	echo "figures and entry pages: leaderboard/site/index.html"
 
-torch: $(STAMP) ## Install the optional PyTorch extra (CPU) from requirements-torch.lock
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-torch.lock
+torch: $(STAMP) ## Install the optional PyTorch extra from requirements-torch.lock (CUDA build with ACCEL=gpu)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(TORCH_LOCK)
 
 browser: ## Install Debian's chromium for the page tests when missing (needs root and apt)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \

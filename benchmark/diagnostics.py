@@ -91,6 +91,7 @@ __all__ = [
     "plot_diagnostics",
     "entry_summary",
     "diagnose_entry",
+    "diagnose_in_sandbox",
 ]
 
 # Radial bins for the profiles (R/R500c): fine inside the core, coarser outside.
@@ -1100,16 +1101,14 @@ def run_diagnostics(
     ctl: dict[str, list] = {c: [] for c in controls}
     notes: list[str] = []
     for k in folds:
-        idx = select_test_images(catalog, ds.fold_indices(k)["test"], n_clusters_per_fold, seed + k)
+        idx, rows_k, counts, r500c_pix = _fold_images(ds, catalog, k, n_clusters_per_fold, seed)
         if idx.size == 0:
             continue
-        rows_k = catalog.iloc[idx]
-        ids = rows_k["image_id"].tolist()
-        counts = np.asarray(ds.images(ids), dtype=np.float64)
         predictor = load_predictor(out_dir, k)
-        r500c_pix = rows_k["r500c_arcmin"].to_numpy(dtype=float) * 60.0 / pixel_arcsec
         batches.append(diagnose_predictor(predictor, counts, _aux_for(predictor, ds, idx),
                                           r500c_pix, **kw))
+        if getattr(predictor, "sandboxed", False) and _SANDBOX_NOTE not in notes:
+            notes.append(_SANDBOX_NOTE)
         space = batches[-1].get("input_space", input_space_of(predictor))
         for name in controls:
             if name == "null":
@@ -1155,6 +1154,38 @@ def run_diagnostics(
         summary["plots"] = plot_diagnostics(summary, plot_dir, example=example)
         write_text(plot_dir / "diagnostics.json", json.dumps(summary, indent=1, allow_nan=False))
     return summary
+
+
+_SANDBOX_NOTE = ("code entry: the model never left its sandbox; its predictions and gradients "
+                 "for these diagnostics were computed inside it, by the fold's own child after "
+                 "it predicted (seed 0), and are replayed here")
+
+
+def _fold_images(ds, catalog: pd.DataFrame, k: int, n_clusters: int, seed: int):
+    """The diagnosed images of fold ``k``: indices, catalog rows, counts, R500c in pixels."""
+    idx = select_test_images(catalog, ds.fold_indices(k)["test"], n_clusters, seed + k)
+    rows_k = catalog.iloc[idx]
+    if idx.size == 0:
+        return idx, rows_k, None, None
+    counts = np.asarray(ds.images(rows_k["image_id"].tolist()), dtype=np.float64)
+    r500c_pix = rows_k["r500c_arcmin"].to_numpy(dtype=float) * 60.0 / _pixel_arcsec(ds)
+    return idx, rows_k, counts, r500c_pix
+
+
+def diagnose_in_sandbox(predictor, dataset, k: int) -> None:
+    """What :func:`run_diagnostics` (default settings) asks of fold ``k``'s model, asked of a
+    code entry's model while it still runs in its sandbox.
+
+    ``benchmark.training.run_code_entry`` calls it (``diagnose=``) with a
+    ``SandboxPredictor`` whose answers it keeps; :func:`run_diagnostics` later replays them.
+    Only the main batch needs the model: the null and L_X controls run here, and the
+    random-weights control needs a network the harness cannot see (skipped, with a note).
+    """
+    ds = _open_dataset(dataset)
+    catalog = ds.catalog.reset_index(drop=True)
+    idx, _, counts, r500c_pix = _fold_images(ds, catalog, k, 8, 0)
+    if idx.size:
+        diagnose_predictor(predictor, counts, _aux_for(predictor, ds, idx), r500c_pix)
 
 
 def _aux_for(predictor, ds, indices: np.ndarray) -> pd.DataFrame:

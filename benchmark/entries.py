@@ -5,7 +5,8 @@ predictions beside it as ``<slug>.predictions.csv``. The schema (:data:`ENTRY_SC
 is a JSON-Schema-like dict checked by a small validator of our own
 (:func:`validate_entry`; no extra dependency), supporting ``type`` (incl. "null"),
 ``properties``, ``required``, ``additionalProperties``, ``items``, ``enum``, ``pattern``,
-``minimum``, ``maximum``, ``minLength``, ``maxLength``, ``minItems`` and ``format:
+``minimum``, ``maximum``, ``minLength``, ``maxLength``, ``minItems`` (``additionalProperties``
+may be a schema for the other keys' values) and ``format:
 date-time`` (ISO 8601 UTC ``YYYY-MM-DDTHH:MM:SSZ``).
 
 A valid entry is an :class:`Entry` with its harness scores as a :class:`Score`: the
@@ -36,10 +37,12 @@ import pandas as pd
 from benchmark import HARNESS_VERSION
 from benchmark.core.errors import EntryError, format_problems
 from benchmark.core.io import write_json, write_text
+from benchmark.submission import UNCERTAINTY_COLUMNS
 
 __all__ = [
     "Entry",
     "Score",
+    "TestSetScore",
     "ENTRY_SCHEMA",
     "SCHEMA_VERSION",
     "FOLD_COLUMNS",
@@ -62,9 +65,6 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 MAX_ENTRY_BYTES = 8 * 2**20
 
 _NUM_OR_NULL = {"type": ["number", "null"]}
-#: Optional prediction columns of the uncertainty track (as benchmark.metrics names them).
-UNCERTAINTY_COLUMNS = ("log10_m500c_sigma", "log10_m500c_q16", "log10_m500c_q50",
-                       "log10_m500c_q84")
 #: Statistics of the uncertainty track (benchmark.metrics.UNC_KEYS).
 _UNC_STATS = {
     "type": "object",
@@ -87,6 +87,37 @@ _UNCERTAINTY = {
                                        "observed": {"type": "array", "items": _NUM_OR_NULL}}},
         "folds": {"type": "array", "items": _UNC_STATS},
         "mass_bins": {"type": "array", "items": _UNC_STATS},
+        # 68% bootstrap intervals over clusters of the pooled statistics (null without one)
+        "pooled_ci68": {"type": ["object", "null"],
+                        "properties": {k: {"type": ["array", "null"], "minItems": 2, "maxItems": 2,
+                                           "items": _NUM_OR_NULL}
+                                       for k in ("crps_dex", "log_score", "coverage_68",
+                                                 "coverage_95")}},
+    },
+}
+#: One extra test set's scores (``metrics.testsets.<name>``; benchmark.training.score_testsets):
+#: absent in entries written before the shift track and the hidden set.
+_TESTSET = {
+    "type": "object",
+    "required": ["name", "kind", "status", "n_images", "n_models", "scatter_frac_mean",
+                 "bias_dex_mean", "ratio"],
+    "properties": {
+        "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+        "kind": {"type": "string", "enum": ["shift", "hidden"]},
+        "change": {"type": ["string", "null"], "maxLength": 1000},
+        "status": {"type": "string", "enum": ["scored", "not scored"]},
+        "reason": {"type": ["string", "null"], "maxLength": 1000},
+        "n_images": {"type": "integer", "minimum": 0},
+        "n_models": {"type": "integer", "minimum": 0},
+        "version": {"type": ["string", "null"]},
+        # which generation of the set (a hidden set made from a rotated secret differs)
+        "fingerprint": {"type": ["string", "null"], "maxLength": 64},
+        "per_model": {"type": "array", "items": {
+            "type": "object", "required": ["seed", "fold", "scatter_frac", "bias_dex"],
+            "properties": {"seed": {"type": "integer"}, "fold": {"type": "integer"},
+                           "scatter_frac": _NUM_OR_NULL, "bias_dex": _NUM_OR_NULL}}},
+        **{k: _NUM_OR_NULL for k in ("scatter_frac_mean", "scatter_frac_std", "bias_dex_mean",
+                                     "bias_dex_std", "in_domain_scatter_frac_mean", "ratio")},
     },
 }
 _STATS = {
@@ -179,6 +210,7 @@ ENTRY_SCHEMA = {
                 "by_cool_core": {"type": "object"},
                 "by_merger": {"type": "object"},
                 "uncertainty": _UNCERTAINTY,
+                "testsets": {"type": "object", "additionalProperties": _TESTSET},
                 "headline": {
                     "type": "object",
                     "required": ["scatter_frac", "bias_dex"],
@@ -261,10 +293,14 @@ def schema_problems(value, schema: dict = ENTRY_SCHEMA, path: str = "$") -> list
         for key in schema.get("required", []):
             if key not in value:
                 problems.append(f"{path}: missing '{key}'")
-        if schema.get("additionalProperties", True) is False:
+        extra_schema = schema.get("additionalProperties", True)
+        if extra_schema is False:
             extra = sorted(str(k) for k in value if k not in props)
             if extra:
                 problems.append(f"{path}: unexpected key(s) {extra}")
+        elif isinstance(extra_schema, dict):  # every other key's value follows this schema
+            for key in (k for k in value if k not in props):
+                problems += schema_problems(value[key], extra_schema, f"{path}.{key}")
         for key, sub in props.items():
             if key in value:
                 problems += schema_problems(value[key], sub, f"{path}.{key}")
@@ -297,6 +333,47 @@ def _interval(value) -> tuple[float, float] | None:
 def _fold_extreme(summary: Mapping, which: str) -> tuple[int, float] | None:
     value, fold = _number(summary.get(which)), summary.get(f"{which}_fold")
     return None if value is None or not isinstance(fold, int) else (fold, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class TestSetScore:
+    """An entry's score on one extra test set (``metrics.testsets.<name>``).
+
+    ``scatter_frac`` and ``bias_dex`` are the mean over the fold models (every seed and fold)
+    of each model's scatter (ln 10 x Gaussian sigma, as the headline) and mean bias (dex) on
+    all the set's images, ``*_std`` their spread; ``ratio`` is ``scatter_frac`` over the
+    same models' mean in-domain scatter. ``scored`` is False for an entry that no fold
+    model of the harness predicted (uploaded predictions), with the ``reason``.
+    """
+
+    __test__ = False  # not a pytest class
+
+    name: str
+    hidden: bool
+    change: str | None
+    scored: bool
+    reason: str | None
+    n_images: int
+    n_models: int
+    scatter_frac: float | None
+    scatter_frac_std: float | None
+    bias_dex: float | None
+    bias_dex_std: float | None
+    in_domain_scatter_frac: float | None
+    ratio: float | None
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "TestSetScore":
+        """The score of a ``metrics.testsets`` member that follows the schema."""
+        return cls(name=d["name"], hidden=d["kind"] == "hidden", change=d.get("change"),
+                   scored=d["status"] == "scored", reason=d.get("reason"),
+                   n_images=d["n_images"], n_models=d["n_models"],
+                   scatter_frac=_number(d.get("scatter_frac_mean")),
+                   scatter_frac_std=_number(d.get("scatter_frac_std")),
+                   bias_dex=_number(d.get("bias_dex_mean")),
+                   bias_dex_std=_number(d.get("bias_dex_std")),
+                   in_domain_scatter_frac=_number(d.get("in_domain_scatter_frac_mean")),
+                   ratio=_number(d.get("ratio")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -346,10 +423,32 @@ class Score:
         {} for point predictions and for entries written before the track."""
         return self.section("uncertainty")
 
+    @property
+    def testsets(self) -> tuple["TestSetScore", ...]:
+        """Scores on the extra test sets (shift track, hidden set), public sets by name, then
+        the hidden one; () for entries written before them or with no set beside the data."""
+        found = [TestSetScore.from_json(d) for d in _section(self.document, "testsets").values()
+                 if isinstance(d, dict)]
+        return tuple(sorted(found, key=lambda t: (t.hidden, t.name)))
+
+    def testset(self, name: str) -> "TestSetScore | None":
+        """The score on one test set by name (``hidden`` for the hidden set), or None."""
+        return next((t for t in self.testsets if t.name == name), None)
+
+    @property
+    def hidden(self) -> "TestSetScore | None":
+        """The score on the maintainer's hidden set, or None when it was not run."""
+        return next((t for t in self.testsets if t.hidden), None)
+
     def uncertainty_stat(self, key: str) -> float | None:
         """One pooled statistic of the uncertainty track (``crps_dex``, ``log_score``,
         ``coverage_68``, ``coverage_95``, ...), or None."""
         return _number(_section(self.uncertainty, "pooled").get(key))
+
+    def uncertainty_ci68(self, key: str) -> tuple[float, float] | None:
+        """The 68% bootstrap interval over clusters of one pooled uncertainty statistic, or
+        None (no bootstrap, or an entry written before the intervals)."""
+        return _interval(_section(self.uncertainty, "pooled_ci68").get(key))
 
     @property
     def fold_rows(self) -> list[Mapping[str, Any]]:

@@ -18,11 +18,15 @@ from benchmark.dataset.loader import ClusterMassDataset
 from benchmark.entries import Entry, make_entry, slugify, write_entry, write_predictions
 from benchmark.metrics import score
 from benchmark.submission import load_submission, validate_submission
+from benchmark.training import find_testsets, not_scored_testsets
 
 __all__ = ["evaluate_submission", "evaluate_predictions", "submission_kind", "code_module",
            "code_metadata"]
 
 _PRED_SUFFIXES = (".csv", ".parquet", ".pq")
+#: Why a prediction entry has no score on the extra test sets (shift track, hidden set).
+NOT_SCORED_PREDICTIONS = ("a prediction-only entry: the harness scores the extra test sets "
+                          "with the fold models it trains itself (baselines, code entries)")
 
 
 def submission_kind(path) -> str:
@@ -78,7 +82,7 @@ def code_metadata(path) -> dict:
 
 def evaluate_submission(path, dataset_dir, results_dir, seeds=None, preset=None,
                         n_boot: int = 1000, overwrite: bool = False,
-                        unsandboxed: bool = False) -> Path:
+                        unsandboxed: bool = False, jobs: int = 1) -> Path:
     """Evaluate a submission and write ``results_dir/entries/<slug>.json``.
 
     Parameters
@@ -100,6 +104,9 @@ def evaluate_submission(path, dataset_dir, results_dir, seeds=None, preset=None,
         Replace an existing prediction entry of the same slug.
     unsandboxed : bool
         Train a code submission without the sandbox (its entry is then not trusted).
+    jobs : int
+        Folds of a code submission trained at once, one Dask task each (a LocalCluster, or
+        the scheduler of the setting ``DASK_SCHEDULER``); 1: one after the other.
 
     Returns
     -------
@@ -109,13 +116,16 @@ def evaluate_submission(path, dataset_dir, results_dir, seeds=None, preset=None,
     kind = submission_kind(path)
     entries_dir = Path(results_dir) / "entries"
     if kind == "code":
+        from benchmark.diagnostics import diagnose_in_sandbox
         from benchmark.training import CODE_SEEDS, evaluate_code_submission
 
+        # The model never leaves the sandbox: its diagnostics are asked while it runs there.
         return Path(evaluate_code_submission(
             code_module(path), dataset_dir, results_dir,
             seeds=tuple(seeds) if seeds else CODE_SEEDS, preset=preset,
             unsandboxed=unsandboxed, metadata=code_metadata(path),
-            folder=Path(path) if Path(path).is_dir() else None, overwrite=overwrite))
+            folder=Path(path) if Path(path).is_dir() else None, overwrite=overwrite,
+            diagnose=diagnose_in_sandbox, jobs=jobs))
     entry = evaluate_predictions(path, None, dataset_dir, entries_dir, n_boot=n_boot,
                                  overwrite=overwrite)
     return entries_dir / f"{entry.slug}.json"
@@ -159,6 +169,10 @@ def evaluate_predictions(pred_path, meta_path, dataset, out_dir, n_boot: int = 1
         raise EntryError(f"an entry {entry_path} already exists; choose another 'slug' in "
                          "the metadata or pass overwrite=True (--force)")
     metrics = score(pred, ds.catalog, ds.splits, n_boot=n_boot, rng_seed=rng_seed)
+    testsets = find_testsets(ds)
+    if testsets:
+        # Uploaded predictions come without the fold models that predict the extra sets.
+        metrics["testsets"] = not_scored_testsets(testsets, NOT_SCORED_PREDICTIONS)
     meta_entry = {k: v for k, v in meta.items() if k not in ("slug", "dataset_version",
                                                              "splits_sha256")}
     entry = make_entry(meta["name"], "submission", metrics, ds, metadata=meta_entry, slug=slug,

@@ -38,6 +38,8 @@ Scores, pooled, per fold and per mass bin, averaged over seeds: the CRPS and the
 of ``scoringrules`` (Gneiting & Raftery 2007, JASA 102, 359), the coverage of the central
 68% and 95% intervals, the PIT histogram (Gneiting, Balabdaoui & Raftery 2007, JRSSB 69,
 243) and the reliability diagram (observed vs nominal coverage of central intervals).
+The pooled CRPS, log score and coverages get 68% intervals from the same bootstrap over
+clusters (same resamples; ``uncertainty.pooled_ci68``, :func:`bootstrap_uncertainty`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ import pandas as pd
 
 from benchmark.core.errors import SubmissionError, format_problems
 from benchmark.core.io import json_safe
+# The prediction columns are defined once, with the submission format (a sibling this module
+# may import: the layers contract lists them as non-independent); re-exported here.
+from benchmark.submission import QUANTILE_COLUMNS, SIGMA_COLUMN, UNCERTAINTY_COLUMNS
 
 __all__ = [
     "score",
@@ -76,6 +81,9 @@ __all__ = [
     "central_coverage",
     "reliability",
     "summarize_uncertainty",
+    "image_scores",
+    "bootstrap_uncertainty",
+    "UNC_BOOT_KEYS",
     "score_uncertainty",
 ]
 
@@ -87,17 +95,17 @@ ROBUST_FLOOR_DEX = 1e-3
 N_MASS_BINS = 5
 N_REDSHIFT_BINS = 4
 
-#: Optional prediction columns of the uncertainty track (dex): a Gaussian sigma, or the
-#: 16th, 50th and 84th percentiles of the predictive distribution of log10 M500c.
-SIGMA_COLUMN = "log10_m500c_sigma"
-QUANTILE_COLUMNS = ("log10_m500c_q16", "log10_m500c_q50", "log10_m500c_q84")
-UNCERTAINTY_COLUMNS = (SIGMA_COLUMN,) + QUANTILE_COLUMNS
+# Optional prediction columns of the uncertainty track (dex; benchmark.submission): a
+# Gaussian sigma (SIGMA_COLUMN), or the 16th, 50th and 84th percentiles of the predictive
+# distribution of log10 M500c (QUANTILE_COLUMNS).
 Z84 = statistics.NormalDist().inv_cdf(0.84)  # 0.9945: a Gaussian's q84 is mu + Z84 sigma
 N_PIT_BINS = 10
 #: Nominal central-interval levels of the reliability diagram.
 RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.7, 0.8, 0.9, 0.95)
 #: Statistics of the uncertainty track for every set of images.
 UNC_KEYS = ("crps_dex", "log_score", "coverage_68", "coverage_95", "sigma_mean_dex", "z_std")
+#: Statistics of the uncertainty track with bootstrap intervals (``uncertainty.pooled_ci68``).
+UNC_BOOT_KEYS = ("crps_dex", "log_score", "coverage_68", "coverage_95")
 
 #: Statistics reported for every set of images (dex unless *_frac; counts are n_images).
 STAT_KEYS = (
@@ -149,6 +157,9 @@ DEFINITIONS = {
                 "(calibrated: 0.1 each; U shape: overconfident; hump: underconfident)",
     "reliability": "observed coverage of the central predictive interval at each nominal "
                    "level (calibrated: the diagonal)",
+    "uncertainty.pooled_ci68": "16th-84th percentiles of crps_dex, log_score, coverage_68 and "
+                               "coverage_95 (pooled) over the bootstrap over clusters of ci68 "
+                               "(same resamples; null without a bootstrap)",
 }
 
 
@@ -475,36 +486,24 @@ def predictive_gaussians(pred: pd.DataFrame, catalog: pd.DataFrame) -> dict | No
     if kind is None:
         return None
     ids = catalog["image_id"].to_numpy(dtype=object)
-    target = pd.Index(ids)
-    seeds = (pred["seed"].astype(np.int64).to_numpy() if "seed" in pred.columns
-             else np.zeros(len(pred), dtype=np.int64))
     cols = ("log10_m500c_pred", SIGMA_COLUMN) if kind == "gaussian" else QUANTILE_COLUMNS
-    values = [pd.to_numeric(pred[c], errors="coerce").to_numpy(dtype=float) for c in cols]
+    # Coverage problems (duplicates, unknown or missing ids) are residuals()'s to report.
+    aligned, _ = _aligned_by_seed(pred, ids, cols)
     out, problems = {}, []
-    for seed in np.unique(seeds).tolist():
-        sel = seeds == seed
-        pos = target.get_indexer(pred["image_id"].to_numpy(dtype=object)[sel])
-        aligned = []
-        for v in values:
-            a = np.full(len(ids), np.nan)
-            a[pos[pos >= 0]] = v[sel][pos >= 0]
-            aligned.append(a)
+    for seed, (values, _present) in aligned.items():
         if kind == "quantiles":
             with np.errstate(invalid="ignore"):
-                cross = ~((aligned[0] < aligned[1]) & (aligned[1] < aligned[2]))
-            cross &= np.isfinite(np.stack(aligned)).all(axis=0)
+                cross = ~((values[0] < values[1]) & (values[1] < values[2]))
+            cross &= np.isfinite(np.stack(values)).all(axis=0)
             if cross.any():
                 problems.append(f"seed {seed}: {int(cross.sum())} image(s) whose quantiles "
                                 f"are not q16 < q50 < q84: {_head(ids[cross])}")
-            mu, sigma = gaussian_from_quantiles(*aligned)
+            mu, sigma = gaussian_from_quantiles(*values)
         else:
-            mu, sigma = aligned
+            mu, sigma = values
         problems += [f"seed {seed}: {p}" for p in uncertainty_problems(mu, sigma, ids)]
-        out[int(seed)] = (mu, sigma)
-    if problems:
-        raise SubmissionError(format_problems(
-            f"uncertainties cannot be scored ({len(problems)} problem(s))", problems,
-            "Validate first with benchmark.submission.validate_predictions; nothing was scored."))
+        out[seed] = (mu, sigma)
+    _raise_problems("uncertainties", problems)
     return out
 
 
@@ -533,29 +532,76 @@ def reliability(u: np.ndarray, levels=RELIABILITY_LEVELS) -> list[float]:
     return [central_coverage(u, lv) for lv in levels]
 
 
-def summarize_uncertainty(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> dict:
-    """Every statistic of :data:`UNC_KEYS` for one set of images, plus ``n_images``.
+def image_scores(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> dict:
+    """Per image: CRPS (dex), log score (per dex), and whether the truth lies inside the central
+    68% and 95% intervals (1.0 or 0.0); the means of these are the pooled scores.
 
-    CRPS and the log score come from ``scoringrules`` (``crps_normal``, ``logs_normal``:
-    the negative log density, per dex), averaged over the images; lower is better for
-    both.
+    CRPS and the log score come from ``scoringrules`` (``crps_normal``, ``logs_normal``: the
+    negative log density); lower is better for both.
     """
     import scoringrules as sr
 
+    y, mu, sigma = (np.asarray(a, float) for a in (y, mu, sigma))
+    inside = np.abs(2.0 * pit(y, mu, sigma) - 1.0)
+    return {"crps_dex": np.asarray(sr.crps_normal(y, mu, sigma), float),
+            "log_score": np.asarray(sr.logs_normal(y, mu, sigma), float),
+            "coverage_68": (inside <= 0.68).astype(float),
+            "coverage_95": (inside <= 0.95).astype(float)}
+
+
+def summarize_uncertainty(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> dict:
+    """Every statistic of :data:`UNC_KEYS` for one set of images, plus ``n_images``.
+
+    CRPS, log score and coverages are means of :func:`image_scores`; ``z_std`` is the
+    standard deviation of the standardised residuals.
+    """
     y, mu, sigma = (np.asarray(a, float) for a in (y, mu, sigma))
     out = {k: math.nan for k in UNC_KEYS}
     out["n_images"] = int(len(y))
     if len(y) == 0:
         return out
-    u = pit(y, mu, sigma)
+    out.update({k: float(np.mean(v)) for k, v in image_scores(y, mu, sigma).items()})
     z = (y - mu) / sigma
-    out.update(
-        crps_dex=float(np.mean(sr.crps_normal(y, mu, sigma))),
-        log_score=float(np.mean(sr.logs_normal(y, mu, sigma))),
-        coverage_68=central_coverage(u, 0.68), coverage_95=central_coverage(u, 0.95),
-        sigma_mean_dex=float(np.mean(sigma)),
-        z_std=float(np.std(z, ddof=1)) if len(z) > 1 else math.nan)
+    out.update(sigma_mean_dex=float(np.mean(sigma)),
+               z_std=float(np.std(z, ddof=1)) if len(z) > 1 else math.nan)
     return out
+
+
+def bootstrap_uncertainty(gauss_by_seed: dict, truth: np.ndarray, cpos: np.ndarray,
+                          mult: np.ndarray) -> dict:
+    """68% intervals of the pooled CRPS, log score and 68%/95% coverages over clusters.
+
+    A cluster's views are correlated (same gas, same mass), so the resampling unit is the
+    cluster, as for the point scores (and with the same draws, ``mult``). Every statistic is
+    a mean over images, so a resample's value is ``(mult @ per-cluster sums) / (mult @
+    per-cluster counts)``; each resample averages the seeds, as the point estimate does.
+
+    Parameters
+    ----------
+    gauss_by_seed : dict of seed -> (mu, sigma)
+        In the order of ``truth``.
+    truth : array
+        True log10 M500c of the scored images.
+    cpos : int array
+        Cluster index (0..n_clusters-1) of each image.
+    mult : (n_boot, n_clusters) int array
+        How often each resample draws each cluster.
+
+    Returns
+    -------
+    dict
+        :data:`UNC_BOOT_KEYS` -> ``[16th, 84th]`` percentiles of the resampled values.
+    """
+    n_c = np.bincount(cpos, minlength=mult.shape[1]).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight = 1.0 / (mult @ n_c)
+    boot = {k: np.zeros(mult.shape[0]) for k in UNC_BOOT_KEYS}
+    for mu, sigma in gauss_by_seed.values():
+        per_image = image_scores(truth, mu, sigma)
+        for k in UNC_BOOT_KEYS:
+            sums = np.bincount(cpos, weights=per_image[k], minlength=mult.shape[1])
+            boot[k] += (mult @ sums) * weight / len(gauss_by_seed)
+    return {k: _ci(boot[k]) for k in UNC_BOOT_KEYS}
 
 
 def _mean_unc(per_seed: list[dict]) -> dict:
@@ -563,7 +609,8 @@ def _mean_unc(per_seed: list[dict]) -> dict:
 
 
 def score_uncertainty(gauss_by_seed: dict, truth: np.ndarray, fold: np.ndarray,
-                      mass_edges: np.ndarray, kind: str) -> dict:
+                      mass_edges: np.ndarray, kind: str, cpos: np.ndarray | None = None,
+                      mult: np.ndarray | None = None) -> dict:
     """The uncertainty track of :func:`score`: pooled, per fold and per mass bin.
 
     Parameters
@@ -577,11 +624,15 @@ def score_uncertainty(gauss_by_seed: dict, truth: np.ndarray, fold: np.ndarray,
     mass_edges : array
         Edges of the mass bins (those of the point scores).
     kind : {"gaussian", "quantiles"}
+    cpos, mult : arrays, optional
+        Cluster index of each image and the bootstrap's cluster multiplicities
+        (:func:`bootstrap_uncertainty`); without them ``pooled_ci68`` is null.
 
     Returns
     -------
     dict
-        ``kind``, ``pooled`` (:data:`UNC_KEYS`), ``pit_hist`` (fractions in
+        ``kind``, ``pooled`` (:data:`UNC_KEYS`), ``pooled_ci68`` (:data:`UNC_BOOT_KEYS` ->
+        [lo, hi], bootstrap over clusters, or None), ``pit_hist`` (fractions in
         :data:`N_PIT_BINS` bins, mean over seeds), ``reliability`` (nominal ``levels``,
         ``observed`` coverage, mean over seeds), ``folds`` and ``mass_bins``.
     """
@@ -601,6 +652,8 @@ def score_uncertainty(gauss_by_seed: dict, truth: np.ndarray, fold: np.ndarray,
     return {
         "kind": kind,
         "pooled": over_seeds(every),
+        "pooled_ci68": (None if mult is None or cpos is None
+                        else bootstrap_uncertainty(gauss_by_seed, truth, cpos, mult)),
         "pit_hist": np.mean([pit_histogram(u) for u in pits], axis=0).tolist(),
         "reliability": {"levels": list(RELIABILITY_LEVELS),
                         "observed": np.mean([reliability(u) for u in pits], axis=0).tolist()},
@@ -639,19 +692,46 @@ def residuals(pred: pd.DataFrame, catalog: pd.DataFrame, image_ids=None) -> dict
     if (cat_pos < 0).any():
         raise SubmissionError(f"image ids not in the catalog: {_head(ids[cat_pos < 0])}")
     truth = catalog["log10_m500c"].to_numpy(dtype=float)[cat_pos]
-    target = pd.Index(ids)
-    seeds = pred["seed"] if "seed" in pred.columns else pd.Series(0, index=pred.index)
+    aligned, problems = _aligned_by_seed(pred, ids, ("log10_m500c_pred",))
+    out = {}
+    for seed, ((values,), present) in aligned.items():
+        bad = ids[~np.isfinite(values) & present]
+        if len(bad):
+            problems.append(f"seed {seed}: {len(bad)} non-finite prediction(s): {_head(bad)}")
+        out[seed] = values - truth
+    _raise_problems("predictions", problems)
+    return out
+
+
+def _seeds_of(pred: pd.DataFrame) -> np.ndarray:
+    """The ``seed`` column as int64 (0 for every row without one)."""
+    if "seed" not in pred.columns:
+        return np.zeros(len(pred), dtype=np.int64)
     try:
-        seeds = seeds.astype(np.int64)
+        return pred["seed"].astype(np.int64).to_numpy()
     except (TypeError, ValueError):
         raise SubmissionError("column 'seed' must hold integers") from None
+
+
+def _aligned_by_seed(pred: pd.DataFrame, ids: np.ndarray, columns) -> tuple[dict, list[str]]:
+    """Per seed, ``columns`` of ``pred`` aligned to ``ids``, and what stops them being scored.
+
+    Returns
+    -------
+    aligned : dict of seed -> (tuple of arrays, present)
+        One float array per column in the order of ``ids`` (NaN where no prediction) and the
+        mask of ids that have one.
+    problems : list of str
+        Images predicted more than once, ids not among ``ids``, ids without a prediction.
+    """
+    target = pd.Index(ids)
+    seeds = _seeds_of(pred)
     all_pid = pred["image_id"].to_numpy(dtype=object)
-    all_vals = pd.to_numeric(pred["log10_m500c_pred"], errors="coerce").to_numpy(dtype=float)
-    all_seeds = seeds.to_numpy()
-    problems, out = [], {}
-    for seed in np.unique(all_seeds).tolist():
-        sel = all_seeds == seed
-        pid, vals = all_pid[sel], all_vals[sel]
+    values = [pd.to_numeric(pred[c], errors="coerce").to_numpy(dtype=float) for c in columns]
+    aligned, problems = {}, []
+    for seed in np.unique(seeds).tolist():
+        sel = seeds == seed
+        pid = all_pid[sel]
         pos = target.get_indexer(pid)  # position of each prediction among scored ids
         dup = pd.unique(pid[pd.Series(pid).duplicated().to_numpy()])
         if len(dup):
@@ -661,23 +741,27 @@ def residuals(pred: pd.DataFrame, catalog: pd.DataFrame, image_ids=None) -> dict
             unknown = sorted({str(v) for v in pid[pos < 0]})
             problems.append(f"seed {seed}: {len(unknown)} image id(s) not among the images "
                             f"scored: {_head(unknown)}")
-        aligned = np.full(len(ids), np.nan)
+        known = pos >= 0
         present = np.zeros(len(ids), bool)
-        aligned[pos[pos >= 0]] = vals[pos >= 0]
-        present[pos[pos >= 0]] = True
+        present[pos[known]] = True
         if not present.all():
             miss = ids[~present]
             problems.append(f"seed {seed}: {len(miss)} image(s) without a prediction: "
                             f"{_head(miss)}")
-        bad = ids[~np.isfinite(aligned) & present]
-        if len(bad):
-            problems.append(f"seed {seed}: {len(bad)} non-finite prediction(s): {_head(bad)}")
-        out[int(seed)] = aligned - truth
+        arrays = []
+        for v in values:
+            a = np.full(len(ids), np.nan)
+            a[pos[known]] = v[sel][known]
+            arrays.append(a)
+        aligned[int(seed)] = (tuple(arrays), present)
+    return aligned, problems
+
+
+def _raise_problems(what: str, problems: list[str]) -> None:
     if problems:
         raise SubmissionError(format_problems(
-            f"predictions cannot be scored ({len(problems)} problem(s))", problems,
+            f"{what} cannot be scored ({len(problems)} problem(s))", problems,
             "Validate first with benchmark.submission.validate_predictions; nothing was scored."))
-    return out
 
 
 def _head(items, n: int = 10) -> str:
@@ -804,6 +888,7 @@ def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
     # Bootstrap over clusters (within folds), averaged over seeds per resample.
     pooled_ci = {k: [math.nan, math.nan] for k in STAT_KEYS}
     fold_mean_ci = {k: [math.nan, math.nan] for k in STAT_KEYS}
+    mult = None
     if n_boot and n_boot > 0:
         mult = _cluster_multiplicities(fold_of_cluster, int(n_boot),
                                        np.random.default_rng(rng_seed))
@@ -882,7 +967,7 @@ def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
         "redshift_bins": {"variable": "redshift", "edges": z_edges,
                           "bins": _binned(eps_by_seed, z, z_edges)},
         "uncertainty": (None if gauss_by_seed is None else score_uncertainty(
-            gauss_by_seed, logm, fold, mass_edges, uncertainty_kind(pred))),
+            gauss_by_seed, logm, fold, mass_edges, uncertainty_kind(pred), cpos, mult)),
         "by_cool_core": split_by("cool_core"),
         "by_merger": split_by("merger"),
         "pdf": {"seed": seeds[0], "bin_edges_dex": fit["edges"],

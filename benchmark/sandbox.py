@@ -14,9 +14,16 @@ package ``bubblewrap``) with:
   shuffled, under opaque per-run tokens instead of image ids;
 - limits on memory (address space), CPU time and wall time, each with its own clear error.
 
-Predictions come back through one file (``/scratch/out/predictions.npy``) and are mapped from
-tokens to image ids here (:func:`read_fold_predictions`), then validated like a predictions
-submission before scoring.
+Predictions come back through one file (``/scratch/out/predictions.npy``, and
+``sigma.npy`` for a model with ``predict_sigma``) and are mapped from tokens to image ids here
+(:func:`read_fold_predictions`), then validated like a predictions submission before scoring.
+
+The interpretation diagnostics need the model, which never leaves the sandbox: a
+:class:`FoldSession` opened with ``serve=True`` keeps the child (same sandbox, same limits)
+up after it predicted, and :meth:`FoldSession.request` sends it images to predict or
+differentiate, through request files in its scratch folder, under fresh opaque tokens. The
+harness reads the predictions before the first request. Folds run as Dask tasks through
+:func:`benchmark.core.distributed.map_on_dask` (:data:`TASK_RETRIES` retries each).
 
 Where the sandbox cannot start (no ``bwrap``, or user namespaces refused), :func:`probe`
 says why; the harness then refuses to make a trusted entry unless the user asks for
@@ -35,6 +42,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,7 +53,8 @@ from benchmark.core.errors import SubmissionError
 from benchmark.dataset.layout import CARD_NAME, CATALOG_NAME, SPLITS_NAME
 
 __all__ = ["Limits", "SandboxUnavailable", "probe", "write_fold_inputs", "run_fold",
-           "read_fold_predictions", "stage_submission", "CHILD_SCRIPT", "code_protocol"]
+           "read_fold_predictions", "read_model_info", "stage_submission", "FoldSession",
+           "CHILD_SCRIPT", "code_protocol"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +68,14 @@ _MAX_FILE_BYTES = 2 * _GIB
 _DATASET_FILES = (CATALOG_NAME, CARD_NAME, SPLITS_NAME)
 _MAX_PREDICTIONS_BYTES = 64 << 20
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
+#: The sigma column of a predictions table (``benchmark.submission.SIGMA_COLUMN``; a sibling
+#: layer, so not imported).
+SIGMA_COLUMN = "log10_m500c_sigma"
+#: Largest accepted sigma (dex), as ``benchmark.submission.MAX_SIGMA_DEX`` (checked by the
+#: harness with that one; here only for the protocol text; tests keep the two equal).
+MAX_SIGMA_DEX = 4.5
+#: Seconds between two looks at the child's progress (predictions, diagnostic answers).
+_POLL_SECONDS = 0.005
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/nsswitch.conf")
 
 
@@ -82,7 +99,29 @@ train, val and test each have
     .aux     pandas DataFrame: image_id (an opaque per-run token), redshift,
              pixel_arcsec [arcsec]
     .y       float64 array (N,) of true log10 M500c for train and val; None for test
-Test images come shuffled; tokens change every run and say nothing of clusters.
+Test images come shuffled; tokens change every run and say nothing of clusters. The test
+part also holds the images of the extra test sets (shift track, hidden set), mixed in under
+the same tokens; each set is scored on its own.
+
+Optional, for error bars (scored like the log10_m500c_sigma column of a predictions file):
+    model.predict_sigma(test) -> 1-d array, one sigma of log10 M500c (dex) per image,
+                                  finite, > 0 and <= {max_sigma:g}
+  or model.predict_mean_and_sigma(test) -> (mean, sigma), or predict() returning
+  (mean, sigma). A sigma of any other shape or value fails the fold with one error.
+
+Optional, for the interpretation diagnostics (DeepDream ascent and saliency):
+    model.gradient(data) -> float array (N, 128, 128): d log10 M500c / d counts of each
+                            image of data (same fields as test)
+  or model.predict_tensor(counts_tensor, aux) (a TensorFlow function of the counts), or
+  model.keras_model with model.preprocess(counts_tensor, aux); a model.normalisation dict
+  (transform, image_log_mean, image_log_std of the reference CNN) sets the space the ascent
+  steps in. Without gradients the diagnostics are occlusion only (ring dimming, occluded
+  cores), with a note. The model never leaves the sandbox: for seed 0 the same child, with
+  the same limits, stays up after it predicted and answers the diagnostics' requests, files
+  of images (occluded, dimmed, stepped variants of a few of the fold's test images) under
+  new opaque tokens, with predict() or gradient(); the harness has already read the
+  predictions then, so nothing those images show can change the score. The answers are
+  kept in the fold folder and replayed when the diagnostics are drawn (default settings).
 
 The harness trains every fold (fold k tests, fold k+1 validates, the others train) for the
 seeds it chooses (0, 1, 2: a ranked code entry needs three), each in its own process inside
@@ -97,13 +136,18 @@ error naming it, and nothing is scored. What the module prints is logged.
 rules, and while it trained and predicted it could not read the dataset, the catalog or the
 image ids. It does not mean the model never saw the truth: the dataset is public, so a
 submission could carry what it learnt from it (a table of images and masses, say). The
-hidden test set of issue #15, generated from a secret seed, is what will close that; until
-it lands, read a trusted score as "trained and scored by the harness's rules". Only a
+hidden test set, generated by the maintainer from a secret seed, closes that: every fold
+model also predicts it (and the public shift-track sets), its images mixed into the test
+images under the same shuffled opaque tokens, and the leaderboard's "hidden" column shows
+that score. Only a
 submission's module is copied into the sandbox, or its whole folder when it is a folder
 (never one holding dataset files). Prediction submissions and code run with --unsandboxed
 (for a machine where bubblewrap cannot start) are not trusted. A code entry is ranked only
-when trained on the harness's seeds 0 1 2. Interpretation diagnostics and error bars
-(predict_sigma) of code entries are not computed yet (the model stays in the sandbox).
+when trained on the harness's seeds 0 1 2. With the setting DASK_SCHEDULER (e.g.
+tcp://host:8786, the scheduler generation uses) or jobs > 1 (a LocalCluster of that many
+processes), each fold and seed is one Dask task; the workers need the dataset and results
+at the same paths; the results are those of the serial run. The diagnostics of a code entry
+(`clustermass diagnostics NAME`) replay the answers its sandboxed children gave.
 """
 
 
@@ -268,7 +312,12 @@ def _load_child_array(path: Path, what: str) -> np.ndarray:
 
 
 def read_fold_predictions(scratch: Path, tokens: pd.DataFrame) -> pd.DataFrame:
-    """The child's predictions as ``image_id, log10_m500c_pred``; refuse malformed output."""
+    """The child's predictions as ``image_id, log10_m500c_pred`` (and ``log10_m500c_sigma``
+    when the model gave sigmas); refuse malformed output.
+
+    The sigmas' range is checked by the harness like a prediction submission's
+    (:data:`benchmark.submission.MAX_SIGMA_DEX`); here only their shape and type.
+    """
     values = _load_child_array(scratch / "out" / "predictions.npy", "predictions")
     if values.shape != (len(tokens),):
         raise SubmissionError(f"predict() returned shape {values.shape}; expected "
@@ -276,8 +325,28 @@ def read_fold_predictions(scratch: Path, tokens: pd.DataFrame) -> pd.DataFrame:
     if not np.all(np.isfinite(values)):
         raise SubmissionError(f"predict() returned {int(np.sum(~np.isfinite(values)))} "
                               "non-finite value(s); every prediction must be a finite float")
-    return pd.DataFrame({"image_id": tokens["image_id"].to_numpy(),
-                         "log10_m500c_pred": values})
+    out = pd.DataFrame({"image_id": tokens["image_id"].to_numpy(), "log10_m500c_pred": values})
+    if os.path.lexists(scratch / "out" / "sigma.npy"):
+        sigma = _load_child_array(scratch / "out" / "sigma.npy", "sigmas")
+        if sigma.shape != (len(tokens),):
+            raise SubmissionError(f"predict_sigma() returned shape {sigma.shape}; expected "
+                                  f"({len(tokens)},): one sigma (dex) per test image")
+        out[SIGMA_COLUMN] = sigma
+    return out
+
+
+def read_model_info(scratch: Path) -> dict:
+    """What the child reported of the model (``has_gradient``, ``normalisation``)."""
+    path = scratch / "out" / "model.json"
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode) or os.lstat(path).st_size > 1 << 16:
+            raise SubmissionError("the sandbox's model.json is not a small regular file")
+        info = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {"has_gradient": False}
+    norm = info.get("normalisation")
+    return {"has_gradient": info.get("has_gradient") is True,
+            "normalisation": norm if isinstance(norm, dict) else None}
 
 
 # ----------------------------------------------------------------------------- running
@@ -363,34 +432,143 @@ def run_fold(module_path: Path, scratch: Path, limits: Limits = Limits(), thread
     SubmissionError
         The submission failed or hit a limit; the message says which.
     """
-    module_path = Path(module_path).resolve()
-    env = _child_env(threads)
-    if not unsandboxed and (reason := probe()):
-        raise SandboxUnavailable(f"cannot sandbox the submission: {reason}. A local run "
-                                 "may use --unsandboxed; its entry is then not trusted")
-    stage = stage_submission(module_path, scratch, folder)
-    if unsandboxed:
-        argv = [sys.executable, str(CHILD_SCRIPT), str(stage / module_path.name), str(scratch)]
-        home = str(scratch / "home")
-        env = {**env, "HOME": home, "MPLCONFIGDIR": home, "KERAS_HOME": home,
-               "XDG_CACHE_HOME": home}
-    else:
-        argv = bwrap_argv(stage, scratch, env)
-        argv += [sys.executable, "/runner/child.py", f"/submission/{module_path.name}",
-                 "/scratch"]
-    # Output goes to files (capped by RLIMIT_FSIZE), never into the harness's memory.
-    with open(scratch / "stdout.log", "wb") as out, open(scratch / "stderr.log", "wb") as err:
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, preexec_fn=_limit_child(limits),
-                                env=env if unsandboxed else {}, cwd=scratch)
+    with FoldSession(module_path, scratch, limits, threads, unsandboxed, folder) as session:
+        session.wait_predictions()
+    return session.log
+
+
+class FoldSession:
+    """One sandboxed child: it fits and predicts, then (``serve=True``) stays up to answer
+    the diagnostics' requests (:meth:`request`) until the session closes.
+
+    Use as a context manager: leaving it stops the child (``req/stop``), waits for it and
+    raises the child's failure, if any; an exception inside kills it. Every wait counts
+    against one wall-time limit from the start. Arguments as :func:`run_fold`.
+    """
+
+    def __init__(self, module_path: Path, scratch: Path, limits: Limits = Limits(),
+                 threads: int = 1, unsandboxed: bool = False, folder: Path | None = None,
+                 serve: bool = False):
+        self.module_path = Path(module_path).resolve()
+        self.scratch = Path(scratch)
+        self.limits, self.threads, self.unsandboxed = limits, threads, unsandboxed
+        self.folder, self.serve = folder, serve
+        self.log = ""
+        self._proc = None
+        self._n_requests = 0
+
+    def __enter__(self) -> "FoldSession":
+        if not self.unsandboxed and (reason := probe()):
+            raise SandboxUnavailable(f"cannot sandbox the submission: {reason}. A local run "
+                                     "may use --unsandboxed; its entry is then not trusted")
+        stage = stage_submission(self.module_path, self.scratch, self.folder)
+        env = _child_env(self.threads)
+        mode = ["--serve"] if self.serve else []
+        if self.unsandboxed:
+            argv = [sys.executable, str(CHILD_SCRIPT), str(stage / self.module_path.name),
+                    str(self.scratch), *mode]
+            home = str(self.scratch / "home")
+            env = {**env, "HOME": home, "MPLCONFIGDIR": home, "KERAS_HOME": home,
+                   "XDG_CACHE_HOME": home}
+        else:
+            argv = bwrap_argv(stage, self.scratch, env)
+            argv += [sys.executable, "/runner/child.py", f"/submission/{self.module_path.name}",
+                     "/scratch", *mode]
+        for sub in ("req", "resp"):
+            (self.scratch / sub).mkdir(exist_ok=True)
+        # Output goes to files (capped by RLIMIT_FSIZE), never into the harness's memory.
+        self._out = open(self.scratch / "stdout.log", "wb")
+        self._err = open(self.scratch / "stderr.log", "wb")
+        self._deadline = time.monotonic() + self.limits.wall_seconds
         try:
-            proc.wait(timeout=limits.wall_seconds)
+            self._proc = subprocess.Popen(argv, stdout=self._out, stderr=self._err,
+                                          preexec_fn=_limit_child(self.limits),
+                                          env=env if self.unsandboxed else {}, cwd=self.scratch)
+        except BaseException:
+            self._out.close()
+            self._err.close()
+            raise
+        return self
+
+    def _wait_for(self, path: Path, what: str) -> None:
+        """Until ``path`` exists; raise the child's failure if it ends first."""
+        while not os.path.lexists(path):
+            if self._proc.poll() is not None:
+                if os.path.lexists(path):
+                    return
+                self._raise_exit(what)
+            if time.monotonic() > self._deadline:
+                self._wall_time()
+            time.sleep(_POLL_SECONDS)
+
+    def _raise_exit(self, what: str):
+        if self._proc.returncode != 0:
+            raise _failure(self._proc.returncode, _tail(self.scratch / "stderr.log"),
+                           self.limits)
+        raise SubmissionError(f"the submission's child ended before it wrote its {what}")
+
+    def _wall_time(self):
+        _kill_group(self._proc)
+        raise SubmissionError(f"the submission ran past its wall-time limit "
+                              f"({self.limits.wall_seconds:g} s) and was stopped")
+
+    def wait_predictions(self) -> None:
+        """Until the predictions are written (a serving child stays up; the other ends)."""
+        if self.serve:
+            self._wait_for(self.scratch / "out" / "predictions.npy", "predictions")
+            return
+        self._wait_exit()
+
+    def _wait_exit(self) -> None:
+        """Until the child ends, within its wall time; a failed exit is one clear error."""
+        try:
+            self._proc.wait(timeout=max(0.0, self._deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise SubmissionError(f"the submission ran past its wall-time limit "
-                                  f"({limits.wall_seconds:g} s) and was stopped") from None
-    if proc.returncode != 0:
-        raise _failure(proc.returncode, _tail(scratch / "stderr.log"), limits)
-    return _tail(scratch / "stdout.log")
+            self._wall_time()
+        if self._proc.returncode != 0:
+            self._raise_exit("predictions")
+
+    def request(self, op: str, images: np.ndarray, aux: pd.DataFrame) -> np.ndarray:
+        """The model's ``predict`` (1-d) or ``gradient`` (images' shape) of ``images``.
+
+        The images go in with the allowed auxiliary columns under fresh opaque tokens.
+        """
+        if not self.serve or op not in ("predict", "gradient"):
+            raise SubmissionError(f"request {op!r} of a child that is not serving; "
+                                  "open the session with serve=True")
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        n = self._n_requests
+        self._n_requests += 1
+        arrays = _part_arrays(images, aux)
+        tokens = np.array([secrets.token_hex(8) for _ in range(len(images))])
+        tmp = self.scratch / "req" / f".{n}.tmp"
+        with open(tmp, "wb") as fh:
+            np.savez(fh, op=np.array(op), aux_image_id=tokens, **arrays)
+        os.replace(tmp, self.scratch / "req" / f"{n}.npz")
+        answer = self.scratch / "resp" / f"{n}.npy"
+        self._wait_for(answer, f"answer to a diagnostics {op} request")
+        values = _load_child_array(answer, f"diagnostics {op} answer")
+        os.unlink(answer)
+        want = (len(images),) if op == "predict" else images.shape
+        if values.size != int(np.prod(want)):
+            raise SubmissionError(f"the submission's {op} returned {values.shape} for "
+                                  f"{len(images)} diagnostic images; expected {want}")
+        return values.reshape(want)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is not None:
+                if self._proc is not None and self._proc.poll() is None:
+                    _kill_group(self._proc)
+                return
+            (self.scratch / "req" / "stop").touch()
+            self._wait_exit()
+        finally:
+            for fh in (getattr(self, "_out", None), getattr(self, "_err", None)):
+                if fh is not None:
+                    fh.close()
+            if self._proc is not None:
+                self.log = _tail(self.scratch / "stdout.log")
 
 
 def _tail(path: Path, n_bytes: int = 16384) -> str:
@@ -407,3 +585,14 @@ def _kill_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait(timeout=30)
+
+
+def code_protocol(limits: Limits = Limits()) -> str:
+    """The code-submission protocol as ``clustermass format`` prints it."""
+    return CODE_PROTOCOL.format(memory=limits.memory_gib, cpu=limits.cpu_seconds,
+                                wall=limits.wall_seconds, max_sigma=MAX_SIGMA_DEX)
+
+
+#: Dask retries of a fold task whose worker died (a fold writes its folder atomically; a
+#: submission that fails fails again, so one retry only).
+TASK_RETRIES = 1

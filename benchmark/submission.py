@@ -19,6 +19,9 @@ from benchmark.core.errors import SubmissionError, format_problems
 __all__ = [
     "EXPECTED_FORMAT",
     "PRED_COLUMNS",
+    "SIGMA_COLUMN",
+    "QUANTILE_COLUMNS",
+    "UNCERTAINTY_COLUMNS",
     "METADATA_FIELDS",
     "LOG10_M_RANGE",
     "load_submission",
@@ -31,8 +34,9 @@ __all__ = [
 ]
 
 PRED_COLUMNS = ("image_id", "log10_m500c_pred")
-# The uncertainty track's columns; the same names as benchmark.metrics (a sibling module
-# this one may not import; tests/benchmark/test_uncertainty.py checks they agree).
+# The uncertainty track's columns (dex), defined here once: benchmark.metrics, training and
+# entries import them (metrics is a non-independent sibling in the layers contract).
+#: A Gaussian sigma of the predictive law of log10 M500c, or its 16th, 50th, 84th percentiles.
 SIGMA_COLUMN = "log10_m500c_sigma"
 QUANTILE_COLUMNS = ("log10_m500c_q16", "log10_m500c_q50", "log10_m500c_q84")
 UNCERTAINTY_COLUMNS = (SIGMA_COLUMN,) + QUANTILE_COLUMNS

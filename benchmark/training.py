@@ -52,10 +52,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.core.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError, SubmissionError
 from benchmark.core.io import write_text
 from benchmark.entries import harness_version, make_entry, slugify, write_entry, write_predictions
-from benchmark.metrics import SIGMA_COLUMN
+from benchmark.submission import SIGMA_COLUMN
 
 __all__ = [
     "FoldData",
@@ -213,8 +213,10 @@ def resolve_model(model_name_or_module) -> ModelSpec:
 
 def _spec_from_ref(ref: dict) -> ModelSpec:
     if ref["kind"] == "code":
-        raise ClusterMassError("this fold was trained in the sandbox: the model stayed there, so "
-                               "it cannot be loaded (code entries have no diagnostics yet)")
+        raise ClusterMassError("this fold was trained in the sandbox and not diagnosed there: "
+                               "the model stayed in the sandbox, so it cannot be loaded; "
+                               "diagnostics of a code entry run while it trains (seed 0; "
+                               "`clustermass evaluate` does it)")
     if ref["kind"] == "baseline":
         return resolve_model(ref["name"])
     if ref["kind"] == "file":
@@ -409,57 +411,79 @@ def run_entry(model_name_or_module, dataset, out_dir, seeds=(0,), folds=range(10
     base.update(config or {})
     base["image"] = dict(ds.card.get("image", {}))
     base["preset"] = preset
+    if base.get("point_sources") == "truth":
+        # a truth variant masks the true point sources, read from the dataset's cluster files
+        base["sources_dataset_dir"] = str(ds.root)
 
     _truth_columns(None, spec, ds.catalog)  # a bad module-level declaration fails before training
+    testsets = find_testsets(ds)
 
     def run_fold(images, k, seed, cfg, directory, fingerprint):
-        return _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint)
+        return _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint, testsets)
 
-    return _train_folds(spec, ds, out_dir, seeds, folds, base, run_fold, progress)
+    return _train_folds(spec, ds, out_dir, seeds, folds, base, run_fold, progress, testsets)
 
 
-def _train_folds(spec, ds, out_dir: Path, seeds, folds, base: dict, run_fold, progress: bool):
+def _train_folds(spec, ds, out_dir: Path, seeds, folds, base: dict, run_fold, progress: bool,
+                 testsets=(), run_many=None):
     """Run (or resume) every seed and fold with ``run_fold``; write the run's predictions.
 
     ``run_fold(images, k, seed, cfg, directory, fingerprint)`` gets every image of the
-    dataset, read once and only when a fold has to run.
+    dataset, read once and only when a fold has to run. A finished fold that lacks a test
+    set made after it was trained predicts it now when its model was kept. ``run_many``,
+    when given, runs the folds to do instead (``[(k, seed, cfg, directory, fingerprint)]``,
+    e.g. one Dask task each); each writes its own folder, so the run is the same either way.
     """
-    parts, records, images = [], [], None
-    tasks = [(s, k) for s in seeds for k in folds]
+    parts, records, pending = {}, {}, []
+    tasks = [(int(s), k) for s in seeds for k in folds]
     with _progress_bar(len(tasks), spec.name, progress) as bar:
         for seed, k in tasks:
-            cfg = dict(base, random_seed=1000 * int(seed) + k, progress=progress,
+            cfg = dict(base, random_seed=1000 * seed + k, progress=progress,
                        progress_desc=f"{spec.name} seed {seed} fold {k}")
             directory = fold_dir(out_dir, k, seed)
             fingerprint = _fingerprint(spec.ref, cfg, ds)
             record = _read_record(directory)
-            if record is not None:
-                if record.get("fingerprint") != fingerprint:
-                    raise ClusterMassError(
-                        f"{directory} holds a fold trained with another model, config or dataset "
-                        f"(entry {record.get('entry')!r}): use a fresh out_dir or delete it to "
-                        "retrain."
-                    )
-                _cleanup_stale(directory)
-                if progress:
-                    bar.write(f"{spec.name} seed {seed} fold {k}: complete, skipped")
+            if record is None:
+                pending.append((k, int(seed), cfg, directory, fingerprint))
+                continue
+            if record.get("fingerprint") != fingerprint:
+                raise ClusterMassError(
+                    f"{directory} holds a fold trained with another model, config or dataset "
+                    f"(entry {record.get('entry')!r}): use a fresh out_dir or delete it to "
+                    "retrain."
+                )
+            _cleanup_stale(directory)
+            _resume_testsets(directory, record, testsets, out_dir)
+            if progress:
+                bar.write(f"{spec.name} seed {seed} fold {k}: complete, skipped")
+            records[seed, k] = record
+            bar.update(1)
+        done = run_many(pending) if run_many is not None and pending else None
+        images = None
+        for task in pending:
+            k, seed, cfg, directory, fingerprint = task
+            if done is not None:
+                record = done[seed, k]
             else:
                 if images is None:
                     images = ds.images()
-                record = run_fold(images, k, int(seed), cfg, directory, fingerprint)
-                if progress:
-                    bar.write(_summary_line(record))
-            parts.append(pd.read_csv(directory / PREDICTIONS_FILE, dtype={"image_id": str}))
-            records.append(record)
+                record = run_fold(images, k, seed, cfg, directory, fingerprint)
+            if progress:
+                bar.write(_summary_line(record))
+            records[seed, k] = record
             bar.update(1)
+    for seed, k in tasks:
+        directory = fold_dir(out_dir, k, seed)
+        parts[seed, k] = pd.read_csv(directory / PREDICTIONS_FILE, dtype={"image_id": str})
 
-    predictions = _assemble(ds, parts, seeds)
+    predictions = _assemble(ds, [parts[t] for t in tasks], seeds)
     _write_csv(out_dir / PREDICTIONS_FILE, predictions)
-    _write_json(out_dir / RUN_FILE, _run_summary(spec, base, ds, seeds, folds, records))
+    _write_json(out_dir / RUN_FILE, _run_summary(spec, base, ds, seeds, folds,
+                                                 [records[t] for t in tasks]))
     return predictions
 
 
-def _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint) -> dict:
+def _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint, testsets=()) -> dict:
     from benchmark.dataset.splits import check_no_leak
 
     idx = ds.fold_indices(k)
@@ -493,6 +517,7 @@ def _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint) -> dict:
         if sigma is not None:
             preds[SIGMA_COLUMN] = sigma
         _write_csv(tmp / PREDICTIONS_FILE, preds)
+        _predict_testsets(tmp, testsets, model, truth, seed, k)
         return loader
 
     record = {
@@ -504,6 +529,7 @@ def _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint) -> dict:
         "fit_seconds": round(fit_s, 3), "predict_seconds": round(predict_s, 3),
         "process": {"pid": os.getpid(), "omp_threads": os.environ.get("OMP_NUM_THREADS")},
         "training": getattr(model, "training_summary", None) or {},
+        "testsets": [ts.name for ts in testsets],
     }
     return _write_fold(directory, record, write_files, ds)
 
@@ -565,13 +591,17 @@ def _code_spec(path: Path) -> ModelSpec:
 
 def run_code_entry(path, dataset, out_dir, seeds=CODE_SEEDS, folds=range(10),
                    config: dict | None = None, progress: bool = True, limits=None,
-                   unsandboxed: bool = False, folder=None) -> pd.DataFrame:
+                   unsandboxed: bool = False, folder=None, diagnose=None, jobs: int = 1,
+                   scheduler: str | None = None) -> pd.DataFrame:
     """Train a code submission fold by fold, each fold and seed in its own sandboxed child.
 
     The harness never imports the submission: every fold's child (see
     :mod:`benchmark.sandbox`) gets the fold's training and validation images and targets and
-    the test images under opaque tokens, shuffled; its predictions come back through one file.
-    Nothing of the model is kept, so code entries have no interpretation diagnostics yet.
+    the test images under opaque tokens, shuffled; its predictions (and sigmas, when the
+    model has ``predict_sigma``) come back through files. The model never leaves the
+    sandbox: with ``diagnose``, the child of seed 0 stays up after predicting and answers the
+    diagnostics' predict and gradient requests; the answers are kept in the fold folder
+    (:data:`SANDBOX_ANSWERS_FILE`) for :func:`load_fold_predictor` to replay.
 
     Parameters
     ----------
@@ -586,6 +616,16 @@ def run_code_entry(path, dataset, out_dir, seeds=CODE_SEEDS, folds=range(10),
     folder : path-like, optional
         The submission folder, copied whole into each child's sandbox; by default only the
         module is.
+    diagnose : callable, optional
+        ``diagnose(predictor, dataset, k)``, a module-level function (it may travel to a
+        Dask worker), run on seed 0's folds while the child serves
+        (``benchmark.diagnostics.diagnose_in_sandbox``).
+    jobs : int
+        Folds run at once: above 1, each fold and seed is one Dask task on a LocalCluster
+        of ``jobs`` processes. The run is the same as the serial one.
+    scheduler : str, optional
+        Address of a running Dask scheduler to send the fold tasks to instead (default: the
+        setting ``DASK_SCHEDULER``, as generation; empty: none).
 
     Returns
     -------
@@ -593,6 +633,7 @@ def run_code_entry(path, dataset, out_dir, seeds=CODE_SEEDS, folds=range(10),
         ``image_id, log10_m500c_pred, seed`` as :func:`run_entry`.
     """
     from benchmark import sandbox
+    from benchmark.core.settings import current
 
     path = Path(path).expanduser().resolve()
     if not path.is_file() or path.suffix != ".py":
@@ -609,12 +650,48 @@ def run_code_entry(path, dataset, out_dir, seeds=CODE_SEEDS, folds=range(10),
     folds = _checked_folds(ds, folds)
     base = {**(config or {}), "image": dict(ds.card.get("image", {}))}
     limits = limits or sandbox.Limits()
+    testsets = find_testsets(ds)
+    job = {"spec": spec, "path": path, "limits": limits, "unsandboxed": unsandboxed,
+           "folder": folder, "diagnose": diagnose}
 
     def run_fold(images, k, seed, cfg, directory, fingerprint):
         return _run_sandboxed_fold(spec, path, ds, images, k, seed, cfg, directory,
-                                   fingerprint, limits, unsandboxed, folder)
+                                   fingerprint, limits, unsandboxed, folder, testsets,
+                                   diagnose if seed == 0 else None)
 
-    return _train_folds(spec, ds, out_dir, seeds, folds, base, run_fold, progress)
+    from benchmark.core.distributed import map_on_dask
+
+    scheduler = scheduler or current().dask_scheduler
+    run_many = None
+    if jobs > 1 or scheduler:
+        def run_many(pending):
+            hidden = [ts.dataset.root for ts in testsets if ts.hidden]
+            args = [({**job, "dataset": Path(ds.root), "hidden": hidden[0] if hidden else None,
+                      "task": task},) for task in pending]
+            keys = [f"{spec.name}-seed{t[1]}-fold{t[0]}-{uuid.uuid4().hex[:8]}" for t in pending]
+            return {(r["seed"], r["fold"]): r
+                    for r in map_on_dask(_sandboxed_task, args, keys, workers=jobs,
+                                         scheduler=scheduler, retries=sandbox.TASK_RETRIES)}
+
+    return _train_folds(spec, ds, out_dir, seeds, folds, base, run_fold, progress, testsets,
+                        run_many)
+
+
+def _sandboxed_task(job: dict) -> dict:
+    """One fold and seed of a code entry, as a Dask task: opens the dataset itself (the
+    worker shares the file system) and writes the fold folder; returns its record."""
+    from benchmark.dataset.loader import ClusterMassDataset
+
+    ds = ClusterMassDataset(job["dataset"])
+    # The parent's hidden set, found again by its folder; else the worker's own setting
+    # (the same environment for a LocalCluster).
+    testsets = find_testsets(ds, hidden_root=Path(job["hidden"]).parent if job["hidden"]
+                             else None)
+    k, seed, cfg, directory, fingerprint = job["task"]
+    return _run_sandboxed_fold(job["spec"], job["path"], ds, ds.images(), k, seed, cfg,
+                               directory, fingerprint, job["limits"], job["unsandboxed"],
+                               job["folder"], testsets,
+                               job["diagnose"] if seed == 0 else None)
 
 
 def _sandbox_scratch_root() -> Path:
@@ -627,8 +704,12 @@ def _sandbox_scratch_root() -> Path:
     return root
 
 
+#: The diagnostics' requests to a sandboxed fold model and its answers, kept for replay.
+SANDBOX_ANSWERS_FILE = "sandbox_answers.npz"
+
+
 def _run_sandboxed_fold(spec, path, ds, images, k, seed, cfg, directory, fingerprint, limits,
-                        unsandboxed, folder=None) -> dict:
+                        unsandboxed, folder=None, testsets=(), diagnose=None) -> dict:
     import tempfile
 
     from benchmark import sandbox
@@ -639,15 +720,37 @@ def _run_sandboxed_fold(spec, path, ds, images, k, seed, cfg, directory, fingerp
     parts = {name: _fold_data(ds, images, idx[name], (), with_y=name != "test")
              for name in ("train", "val", "test")}
     child_cfg = {kk: v for kk, v in cfg.items() if kk not in _RUNNER_KEYS}
+    answers = None
     with tempfile.TemporaryDirectory(dir=_sandbox_scratch_root(),
                                      prefix=f"{spec.name}-pid{os.getpid()}-") as scratch:
         scratch = Path(scratch)
-        tokens = sandbox.write_fold_inputs(scratch, parts["train"], parts["val"], parts["test"],
+        # The test sets' images join the test fold's under the same shuffled opaque tokens:
+        # the child cannot tell which images are scored for what.
+        tokens = sandbox.write_fold_inputs(scratch, parts["train"], parts["val"],
+                                           _with_testsets(parts["test"], testsets),
                                            child_cfg, cfg["random_seed"])
         t0 = time.perf_counter()
-        log = sandbox.run_fold(path, scratch, limits, unsandboxed=unsandboxed, folder=folder)
-        seconds = time.perf_counter() - t0
-        pred = sandbox.read_fold_predictions(scratch, tokens)
+        with sandbox.FoldSession(path, scratch, limits, unsandboxed=unsandboxed, folder=folder,
+                                 serve=diagnose is not None) as session:
+            session.wait_predictions()
+            seconds = time.perf_counter() - t0
+            # Read before the first diagnostic request: what the requests show (the
+            # occluded cores reveal R500c) can no longer change the predictions.
+            pred = sandbox.read_fold_predictions(scratch, tokens)
+            if diagnose is not None:
+                remote = SandboxPredictor(session, sandbox.read_model_info(scratch))
+                try:
+                    diagnose(remote, ds, k)
+                except ClusterMassError as exc:
+                    raise SubmissionError(f"seed {seed} fold {k}: the submission failed while it "
+                                          f"answered the interpretation diagnostics, after it "
+                                          f"predicted; nothing is scored: {exc}") from exc
+                answers = remote.answers
+        log = session.log
+    is_set = pred["image_id"].astype(str).str.startswith(_TESTSET_PREFIX).to_numpy()
+    set_pred, pred = pred[is_set], pred[~is_set].reset_index(drop=True)
+    if SIGMA_COLUMN in pred:
+        pred[SIGMA_COLUMN] = _checked_code_sigma(pred[SIGMA_COLUMN].to_numpy(), seed, k)
     pred = pred.assign(seed=seed, fold=k)
     record = {
         "entry": spec.name, "model_ref": spec.ref, "fingerprint": fingerprint,
@@ -657,11 +760,35 @@ def _run_sandboxed_fold(spec, path, ds, images, k, seed, cfg, directory, fingerp
         "truth_columns": [], "config": child_cfg, "fit_seconds": round(seconds, 3),
         "predict_seconds": 0.0, "sandbox": spec.ref["sandbox"],
         "limits": dataclasses.asdict(limits), "training": {},
+        "testsets": [ts.name for ts in testsets], "process": {"pid": os.getpid()},
+        "diagnostics": None if answers is None else {
+            "ran": "in the sandbox, by the fold's own child after it predicted",
+            **{key: answers[key] for key in ("has_gradient", "normalisation", "n_requests")}},
     }
     if log.strip():
         logger.info("%s seed %d fold %d printed:\n%s", spec.name, seed, k, log.strip()[-2000:])
-    return _write_fold(directory, record,
-                       lambda tmp: _write_csv(tmp / PREDICTIONS_FILE, pred) or "none", ds)
+
+    def write_files(tmp: Path) -> str:
+        _write_csv(tmp / PREDICTIONS_FILE, pred)
+        _split_testsets(set_pred[["image_id", "log10_m500c_pred"]], tmp, testsets, seed, k)
+        if answers is not None:
+            np.savez_compressed(tmp / SANDBOX_ANSWERS_FILE, **answers["arrays"])
+        return "none"
+
+    return _write_fold(directory, record, write_files, ds)
+
+
+def _checked_code_sigma(sigma: np.ndarray, seed: int, k: int) -> np.ndarray:
+    """A code entry's sigmas, refused like a prediction submission's uncertainty column."""
+    from benchmark.submission import MAX_SIGMA_DEX
+
+    bad = ~(np.isfinite(sigma) & (sigma > 0) & (sigma <= MAX_SIGMA_DEX))
+    if bad.any():
+        raise ClusterMassError(
+            f"seed {seed} fold {k}: predict_sigma() returned {int(bad.sum())} sigma(s) not "
+            f"finite and in (0, {MAX_SIGMA_DEX}] dex (e.g. {sigma[bad][:3].tolist()}); return "
+            "one finite sigma > 0 (dex) per test image, or no predict_sigma at all")
+    return sigma
 
 
 def _checked_folds(ds, folds) -> list[int]:
@@ -798,7 +925,8 @@ class Predictor:
     @property
     def has_gradient(self) -> bool:
         """Whether :meth:`gradient` can return d log10M / d counts."""
-        return callable(getattr(self.model, "predict_tensor", None)) or (
+        return callable(getattr(self.model, "gradient", None)) or callable(
+            getattr(self.model, "predict_tensor", None)) or (
             getattr(self.model, "keras_model", None) is not None
             and callable(getattr(self.model, "preprocess", None)))
 
@@ -806,10 +934,13 @@ class Predictor:
         """d log10 M500c / d counts, float32 (N, 128, 128); None without gradients."""
         if not self.has_gradient:
             return None
-        import tensorflow as tf
-
         counts = self._counts(counts)
         aux = self._aux(aux, len(counts))
+        if callable(getattr(self.model, "gradient", None)):  # the model's own, FoldData in
+            grad = self.model.gradient(FoldData(counts, aux, None))
+            return np.asarray(grad, dtype=np.float32).reshape(counts.shape)
+        import tensorflow as tf
+
         out = np.empty_like(counts)
         for start in range(0, len(counts), batch_size):
             sl = slice(start, start + batch_size)
@@ -830,6 +961,84 @@ class Predictor:
         return out
 
 
+def _request_key(op: str, counts: np.ndarray, aux: pd.DataFrame) -> str:
+    """Name of one diagnostics request: what the model is asked, not the ids it is shown."""
+    h = hashlib.sha256(op.encode())
+    h.update(np.ascontiguousarray(counts, dtype=np.float32).tobytes())
+    for column in ("redshift", "pixel_arcsec"):
+        if column in aux:
+            h.update(aux[column].to_numpy(dtype=np.float64).tobytes())
+    return f"{op}_{h.hexdigest()[:32]}"
+
+
+class _ModelFacts:
+    """What the diagnostics may know of a model that stayed in the sandbox."""
+
+    def __init__(self, normalisation):
+        self.normalisation = normalisation
+
+
+class SandboxPredictor(Predictor):
+    """A fold model that stays in its sandbox: predict and gradient are requests to the
+    still-running child (:class:`benchmark.sandbox.FoldSession`); every answer is kept
+    (``answers``) so that :class:`ReplayPredictor` gives the same ones later."""
+
+    sandboxed = True
+
+    def __init__(self, session, info: dict):
+        super().__init__(_ModelFacts(info.get("normalisation")), {"truth_columns": []})
+        self._session = session
+        self._has_gradient = bool(info.get("has_gradient"))
+        self.answers = {"has_gradient": self._has_gradient,
+                        "normalisation": info.get("normalisation"), "n_requests": 0,
+                        "arrays": {}}
+
+    @property
+    def has_gradient(self) -> bool:
+        return self._has_gradient
+
+    def _ask(self, op: str, counts, aux) -> np.ndarray:
+        counts = self._counts(counts)
+        aux = self._aux(aux, len(counts))
+        values = self._session.request(op, counts, aux)
+        if not np.all(np.isfinite(values)):
+            raise ClusterMassError(f"the submission's {op} returned non-finite values for the "
+                                   "diagnostic images; it must return finite floats")
+        self.answers["arrays"][_request_key(op, counts, aux)] = values
+        self.answers["n_requests"] += 1
+        return values
+
+    def predict(self, counts, aux) -> np.ndarray:
+        return self._ask("predict", counts, aux)
+
+    def gradient(self, counts, aux, batch_size: int = 64):
+        return self._ask("gradient", counts, aux) if self._has_gradient else None
+
+
+class ReplayPredictor(SandboxPredictor):
+    """A sandboxed fold model's recorded answers (:data:`SANDBOX_ANSWERS_FILE`): the
+    diagnostics run again with the settings they ran with in the sandbox get the same
+    answers; any other request is refused."""
+
+    def __init__(self, directory: Path, record: dict):
+        facts = record["diagnostics"]
+        super().__init__(None, facts)
+        self.record = record
+        with np.load(directory / SANDBOX_ANSWERS_FILE, allow_pickle=False) as npz:
+            self._arrays = {key: npz[key] for key in npz.files}
+
+    def _ask(self, op: str, counts, aux) -> np.ndarray:
+        counts = self._counts(counts)
+        key = _request_key(op, counts, self._aux(aux, len(counts)))
+        if key not in self._arrays:
+            raise ClusterMassError(
+                f"fold {self.record.get('fold')} of code entry {self.record.get('entry')!r} "
+                "was diagnosed in its sandbox with the default diagnostics settings (8 clusters "
+                "per fold, seed 0, default steps); other settings would need the model, which "
+                "stayed in the sandbox: run the diagnostics with the defaults")
+        return self._arrays[key]
+
+
 def load_fold_predictor(out_dir, k: int, seed: int = 0) -> Predictor:
     """Load the trained model of fold ``k`` (and seed) written by :func:`run_entry`."""
     directory = fold_dir(out_dir, k, seed)
@@ -848,6 +1057,9 @@ def load_fold_predictor(out_dir, k: int, seed: int = 0) -> Predictor:
         _spec_from_ref(record["model_ref"])  # imports the module the pickle refers to
         with open(directory / "model.pkl", "rb") as fh:
             model = pickle.load(fh)
+    elif record.get("sandbox") and record.get("diagnostics") and (
+            directory / SANDBOX_ANSWERS_FILE).is_file():
+        return ReplayPredictor(directory, record)
     elif record.get("sandbox"):
         _spec_from_ref(record["model_ref"])  # says why a sandboxed fold has no model
     else:
@@ -910,12 +1122,14 @@ def train_baselines(dataset_dir, results_dir, entries, seeds=(0,), folds=None, p
 def evaluate_code_submission(path, dataset_dir, results_dir, seeds=CODE_SEEDS, preset=None,
                              config: dict | None = None, progress: bool = True, limits=None,
                              unsandboxed: bool = False, metadata: dict | None = None,
-                             folder=None, overwrite: bool = False) -> Path:
+                             folder=None, overwrite: bool = False, diagnose=None,
+                             jobs: int = 1) -> Path:
     """Train a code submission fold by fold in the sandbox and write its entry.
 
     The entry is named after ``metadata["name"]``, else the submission folder, else the
     module. It is trusted only when every fold ran in the sandbox, and ranked only when it
-    was trained on the harness's seeds (:data:`CODE_SEEDS`).
+    was trained on the harness's seeds (:data:`CODE_SEEDS`). ``diagnose`` and ``jobs`` as
+    :func:`run_code_entry`.
     """
     from benchmark.models import BASELINES
 
@@ -935,7 +1149,8 @@ def evaluate_code_submission(path, dataset_dir, results_dir, seeds=CODE_SEEDS, p
         shutil.rmtree(run_dir)  # a replaced submission retrains from scratch
     preds = run_code_entry(path, ds, run_dir, seeds=seeds, folds=range(ds.splits.n_folds),
                            config=config, progress=progress, limits=limits,
-                           unsandboxed=unsandboxed, folder=folder)
+                           unsandboxed=unsandboxed, folder=folder, diagnose=diagnose,
+                           jobs=jobs)
     ranked = tuple(sorted(set(int(s) for s in seeds))) == CODE_SEEDS
     notes = [] if ranked else [f"not ranked: trained on seeds {sorted(set(seeds))}; a ranked "
                                f"code entry is trained on the harness's seeds {list(CODE_SEEDS)}"]
@@ -979,6 +1194,9 @@ def write_baseline_entry(name: str, predictions: pd.DataFrame, dataset, run_dir,
     ds = _as_dataset(dataset)
     run = json.loads((Path(run_dir) / RUN_FILE).read_text())
     metrics = score(predictions, ds.catalog, ds.splits, n_boot=n_boot)
+    testsets = find_testsets(ds)
+    if testsets:
+        metrics["testsets"] = score_testsets(run_dir, ds, predictions, testsets)
     meta = _entry_metadata(name, run)
     meta.update(metadata or {})
     baseline = meta.get("kind") == "baseline"
@@ -1025,6 +1243,322 @@ def _entry_metadata(name: str, run: dict) -> dict:
 
 
 def _hardware() -> str:
+    """What trained the entry: the CPU, and the GPUs TensorFlow sees (``make ... ACCEL=gpu``)."""
     import platform
 
-    return f"{platform.machine()} CPU x{os.cpu_count()} ({platform.system()})"
+    cpu = f"{platform.machine()} CPU x{os.cpu_count()} ({platform.system()})"
+    gpus = _tensorflow_gpus()
+    return f"{cpu}; GPU: {', '.join(gpus)}" if gpus else cpu
+
+
+def _tensorflow_gpus() -> list[str]:
+    # Only where TensorFlow is already loaded (a Keras entry): importing it costs seconds,
+    # and an entry that never touched it ran on the CPU.
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return []
+    names = []
+    for device in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(device)
+        names.append(str(details.get("device_name", device.name)))
+    return names
+
+
+# ----------------------------------------------------------------------------- extra test sets
+#
+# Every fold model also predicts each extra test set found beside the dataset: the public
+# shift sets in ``<dataset>/testsets/<name>/`` (issue #17) and the maintainer's hidden set
+# in ``<hidden_root>/<preset>/`` (issue #15; ``CLUSTERMASS_HIDDEN``). A fold writes
+# ``testset_<name>.csv`` (its predictions) and ``testset_<name>.json`` (which set: name,
+# version, fingerprint, catalog checksum) beside its own predictions; the entry scores them
+# (:func:`score_testsets`).
+
+#: Folder of the public test sets inside a dataset (as pipeline.testsets writes them).
+TESTSETS_DIR = "testsets"
+#: Prefix of the test-set image ids inside a sandboxed fold (never shown to the child,
+#: which sees opaque tokens only); dataset image ids never start with it.
+_TESTSET_PREFIX = "testset:"
+
+
+@dataclasses.dataclass
+class ExtraTestSet:
+    """A test set that every fold model predicts (images read once, when first needed).
+
+    Attributes
+    ----------
+    name : str
+        ``physics``, ``cool_core_0``, ..., or ``hidden``.
+    hidden : bool
+        The maintainer's hidden set.
+    change : str
+        What differs from the parent dataset (one line).
+    dataset : ClusterMassDataset
+    """
+
+    name: str
+    hidden: bool
+    change: str
+    dataset: object
+    _images: np.ndarray | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def identity(self) -> dict:
+        """What a fold records of the set: predictions made on another version are redone."""
+        card = self.dataset.card
+        return {"name": self.name, "hidden": self.hidden, "version": card.version,
+                "fingerprint": card.get("fingerprint"),
+                "catalog_sha256": card.checksums.get("catalog_csv"),
+                "n_images": len(self.dataset)}
+
+    def images(self) -> np.ndarray:
+        if self._images is None:
+            self._images = self.dataset.images()
+        return self._images
+
+    def fold_data(self, truth_cols=()) -> FoldData:
+        """Every image of the set as a model sees it: no targets."""
+        idx = np.arange(len(self.dataset))
+        return _fold_data(self.dataset, self.images(), idx, truth_cols, with_y=False)
+
+
+def _parent_matches(card, parent: dict) -> bool:
+    return all(parent.get(key) == card.get(key)
+               for key in ("version", "fingerprint", "splits_sha256"))
+
+
+def _open_testset(root: Path, ds, hidden: bool) -> ExtraTestSet | None:
+    from benchmark.dataset.loader import ClusterMassDataset
+
+    try:
+        tds = ClusterMassDataset(root)
+    except ClusterMassError as exc:
+        logger.warning("test set %s is unusable and not scored: %s", root.name, exc)
+        return None
+    block = tds.card.get("testset") or {}
+    name = "hidden" if hidden else block.get("name", root.name)
+    if not _parent_matches(ds.card, block.get("parent") or {}):
+        logger.warning("test set %s was made for another dataset (version or fingerprint "
+                       "differ from %s): regenerate it (`make testsets`); not scored", name,
+                       ds.card.version)
+        return None
+    return ExtraTestSet(name=name, hidden=hidden, change=str(block.get("change", "")),
+                        dataset=tds)
+
+
+def find_testsets(dataset, hidden_root=None) -> list[ExtraTestSet]:
+    """The extra test sets of a dataset: ``<root>/testsets/*`` and the hidden set.
+
+    Parameters
+    ----------
+    dataset : ClusterMassDataset or path
+    hidden_root : path, optional
+        The maintainer's folder (default: the setting ``CLUSTERMASS_HIDDEN``); its
+        ``<preset>/`` is used when it holds a set made for this dataset.
+
+    Returns
+    -------
+    list of ExtraTestSet
+        Public sets by name, then the hidden set. A set made for another version of the
+        dataset is left out with a warning.
+    """
+    from benchmark.core.settings import current
+    from benchmark.dataset.layout import CARD_NAME
+
+    ds = _as_dataset(dataset)
+    found = []
+    for root in sorted((Path(ds.root) / TESTSETS_DIR).glob(f"*/{CARD_NAME}")):
+        found.append(_open_testset(root.parent, ds, hidden=False))
+    hidden_root = current().hidden_root if hidden_root is None else Path(hidden_root)
+    preset = ds.card.get("preset")
+    if hidden_root and preset and (Path(hidden_root) / str(preset) / CARD_NAME).is_file():
+        found.append(_open_testset(Path(hidden_root) / str(preset), ds, hidden=True))
+    return [t for t in found if t is not None]
+
+
+def _testset_paths(directory: Path, name: str) -> tuple[Path, Path]:
+    return directory / f"testset_{name}.csv", directory / f"testset_{name}.json"
+
+
+def _has_testset(directory: Path, ts: ExtraTestSet) -> bool:
+    csv_path, id_path = _testset_paths(directory, ts.name)
+    if not (csv_path.is_file() and id_path.is_file()):
+        return False
+    try:
+        return json.loads(id_path.read_text()) == json.loads(json.dumps(ts.identity))
+    except json.JSONDecodeError:
+        return False
+
+
+def _write_testset(directory: Path, ts: ExtraTestSet, pred: np.ndarray, ids, seed, k) -> None:
+    """One fold model's predictions of one test set (predictions first, identity last)."""
+    pred = np.asarray(pred, dtype=np.float64).reshape(-1)
+    if pred.shape != (len(ts.dataset),) or not np.all(np.isfinite(pred)):
+        raise ClusterMassError(
+            f"seed {seed} fold {k}: the model returned {pred.shape} predictions for the test "
+            f"set {ts.name!r} ({np.sum(~np.isfinite(pred))} not finite); predict() must return "
+            f"one finite log10 M500c per image ({len(ts.dataset)}).")
+    csv_path, id_path = _testset_paths(directory, ts.name)
+    _write_csv(csv_path, pd.DataFrame({"image_id": np.asarray(ids), "log10_m500c_pred": pred,
+                                       "seed": seed, "fold": k}))
+    _write_json(id_path, ts.identity)
+
+
+def _predict_testsets(directory: Path, testsets, model, truth_cols, seed: int, k: int) -> None:
+    """Predict every test set the fold lacks with an in-process model."""
+    for ts in testsets:
+        if _has_testset(directory, ts):
+            continue
+        data = ts.fold_data(truth_cols)
+        pred, _ = _predict(model, data)
+        _write_testset(directory, ts, pred, data.aux["image_id"].to_numpy(), seed, k)
+
+
+def _resume_testsets(directory: Path, record: dict, testsets, out_dir: Path) -> None:
+    """Predict the sets a finished fold lacks (sets made after it was trained), when its
+    model was kept; a sandboxed fold's model stayed in the sandbox, so those sets stay
+    unscored for it (retrain the entry to score them)."""
+    missing = [ts for ts in testsets if not _has_testset(directory, ts)]
+    if not missing:
+        return
+    if record.get("sandbox") or record.get("loader") in (None, "none"):
+        logger.warning("%s seed %s fold %s: no kept model to predict the test set(s) %s made "
+                       "after it was trained; retrain the entry to score them",
+                       record.get("entry"), record.get("seed"), record.get("fold"),
+                       ", ".join(t.name for t in missing))
+        return
+    predictor = load_fold_predictor(out_dir, record["fold"], record["seed"])
+    _predict_testsets(directory, missing, predictor.model, record.get("truth_columns", ()),
+                      record["seed"], record["fold"])
+
+
+def _with_testsets(test: FoldData, testsets) -> FoldData:
+    """The fold's test part followed by every test set, ids of the sets prefixed (the
+    sandboxed child sees all of them under one shuffled run of opaque tokens)."""
+    images, aux = [test.images], [test.aux]
+    for ts in testsets:
+        data = ts.fold_data()
+        data.aux["image_id"] = _TESTSET_PREFIX + ts.name + "/" + data.aux["image_id"]
+        images.append(data.images)
+        aux.append(data.aux)
+    return FoldData(np.concatenate(images), pd.concat(aux, ignore_index=True), None)
+
+
+def _split_testsets(pred: pd.DataFrame, directory: Path, testsets, seed: int, k: int):
+    """Write the sets' predictions of a sandboxed fold; return the fold's own."""
+    ids = pred["image_id"].astype(str)
+    is_set = ids.str.startswith(_TESTSET_PREFIX).to_numpy()
+    for ts in testsets:
+        prefix = _TESTSET_PREFIX + ts.name + "/"
+        mine = pred[ids.str.startswith(prefix).to_numpy()]
+        order = pd.Index(mine["image_id"].str[len(prefix):]).get_indexer(
+            ts.dataset.catalog["image_id"])
+        _write_testset(directory, ts, mine["log10_m500c_pred"].to_numpy()[order],
+                       ts.dataset.catalog["image_id"].to_numpy(), seed, k)
+    return pred[~is_set].reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- scoring the sets
+
+def _scatter_bias(eps: np.ndarray) -> tuple[float | None, float | None]:
+    """The headline's statistics (benchmark.metrics): Gaussian-fit scatter, mean bias."""
+    from benchmark.metrics import summarize
+
+    stats = summarize(eps)
+    scatter, bias = stats["scatter_gauss_frac"], stats["bias_mean_dex"]
+    return (float(scatter) if np.isfinite(scatter) else None,
+            float(bias) if np.isfinite(bias) else None)
+
+
+def _mean_std(values) -> tuple[float | None, float | None]:
+    vals = np.array([v for v in values if v is not None], dtype=float)
+    if not len(vals):
+        return None, None
+    return float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+
+
+def _in_domain_scatter(predictions: pd.DataFrame, ds, seed: int, k: int) -> float | None:
+    from benchmark.metrics import residuals
+
+    test_ids = ds.catalog["image_id"].to_numpy()[ds.fold_indices(k)["test"]]
+    sel = predictions[(predictions["seed"].astype(int) == seed)
+                      & predictions["image_id"].isin(test_ids)]
+    if len(sel) != len(test_ids):
+        return None
+    return _scatter_bias(residuals(sel, ds.catalog, image_ids=test_ids)[seed])[0]
+
+
+def not_scored_testsets(testsets, reason: str) -> dict:
+    """The ``testsets`` metrics of an entry that no fold model predicted (e.g. uploaded
+    predictions): every set present, marked "not scored" with the reason."""
+    return {ts.name: _set_document(ts, [], None, "not scored", reason) for ts in testsets}
+
+
+def _set_document(ts: ExtraTestSet, rows: list[dict], in_domain: float | None, status: str,
+                  reason: str | None) -> dict:
+    scatter_mean, scatter_std = _mean_std(r["scatter_frac"] for r in rows)
+    bias_mean, bias_std = _mean_std(r["bias_dex"] for r in rows)
+    ratio = (scatter_mean / in_domain if scatter_mean is not None and in_domain else None)
+    identity = ts.identity
+    return {"name": ts.name, "kind": "hidden" if ts.hidden else "shift", "change": ts.change,
+            "status": status, "reason": reason, "n_images": identity["n_images"],
+            "version": identity["version"], "fingerprint": identity["fingerprint"],
+            "n_models": len(rows), "per_model": rows,
+            "scatter_frac_mean": scatter_mean, "scatter_frac_std": scatter_std,
+            "bias_dex_mean": bias_mean, "bias_dex_std": bias_std,
+            "in_domain_scatter_frac_mean": in_domain, "ratio": ratio}
+
+
+def score_testsets(run_dir, dataset, predictions: pd.DataFrame, testsets=None) -> dict:
+    """Score every fold model of a run on every extra test set.
+
+    Per set: scatter (ln 10 x sigma of the best-fit Gaussian, as the headline) and mean bias
+    (dex) of each fold model (seed, fold) on all the set's images; their mean and standard
+    deviation over the fold models; and the ratio of the mean shifted scatter to the mean
+    in-domain scatter of the same fold models on their own test folds.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run (``seed_S/fold_K/testset_<name>.csv``).
+    dataset : ClusterMassDataset or path
+    predictions : DataFrame
+        The run's out-of-fold predictions (``image_id, log10_m500c_pred, seed``).
+    testsets : list of ExtraTestSet, optional
+        Default :func:`find_testsets`.
+
+    Returns
+    -------
+    dict
+        name -> set document (``status`` "scored", or "not scored" with a ``reason`` when a
+        fold model lacks the set's predictions).
+    """
+    from benchmark.metrics import residuals
+
+    ds = _as_dataset(dataset)
+    testsets = find_testsets(ds) if testsets is None else testsets
+    seeds = sorted({int(s) for s in predictions["seed"]}) if "seed" in predictions else [0]
+    models = [(s, k) for s in seeds for k in range(ds.splits.n_folds)]
+    in_domain = _mean_std(_in_domain_scatter(predictions, ds, s, k) for s, k in models)[0]
+    out = {}
+    for ts in testsets:
+        rows, missing = [], []
+        for seed, k in models:
+            directory = fold_dir(run_dir, k, seed)
+            if not _has_testset(directory, ts):
+                missing.append(f"seed {seed} fold {k}")
+                continue
+            pred = pd.read_csv(_testset_paths(directory, ts.name)[0], dtype={"image_id": str})
+            eps = residuals(pred.assign(seed=seed), ts.dataset.catalog)[seed]
+            scatter, bias = _scatter_bias(eps)
+            rows.append({"seed": seed, "fold": k, "scatter_frac": scatter, "bias_dex": bias})
+        if missing:
+            out[ts.name] = _set_document(
+                ts, [], None, "not scored",
+                f"{len(missing)} of {len(models)} fold models lack predictions of this set "
+                f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): the set was "
+                "made after they were trained; retrain the entry")
+        else:
+            out[ts.name] = _set_document(ts, rows, in_domain, "scored", None)
+    return out

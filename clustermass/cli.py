@@ -174,7 +174,7 @@ def cmd_evaluate(args) -> None:
     entry_path = Path(evaluate_submission(
         Path(args.submission), checked_dataset(args), results_dir(args),
         seeds=tuple(args.seeds) if args.seeds else None, preset=Path(args.preset).stem,
-        overwrite=args.force, unsandboxed=args.unsandboxed,
+        overwrite=args.force, unsandboxed=args.unsandboxed, jobs=args.jobs,
     ))
     print(f"entry written: {entry_path}")
 
@@ -203,6 +203,12 @@ def cmd_release(args) -> None:
     release(data_dir(args), store=args.store, tag=args.tag, alias=args.alias, archive_dir=archive_dir)
 
 
+def cmd_check_version(args) -> None:
+    from benchmark.dataset.release import check_fingerprint
+
+    print(check_fingerprint(data_dir(args), args.preset))
+
+
 def cmd_export_fits(args) -> None:
     from benchmark.dataset.fits import export_fits
     from benchmark.dataset.loader import ClusterMassDataset
@@ -227,6 +233,27 @@ def cmd_science(args) -> None:
     results = results_dir(args)
     report = data_dir(args) / "report" / "observables.md"
     print(write_science_check(results / "entries", Path(args.out) if args.out else results, report))
+
+
+def cmd_testsets(args) -> None:
+    """The shift track's test sets beside the dataset, or (--hidden) the maintainer's set."""
+    from pipeline.config import load_preset
+    from pipeline.testsets import generate_hidden, generate_testsets
+
+    config = load_preset(args.preset)
+    root = data_dir(args)
+    if not (root / CARD_NAME).is_file():
+        raise ClusterMassError(f"no dataset in {root}: run `make data PRESET="
+                               f"{Path(args.preset).stem}` first")
+    here = settings.current()
+    if args.hidden:
+        out = generate_hidden(config, root, here.hidden_root, here.hidden_secret_file,
+                              workers=args.workers, scheduler=args.scheduler)
+        print(f"hidden set written to {out} (keep it there; never commit it)")
+        return
+    for out in generate_testsets(config, root, names=args.only, workers=args.workers,
+                                 scheduler=args.scheduler):
+        print(f"test set {out}")
 
 
 def cmd_format(args) -> None:
@@ -296,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unsandboxed", action="store_true",
                    help="train a code submission without the bubblewrap sandbox, where it cannot "
                         "start; the entry is then not trusted")
+    p.add_argument("--jobs", type=int, default=int(make.get("FOLD_JOBS", "1")),
+                   help="sandboxed folds of a code submission run as this many Dask tasks at a "
+                        "time (DASK_SCHEDULER=address for a cluster; default 1: in turn)")
 
     p = with_preset(add("leaderboard", cmd_leaderboard, "Render the static leaderboard site."))
     p.add_argument("--out", default="leaderboard/site")
@@ -313,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of the plain .tar.gz archive (default: archives/ beside a local store)")
     p.add_argument("--no-archive", action="store_true", help="push to the store only")
 
+    with_preset(add("check-version", cmd_check_version,
+                    "Check that the dataset's content is byte-identical to the fingerprint "
+                    "recorded for the preset (datalad/expected_version.json)."))
+
     with_preset(add("report", cmd_report, "Write the dataset's science report (relations, plots)."))
 
     p = with_preset(add("science", cmd_science,
@@ -325,6 +359,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", nargs="+", help="image ids, e.g. c0001_e0_x")
     p.add_argument("--cluster", type=int, help="instead: every image of this cluster id")
     p.add_argument("--out", help="output folder (default: build/fits/<preset>)")
+
+    p = with_preset(add("testsets", cmd_testsets,
+                        "Generate the shift track's test sets in data/<preset>/testsets/ (or, with "
+                        "--hidden, the maintainer's hidden set from HIDDEN_SECRET)."))
+    p.add_argument("--only", nargs="+", help="sets to make (default: all)")
+    p.add_argument("--hidden", action="store_true",
+                   help="make the hidden set in CLUSTERMASS_HIDDEN/<preset> instead")
+    p.add_argument("--workers", type=int, default=int(make.get("WORKERS", "1")))
+    p.add_argument("--scheduler", default=config.dask_scheduler,
+                   help="address of an existing Dask scheduler, e.g. tcp://host:8786")
 
     add("format", cmd_format, "Print the expected submission format.")
     return parser

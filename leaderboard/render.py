@@ -254,6 +254,54 @@ def _core_figures(e: Entry) -> dict:
             "core_gradient": None}
 
 
+#: One line on each column of the extra test sets (shift track, hidden set).
+SHIFT_DEFINITIONS = (
+    "Hidden: the cross-validated scatter's counterpart on the maintainer's hidden test set "
+    "(the same population observed anew from a secret seed): mean ± std over the fold models "
+    "of each model's scatter on all hidden images; 'not scored' for uploaded predictions, "
+    "which come without fold models. "
+    "Shift sets (data/<preset>/testsets/): each changes one thing (gas physics, cool-core "
+    "share, exposure, redshift). Shifted scatter and bias: mean ± std over the fold models "
+    "(every seed and fold) of each model's scatter (ln 10 x Gaussian sigma) and mean bias "
+    "(dex) on the set; ratio: shifted scatter over the same models' in-domain per-fold "
+    "scatter (1 = no loss; 1.4 = 40% worse). Worst shift: the set with the largest ratio."
+)
+
+
+def _prediction_only(e: Entry) -> bool:
+    return e.kind == "submission" and e.metadata.get("kind") != "code"
+
+
+def _testset_cells(e: Entry) -> dict:
+    """The row's hidden-set figure and each shift set's (scatter, std, bias, ratio) or the
+    reason it is not scored."""
+    out = {"hidden": None, "shift": {}}
+    for t in e.score.testsets:
+        cell = {"scored": t.scored, "reason": t.reason, "scatter": t.scatter_frac,
+                "scatter_std": t.scatter_frac_std, "bias": t.bias_dex,
+                "bias_std": t.bias_dex_std, "ratio": t.ratio, "change": t.change,
+                "n_images": t.n_images}
+        if t.hidden:
+            out["hidden"] = cell
+        else:
+            out["shift"][t.name] = cell
+    if out["hidden"] is None and _prediction_only(e):
+        out["hidden"] = {"scored": False, "reason": "uploaded predictions: no fold models"}
+    ratios = [(c["ratio"], n) for n, c in out["shift"].items() if c["ratio"] is not None]
+    out["worst_shift"] = max(ratios) if ratios else None
+    return out
+
+
+def _hidden_text(cell) -> tuple[str, float | None]:
+    """(HTML-free text, sort value) of a row's hidden column."""
+    if cell is None:
+        return "", None
+    if not cell["scored"] or cell.get("scatter") is None:
+        return "not scored", None
+    std = "" if cell.get("scatter_std") is None else f" ± {_pct(cell['scatter_std'])}"
+    return f"{_pct(cell['scatter'])}{std}", cell["scatter"]
+
+
 def table_row(le: LoadedEntry, dataset_version: str | None, dataset_splits: str | None = None) -> dict:
     """The leaderboard row of one entry (numbers from its harness score)."""
     e, sc = le.entry, le.entry.score
@@ -276,6 +324,7 @@ def table_row(le: LoadedEntry, dataset_version: str | None, dataset_splits: str 
         "n_seeds": len(sc.seeds) or None,
         "oracle": e.oracle,
         **{k: sc.uncertainty_stat(k) for k in UNCERTAINTY_STATS},
+        **_testset_cells(e),
     }
 
 
@@ -300,6 +349,7 @@ def _page(title: str, body: str, root: str) -> str:
 
 def _index_html(rows: list[dict], dataset_info: dict) -> str:
     head = [("#", "number", "rank"), ("Entry", "text", "name"), ("Scatter (Gauss, ln10 σ)", "number", "scatter"),
+            ("Hidden", "number", "hidden"), ("Worst shift (ratio)", "number", "shift"),
             ("Bias (dex)", "number", "bias"), ("Fold scatter mean ± std", "number", "fold"),
             ("Best fold", "number", "best"), ("Worst fold", "number", "worst"),
             ("Core sensitivity (occlusion; gradient)", "number", "core"),
@@ -329,12 +379,18 @@ def _index_html(rows: list[dict], dataset_info: dict) -> str:
             return "" if v is None else esc(f"{v:.6g}")
 
         bias_txt = "" if r["bias_dex"] is None else f"{r['bias_dex']:+.3f}"
+        hidden_txt, hidden_sort = _hidden_text(r.get("hidden"))
+        shifted = r.get("worst_shift")
+        shift_txt = ("" if shifted is None else
+                     f'{shifted[0]:.2f} <span class="muted">({esc(shifted[1])})</span>')
 
         trs.append(
             "<tr>"
             f'<td data-sort="{i}">{_rank_text(i, r)}</td>'
             f'<td class="text" data-sort="{esc(r["name"])}"><a href="entries/{esc(r["slug"])}.html">{esc(r["name"])}</a>{kind}</td>'
             f'<td data-sort="{ds(r["scatter_frac"])}">{_pct(r["scatter_frac"])}{ci_txt}</td>'
+            f'<td data-sort="{ds(hidden_sort)}">{esc(hidden_txt)}</td>'
+            f'<td data-sort="{ds(shifted[0] if shifted else None)}">{shift_txt}</td>'
             f'<td data-sort="{ds(r["bias_dex"])}">{bias_txt}</td>'
             f'<td data-sort="{ds(r["fold_mean_frac"])}">{fold}</td>'
             f'<td data-sort="{ds(r["best_fold"][1] if r["best_fold"] else None)}">{best}</td>'
@@ -355,7 +411,7 @@ def _index_html(rows: list[dict], dataset_info: dict) -> str:
         '<p class="muted">Scatter: σ of the best-fit Gaussian to ε = log10 M_pred − log10 M_true over all images '
         "(out of fold), as a fractional mass scatter ln(10)·σ; brackets: 68% bootstrap interval over clusters. "
         "Bias: mean ε. Fold columns: the same scatter per test fold (a best fold never stands alone). "
-        + esc(CORE_DEFINITIONS) + " "
+        + esc(CORE_DEFINITIONS) + " " + esc(SHIFT_DEFINITIONS) + " "
         + " ".join(esc(text) for _, text in UNCERTAINTY_STATS.values())
         + " Uncertainty columns are empty for entries that give no error bars. "
         "Oracle rows (computed from the simulation truth, not observable) show the physical "
@@ -521,6 +577,11 @@ def _uncertainty_html(score: Score) -> str:
     rows += [(f"log M {_num(b.get('lo')) or 0:.2f}-{_num(b.get('hi')) or 0:.2f}", b)
              for b in unc.get("mass_bins") or [] if isinstance(b, dict)]
     body = "".join(f'<tr><td class="text">{esc(name)}</td>{cells(st)}</tr>' for name, st in rows)
+    intervals = {k: score.uncertainty_ci68(k) for k in UNCERTAINTY_STATS}
+    if any(intervals.values()):
+        body += ('<tr><td class="text">all: 68% interval (bootstrap over clusters)</td>'
+                 + "".join(f"<td>{_unc_text(k, v[0])}–{_unc_text(k, v[1])}</td>" if v else "<td></td>"
+                           for k, v in intervals.items()) + "</tr>")
     figs = [f for f in (_pit_figure(unc.get("pit_hist")), _reliability_figure(_obj(unc, "reliability"))) if f]
     return (f'<h2>Uncertainty</h2><p class="muted">Predictive law: {esc(unc.get("kind"))}. '
             + " ".join(esc(t) for _, t in UNCERTAINTY_STATS.values()) + "</p>"
@@ -671,6 +732,39 @@ def _copy_diag_pngs(le: LoadedEntry, dest: Path) -> list[str]:
     return names
 
 
+def _shift_html(row: dict) -> str:
+    """The entry's table of the extra test sets (empty when it has none)."""
+    cells = dict(row.get("shift") or {})
+    if row.get("hidden") is not None:
+        cells["hidden"] = row["hidden"]
+    if not cells:
+        return ""
+
+    def pm(v, sd, fmt):
+        if v is None:
+            return ""
+        return fmt(v) + ("" if sd is None else f" ± {fmt(sd)}")
+
+    body = []
+    for name, c in cells.items():
+        if not c["scored"]:
+            body.append(f'<tr><td class="text">{esc(name)}</td><td class="text">'
+                        f'{esc(c.get("change") or "")}</td><td colspan="3" class="text">not '
+                        f'scored: {esc(c.get("reason") or "")}</td></tr>')
+            continue
+        ratio_txt = "" if c["ratio"] is None else f"{c['ratio']:.2f}"
+        body.append(
+            f'<tr><td class="text">{esc(name)}</td><td class="text">{esc(c.get("change") or "")}'
+            f'</td><td>{pm(c["scatter"], c["scatter_std"], _pct)}</td>'
+            f'<td>{pm(c["bias"], c["bias_std"], lambda v: f"{v:+.3f}")}</td>'
+            f'<td>{ratio_txt}</td></tr>')
+    return ('<h2>Shift track and hidden set</h2><table class="sortable" id="shift"><thead><tr>'
+            '<th class="text" data-type="text">set</th><th class="text" data-type="text">what '
+            'changes</th><th data-type="number">scatter</th><th data-type="number">bias (dex)'
+            '</th><th data-type="number">ratio to in-domain</th></tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table><p class="muted">{esc(SHIFT_DEFINITIONS)}</p>')
+
+
 def _entry_html(le: LoadedEntry, row: dict, png_names: list[str]) -> str:
     score = le.entry.score
     name = row["name"]
@@ -722,6 +816,7 @@ def _entry_html(le: LoadedEntry, row: dict, png_names: list[str]) -> str:
                      '<th data-type="number">scatter (std)</th></tr></thead>'
                      f"<tbody>{body}</tbody></table>")
     parts.append(_uncertainty_html(score))
+    parts.append(_shift_html(row))
     figs = _figures(score, le.errors)
     if figs:
         parts.append('<h2>Figures</h2><div class="figs">' + "".join(
@@ -776,7 +871,28 @@ def _markdown(rows: list[dict], dataset_info: dict) -> str:
               "the simulation truth (not observable), never ranked.", ""]
     lines += [CORE_DEFINITIONS, ""]
     lines += _markdown_uncertainty(rows)
+    lines += _markdown_shift(rows)
     return "\n".join(lines)
+
+
+def _markdown_shift(rows: list[dict]) -> list[str]:
+    """The hidden set and the shift track as a list (entries with test-set scores only)."""
+    with_sets = [r for _, r in _ranked(rows) if r.get("shift") or r.get("hidden")]
+    if not with_sets:
+        return []
+    lines = ["## Hidden set and shift track", ""]
+    for r in with_sets:
+        parts = [f"hidden {_hidden_text(r.get('hidden'))[0] or 'n/a'}"]
+        for name, c in (r.get("shift") or {}).items():
+            if not c["scored"] or c["scatter"] is None:
+                parts.append(f"{md_escape(name)} not scored")
+                continue
+            bias = "" if c["bias"] is None else f", bias {c['bias']:+.3f}"
+            ratio = "" if c["ratio"] is None else f", ratio {c['ratio']:.2f}"
+            parts.append(f"{md_escape(name)} {_pct(c['scatter'])}{bias}{ratio}")
+        lines.append(f"- {md_escape(r['name'])}: " + "; ".join(parts))
+    lines += ["", SHIFT_DEFINITIONS, ""]
+    return lines
 
 
 def _markdown_uncertainty(rows: list[dict]) -> list[str]:

@@ -20,7 +20,15 @@ Morrison & McCammon (1983) absorption SOXS implements. C is tabulated on 120 log
 temperatures (0.08-64 keV) and interpolated linearly in log kT; it is linear in Z.
 
 Not modelled (all below 1% of the counts for this set-up): the 0.5 arcsec PSF (pixels are
-7.9 arcsec), dither, line-of-sight velocities. The image is indexed like
+7.9 arcsec) for the cluster, dither, line-of-sight velocities.
+
+The sky of population version 2 (:mod:`pipeline.sky`: point sources, line-of-sight haloes,
+the unresolved CXB and Galactic foreground) is added by the caller
+(:func:`pipeline.generate.render_images`): ``SkyModel.expected_image()`` (point sources
+through the Gaussian PSF integrated over pixels, haloes' beta models integrated over pixels)
+plus ``SkyModel.diffuse_counts_per_pixel`` join the expected counts before the Poisson draw.
+The spectra it folds use :func:`observed_energy_edges`, :func:`response_on_grid` and
+:func:`thermal_spectrum_per_em`, the same grid, responses and emission fold as here. The image is indexed like
 :func:`pipeline.gas.luminosity_map`: projecting along x gives ``[iy, iz]``, along y
 ``[ix, iz]``, along z ``[ix, iy]``.
 """
@@ -46,6 +54,9 @@ __all__ = [
     "background_counts_per_pixel",
     "render",
     "render_views",
+    "observed_energy_edges",
+    "response_on_grid",
+    "thermal_spectrum_per_em",
 ]
 
 _AXES = {"x": 0, "y": 1, "z": 2}
@@ -202,16 +213,92 @@ def _response_on_grid(band_kev, nH_1e22, responses):
     return edges, eff * band * absorb
 
 
+def observed_energy_edges() -> np.ndarray:
+    """Edges (keV) of the observed photon-energy grid every response fold here uses (0.1-12 keV,
+    4 eV bins); the sky model (:mod:`pipeline.sky`) writes its spectra on it."""
+    return _grid(_OBS_E)
+
+
+def response_on_grid(obs, responses=None, absorbed: bool = True) -> np.ndarray:
+    """Detected band counts per photon cm^-2 at each bin of :func:`observed_energy_edges`:
+    A(E) P_band(E), times the Galactic wabs transmission of ``obs.nH_1e22`` when ``absorbed``
+    (cm^2, float64)."""
+    nh = float(obs.nH_1e22) if absorbed else 0.0
+    return _response_cached(tuple(float(b) for b in obs.band_kev), nh,
+                            None if responses is None else str(responses))
+
+
+@lru_cache(maxsize=16)
+def _response_cached(band_kev, nH_1e22, responses):
+    _, resp = _response_on_grid(band_kev, nH_1e22, responses)
+    resp.flags.writeable = False
+    return resp
+
+
+def _thermal_rows(redshift, rows, apec_key):
+    """Observed photon spectra per unit EM of the kT rows ``rows`` (cosmic, metal)."""
+    edges_r, cum_c, cum_m = _rest_cumulative(*apec_key)
+    rest_edges = observed_energy_edges() * (1.0 + redshift)
+    # Haloes up to z ~ 3.4 (the SOXS light cone) push the top of the observed grid past the
+    # 16 keV rest-frame table: those bins get nothing (e^(-16 keV / kT) for groups of a few keV).
+    pos = np.clip((rest_edges - edges_r[0]) / (edges_r[1] - edges_r[0]), 0.0, edges_r.size - 1.0)
+    i0 = np.clip(np.floor(pos).astype(int), 0, edges_r.size - 2)
+    f = pos - i0
+    d_a_cm = float(angular_diameter_distance_kpc(redshift)) * _KPC_CM
+    geom = 1.0 / (4.0 * np.pi * d_a_cm**2 * (1.0 + redshift) ** 3)
+    return [np.diff(cum[rows][:, i0] * (1.0 - f) + cum[rows][:, i0 + 1] * f, axis=1) * geom
+            for cum in (cum_c, cum_m)]
+
+
+@lru_cache(maxsize=1)
+def _geometry_table():
+    """1 / (4 pi D_A^2 (1+z)^3) on a 0.001 grid in z to 4 (log-interpolated: 1e-7 relative;
+    astropy costs ~0.1 ms a call and the sky model asks for ~100 redshifts a view)."""
+    z = np.linspace(0.0, 4.0, 4001)
+    d_a_cm = np.asarray(angular_diameter_distance_kpc(np.maximum(z, 1e-4)), dtype=float) * _KPC_CM
+    return z, np.log(1.0 / (4.0 * np.pi * d_a_cm**2 * (1.0 + z) ** 3))
+
+
+def thermal_spectrum_per_em(redshift: float, kt_kev: float, Z_solar: float, apec=None) -> np.ndarray:
+    """Photons s^-1 cm^-2 per bin of :func:`observed_energy_edges` at the observer, per unit
+    emission measure (n_e n_H V, cm^-3), before Galactic absorption: the same emission table,
+    redshift fold and linear-in-log-kT interpolation as :func:`rate_table`, so
+    ``sum(spectrum * response_on_grid(obs))`` equals ``rate_table(obs, redshift)(kT, Z)``
+    (to 1e-6: the distance is interpolated on a fine grid in z). Redshifts up to 4; observed
+    bins beyond the 16 keV rest-frame table get nothing (e^(-16 keV / kT) for groups)."""
+    lt = np.log10(max(float(kt_kev), 1e-6))
+    x = float(np.interp(lt, _LOG_KT, np.arange(_LOG_KT.size), left=-1.0))
+    if x < 0:
+        return np.zeros(observed_energy_edges().size - 1)
+    i = min(int(x), _LOG_KT.size - 2)
+    w = min(x - i, 1.0)
+    edges_r, cum_c, cum_m = _rest_cumulative(*_apec_key(apec))
+    # linear in kT-row weight and in Z, so combine the cumulative rows first: one interpolation
+    cum = (cum_c[i] * (1.0 - w) + cum_c[i + 1] * w) + float(Z_solar) * (cum_m[i] * (1.0 - w) + cum_m[i + 1] * w)
+    at = np.interp(observed_energy_edges() * (1.0 + float(redshift)), edges_r, cum)
+    z_grid, log_geom = _geometry_table()
+    return np.diff(at) * float(np.exp(np.interp(float(redshift), z_grid, log_geom)))
+
+
+#: Largest share of the band response that may fall in observed bins past the rest-frame
+#: table's top (which get no photons).
+_MAX_RESPONSE_BEYOND_TABLE = 1e-3
+
+
 @lru_cache(maxsize=64)
 def _rate_table_cached(redshift, nH_1e22, band_kev, responses, apec_key):
     edges_r, cum_c, cum_m = _rest_cumulative(*apec_key)
     edges_o, resp = _response_on_grid(band_kev, nH_1e22, responses)
     rest_edges = edges_o * (1.0 + redshift)
-    if rest_edges[-1] > edges_r[-1] or rest_edges[0] < edges_r[0]:
+    beyond = rest_edges[1:] > edges_r[-1]
+    if rest_edges[0] < edges_r[0] or resp[beyond].sum() > _MAX_RESPONSE_BEYOND_TABLE * resp.sum():
         raise ClusterMassError(f"redshift {redshift} moves the observed 0.1-12 keV grid outside the "
-                     f"tabulated rest-frame range {edges_r[0]}-{edges_r[-1]} keV")
-    # photons per observed bin = N(<E_hi(1+z)) - N(<E_lo(1+z)) (linear within 4 eV bins)
-    pos = (rest_edges - edges_r[0]) / (edges_r[1] - edges_r[0])
+                     f"tabulated rest-frame range {edges_r[0]}-{edges_r[-1]} keV where the band "
+                     "response is not negligible")
+    # photons per observed bin = N(<E_hi(1+z)) - N(<E_lo(1+z)) (linear within 4 eV bins);
+    # observed bins past the table's top (z > 0.33: above ~11.4 keV, where the band's
+    # response is tiny) get nothing, as in _thermal_rows
+    pos = np.clip((rest_edges - edges_r[0]) / (edges_r[1] - edges_r[0]), 0.0, edges_r.size - 1.0)
     i0 = np.clip(np.floor(pos).astype(int), 0, edges_r.size - 2)
     f = pos - i0
 

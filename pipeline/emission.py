@@ -81,6 +81,7 @@ __all__ = [
     "spectrum",
     "spectrum_components",
     "band_emissivity",
+    "table_band_emissivity",
     "kt_grid_kev",
     "default_table_dir",
 ]
@@ -501,6 +502,64 @@ def band_emissivity(kt_kev, Z_solar, band_kev=(0.5, 2.0)) -> np.ndarray:
     x = np.log10(np.maximum(np.asarray(kt_kev, dtype=np.float64), 1e-6))
     c = np.interp(x, lt, cos, left=0.0, right=0.0)
     m = np.interp(x, lt, met, left=0.0, right=0.0)
+    return c + np.asarray(Z_solar, dtype=np.float64) * m
+
+
+@lru_cache(maxsize=8)
+def _fits_band_energy_table(root: str, version: str, e_lo: float, e_hi: float):
+    """kT nodes and (cosmic, metal) band energy emissivities of APEC-format FITS tables.
+
+    Read through SOXS (``CIEGenerator``), the reader the real chain and the analytic
+    renderer use, on 5-eV bins (the band integral of a line-rich spectrum converges well
+    below that).
+    """
+    from soxs.spectra.thermal_spectra import CIEGenerator
+
+    n = max(int(np.ceil((e_hi - e_lo) / 0.005)), 16)
+    gen = CIEGenerator("apec", e_lo, e_hi, n, model_root=root, model_vers=version)
+    cosmic, metal, _ = gen._get_table(list(range(gen.Tvals.size)), 0.0, 0.0)
+    emid_erg = np.asarray(gen.emid.value if hasattr(gen.emid, "value") else gen.emid) * KEV_TO_ERG
+    return (np.asarray(gen.Tvals, float), np.asarray(cosmic) @ emid_erg,
+            np.asarray(metal) @ emid_erg)
+
+
+def table_band_emissivity(kt_kev, Z_solar, band_kev=(0.5, 2.0), apec=None) -> np.ndarray:
+    """Rest-frame band energy emissivity of the emission table the images are made with.
+
+    The true luminosities of the catalog (L = sum n_e n_H V Lambda) from the same emission
+    model as the photons: with the project's own table (no ``CLUSTERMASS_APEC_DIR``, or
+    ``apec.source == "clustermass-approx"``) its physics tabulated on the table's grid
+    (:func:`band_emissivity`); with real AtomDB (or any user) tables the FITS files
+    themselves, read through SOXS and interpolated linearly in kT between the table's
+    temperatures, as SOXS and pyXSIM interpolate; zero outside the table, as the images.
+
+    Parameters
+    ----------
+    kt_kev, Z_solar : float or array_like
+        Temperature (keV) and metallicity (Anders & Grevesse 1989 solar units), broadcast.
+    band_kev : (float, float)
+        Rest-frame band, keV.
+    apec : ApecTables, optional
+        The tables; default: those of the settings (``CLUSTERMASS_APEC_DIR``) without
+        writing anything.
+
+    Returns
+    -------
+    np.ndarray
+        erg cm^3 s^-1 per n_e n_H.
+    """
+    if apec is None:
+        user_dir = settings.current().apec_dir
+        if user_dir is None:
+            return band_emissivity(kt_kev, Z_solar, band_kev)
+        apec = resolve_apec(user_dir)
+    if apec.source == "clustermass-approx":
+        return band_emissivity(kt_kev, Z_solar, band_kev)
+    tvals, cos, met = _fits_band_energy_table(str(apec.root), str(apec.version),
+                                              float(band_kev[0]), float(band_kev[1]))
+    kt = np.asarray(kt_kev, dtype=np.float64)
+    c = np.interp(kt, tvals, cos, left=0.0, right=0.0)
+    m = np.interp(kt, tvals, met, left=0.0, right=0.0)
     return c + np.asarray(Z_solar, dtype=np.float64) * m
 
 

@@ -46,6 +46,11 @@ Physics (references in :data:`pipeline.population.REFERENCES`)
   built from the main cluster's M500c, R500c and gas fraction (:func:`main_halo`); at
   population version 2 the catalog's M500c / R500c are a halo finder's, companion inside
   R500c included, and the true luminosities are measured in that R500c.
+* ICM structure (population version 2, :mod:`pipeline.icm`): a log-normal density and
+  temperature fluctuation field with a turbulent spectrum (one per cluster epoch, shared by
+  its projections) and, in a share of cool cores, a spiral sloshing cold front, both on the
+  main halo's gas before the subclumps and the mass normalisation (so the gas mass inside
+  R500c is still ``gas_fraction * M500c``).
 * Core observables (:func:`core_state`, population version 2's floors and the report): the
   spherically averaged 1D model's entropy K = kT n_e^(-2/3) at the centre (Cavagnolo et al.
   2009), n_e at 10 kpc and the cooling time at 20 kpc with the Tozzi & Norman (2001)
@@ -63,6 +68,7 @@ import numpy as np
 
 from benchmark.core.cosmology import KEV_PER_K, KEV_TO_ERG
 from benchmark.core.errors import ClusterMassError
+from pipeline import emission, icm
 from pipeline.observation import Observation
 
 __all__ = [
@@ -442,6 +448,7 @@ def build_gas_grid(row, grid: GridSpec, rng: np.random.Generator) -> GasGrid:
     np.sqrt(rho, out=rho)
     rho *= np.float32(rho0)
     kT *= np.float32(t0)
+    icm_info = _icm_structure(rho, kT, c1d, centre, r500, row)
 
     # subclumps (part of the cluster's gas budget)
     n_sub = int(row.get("n_subclumps", 0) or 0)
@@ -528,7 +535,8 @@ def build_gas_grid(row, grid: GridSpec, rng: np.random.Generator) -> GasGrid:
         mgas_target_msun=mgas_target_g / MSUN_G, norm_correction=correction,
         clump_mass_msun=clump_mass_total_g * correction / MSUN_G, n_subclumps=n_sub,
         rho0_gcm3=rho0 * correction, t0_kev=t0, x_h=X_H, normalised_within_kpc=r_norm,
-        r500_inside_box=bool(r_norm >= r500), **comp_info,
+        r500_inside_box=bool(r_norm >= r500), population_version=int(row.get("population_version", 1)),
+        **comp_info, **icm_info,
     )
     return GasGrid(
         density_gcm3=rho.astype(np.float32, copy=False), kt_kev=kT.astype(np.float32, copy=False),
@@ -536,6 +544,23 @@ def build_gas_grid(row, grid: GridSpec, rng: np.random.Generator) -> GasGrid:
         box_kpc=float(grid.box_kpc), r500c_kpc=r500, redshift=float(row.get("redshift", np.nan)),
         meta=meta,
     )
+
+
+def _icm_structure(rho, kt, c1d, centre, r500, row) -> dict:
+    """Population version 2's ICM fluctuations and sloshing front on the main halo's gas, in
+    place (:mod:`pipeline.icm`; rows without the columns, version 1, are left as they are).
+    Returns what the GasGrid's meta records: the field's width at R500c, whether a front was
+    drawn and ``max_cell_coarsening``, the coarsest cells (in grid cells) that resolve every
+    mode of the field, which the real chain's nested grid honours."""
+    info = {}
+    if icm.fluctuations_on(row):
+        icm.apply_fluctuations(rho, kt, c1d, centre, r500, row)
+        info.update(icm_sigma500_ln=float(row["icm_sigma500_ln"]),
+                    max_cell_coarsening=icm.MAX_CELL_COARSENING)
+    if int(row.get("sloshing", 0) or 0):
+        icm.apply_front(rho, kt, c1d, centre, r500, row)
+        info["sloshing_front"] = True
+    return info
 
 
 def _sphere_mask_arrays(c1d, radius_kpc):
@@ -611,7 +636,11 @@ def band_emissivity(kt_kev, metallicity_zsun, band_kev=LX_BAND_KEV):
 def _cell_luminosity(gas: GasGrid) -> np.ndarray:
     """0.5-2 keV luminosity of every cell, erg/s (float64), cached on the GasGrid."""
     if "lum" not in gas._cache:
-        lam = band_emissivity(gas.kt_kev, gas.metallicity_zsun)
+        # Version 2's truth comes from the emission table the photons are drawn from; the
+        # fit keeps version 1's catalog byte-identical.
+        emissivity = (emission.table_band_emissivity if gas.meta.get("population_version", 1) >= 2
+                      else band_emissivity)
+        lam = np.asarray(emissivity(gas.kt_kev, gas.metallicity_zsun), dtype=np.float64)
         rho = gas.density_gcm3.astype(np.float64)
         lam *= rho * rho * (NE_PER_GRAM * NH_PER_GRAM * gas.cell_volume_cm3)
         gas._cache["lum"] = lam

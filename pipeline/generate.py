@@ -133,22 +133,38 @@ def render_images(gas, row: dict, config: Config, workdir: Path) -> tuple[list[n
     """The three projections of one gas grid, with the chosen renderer."""
     observation = config.observation
     seeds = [int(row[f"seed_{p}"]) for p in PROJECTIONS]
+    from pipeline.sky import view_skies
+
+    start = time.perf_counter()
+    skies = view_skies(seeds, observation, config.population)  # population v2: the sky of each view
+    sky_s = (time.perf_counter() - start) / len(seeds)
     if config.dataset.renderer == "chain":
         from pipeline.chain import render_views
 
         rendered = render_views(gas, PROJECTIONS, chain_observation(observation, row), seeds,
-                                workdir=workdir, settings=config.chain)
-        return [image for image, _ in rendered], [info for _, info in rendered]
+                                workdir=workdir, settings=config.chain, skies=skies)
+        infos = [info for _, info in rendered]
+        for info, sky in zip(infos, skies):
+            if sky is not None:
+                info.update(sky_s=sky_s, sky_sources=sky.records())
+        return [image for image, _ in rendered], infos
 
     from pipeline.analytic import background_counts_per_pixel, expected_counts
 
     background = background_counts_per_pixel(observation) * observation.npix**2
     images, infos = [], []
-    for projection, seed in zip(PROJECTIONS, seeds):
+    for projection, seed, sky in zip(PROJECTIONS, seeds, skies):
         start = time.perf_counter()
         lam = expected_counts(gas, projection, observation, redshift=float(row["redshift"]))
+        info = {"background_counts": background}
+        if sky is not None:
+            lam += sky.expected_image()
+            lam += sky.diffuse_counts_per_pixel
+            info.update(background_counts=background + sky.diffuse_counts_per_pixel * observation.npix**2,
+                        sky_s=sky_s, sky_sources=sky.records())
         images.append(np.random.default_rng(seed).poisson(lam).astype(np.int32))
-        infos.append({"background_counts": background, "render_s": time.perf_counter() - start})
+        info["render_s"] = time.perf_counter() - start
+        infos.append(info)
     return images, infos
 
 
@@ -224,6 +240,8 @@ def render_epoch(row: dict, config: Config, workdir: Path) -> tuple[list[np.ndar
                 "seed": int(row[f"seed_{projection}"]),
             }
         )
+        if "sky_sources" in info:  # population v2: the view's true sky (taken out before /views)
+            views[-1]["sky_sources"] = info["sky_sources"]
     return images, views, dict(timings)
 
 
@@ -258,13 +276,28 @@ def render_cluster(config: Config, rows: list[dict], out_dir: str, fingerprint: 
         "fingerprint": fingerprint,
         "complete": 1,
     }
-    write_cluster_file(path, np.stack(images), views, attrs, h5py)
+    sources = sky_sources(views)
+    write_cluster_file(path, np.stack(images), views, attrs, h5py, sources=sources)
     timings["write"] += time.perf_counter() - start
     return {"cluster_id": cluster_id, "n_views": len(views), "timings": dict(timings)}
 
 
-def write_cluster_file(path: Path, counts: np.ndarray, views: list[dict], attrs: dict, h5py) -> None:
-    """Write one cluster's images; the file appears under its name only when complete."""
+def sky_sources(views: list[dict]) -> list[dict] | None:
+    """Take each view's true sky sources out of its dict: one list for ``/sources`` (sorted by
+    view, then brightest first), or None when no view has a sky (population version 1)."""
+    if not any("sky_sources" in v for v in views):
+        return None
+    sources = []
+    for index, view in enumerate(views):
+        listed = view.pop("sky_sources", None) or []
+        sources += [dict(src, view_index=index) for src in sorted(listed, key=lambda s: -s["expected_counts"])]
+    return sources
+
+
+def write_cluster_file(path: Path, counts: np.ndarray, views: list[dict], attrs: dict, h5py,
+                       sources: list[dict] | None = None) -> None:
+    """Write one cluster's images (and, with a sky, its true sources); the file appears under
+    its name only when complete."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=False) as h5:
         npix = counts.shape[-1]
         data = h5.create_dataset(
@@ -278,6 +311,13 @@ def write_cluster_file(path: Path, counts: np.ndarray, views: list[dict], attrs:
             track_times=False,
         )
         h5.create_dataset("views", data=json.dumps(views, sort_keys=True), dtype=h5py.string_dtype(), track_times=False)
+        if sources is not None:
+            from benchmark.dataset.layout import SOURCES_DATASET
+            from benchmark.dataset.sources import SOURCE_UNITS, sources_array
+
+            packed = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if sources else {}
+            table = h5.create_dataset(SOURCES_DATASET, data=sources_array(sources), track_times=False, **packed)
+            table.attrs["units"] = json.dumps(SOURCE_UNITS, sort_keys=True)
         for key, value in attrs.items():
             h5.attrs[key] = value
 
@@ -320,7 +360,7 @@ def run_tasks(plan: Plan, todo: list[int], out_dir: Path, workers: int, schedule
         for cid in todo:
             collect(render_cluster(plan.config, rows_by_cluster[cid], str(out_dir), plan.fingerprint))
     else:
-        from pipeline.distributed import map_on_dask
+        from benchmark.core.distributed import map_on_dask
 
         for result in map_on_dask(
             render_cluster,

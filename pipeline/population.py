@@ -98,6 +98,27 @@ REFERENCES_V2 = [
     "Barnes D. et al. 2021, MNRAS 506, 2533 (hydrostatic mass bias b ~ 0.1-0.2 in simulated clusters)",
     "Knollmann S., Knebe A. 2009, ApJS 182, 608 (AHF); Behroozi P. et al. 2013, ApJ 762, 109 "
     "(spherical-overdensity masses count all particles inside R500c)",
+    # ICM structure (pipeline.icm)
+    "Gaspari M., Churazov E. 2013, A&A 559, A78 (density fluctuations from turbulence; Kolmogorov spectrum, injection scale)",
+    "Zhuravleva I. et al. 2013, MNRAS 428, 3274 (log-normal ICM inhomogeneities in simulated clusters)",
+    "Zhuravleva I. et al. 2014, Nature 515, 85 (density-fluctuation amplitude spectra in Perseus and Virgo)",
+    "Gaspari M. et al. 2014, A&A 569, A67 (density vs temperature fluctuations; isobaric-adiabatic mix)",
+    "Nagai D., Lau E. 2011, ApJ 731, L10 (clumping factor of simulated clusters, rising with radius)",
+    "Eckert D. et al. 2015, MNRAS 447, 2198 (measured gas clumping in cluster outskirts)",
+    "ZuHone J., Markevitch M., Johnson R. 2010, ApJ 717, 908 (sloshing cold fronts: spiral in cool cores)",
+    "Ghizzardi S., Rossetti M., Molendi S. 2010, A&A 516, A32 (cold fronts in most cool cores)",
+    "Markevitch M., Vikhlinin A. 2007, Phys. Rep. 443, 1 (cold fronts: density jump, pressure continuous)",
+    "Diemer B., Kravtsov A. 2014, ApJ 789, 1 (faster accretion: steeper outer profiles, smaller splashback radius)",
+    "Lau E., Nagai D., Avestruz C., Nelson K., Vikhlinin A. 2015, ApJ 806, 68 (accretion rate and outer gas profiles)",
+    # the sky of each view (pipeline.sky)
+    "Lehmer B. et al. 2012, ApJ 752, 46 (CDF-S 4 Ms log N - log S of AGN and galaxies; SOXS's point-source generator)",
+    "Hickox R., Markevitch M. 2006, ApJ 645, 95 (CXB: unresolved intensity, AGN photon indices; ACIS quiescent background)",
+    "ZuHone J. et al., SOXS 5.3 (soxs/files: halo_catalog.h5 light cone, hm_cxb_bkgnd.h5 Galactic foreground)",
+    "Cavaliere A., Fusco-Femiano R. 1976, A&A 49, 137 (beta model of line-of-sight haloes)",
+    "Morrison R., McCammon D. 1983, ApJ 270, 119 (wabs Galactic absorption of the sky's sources)",
+    "Vikhlinin A. et al. 2009b, ApJ 692, 1060 (L_X(0.5-2 keV)-M relation, eq. 22: luminosities of line-of-sight haloes)",
+    "Kim M. et al. 2007, ApJ 659, 29 (ChaMP + CDF log N - log S: point-source density check)",
+    "Markevitch M. et al. 2003, ApJ 583, 70; ACIS background pages (quiescent front-illuminated chip ~0.3 cts/s, 0.3-10 keV)",
 ]
 
 
@@ -237,6 +258,37 @@ class PopulationParams:
     # companion whose centre lies inside R500c counts; the main halo's own mass and radius
     # stay in log10_m500c_main / r500c_kpc_main for the gas model
     halo_finder_m500c: bool = True
+    # the sky of each view (pipeline.sky): cosmic X-ray background point sources (SOXS's
+    # generator: Lehmer et al. 2012 log N - log S), the unresolved CXB and Galactic foreground
+    # (Hickox & Markevitch 2006; SOXS's hm_cxb_bkgnd.h5) as a uniform background, and
+    # line-of-sight groups and clusters from SOXS's halo light cone
+    sky_point_sources: bool = True
+    sky_diffuse: bool = True
+    sky_los_haloes: bool = True
+    # ICM fluctuations (pipeline.icm): log-normal density field with a Kolmogorov spectrum
+    # below icm_injection_kpc (Gaspari & Churazov 2013; Zhuravleva et al. 2013), width
+    # sqrt(core^2 + (sigma500 (r/R500c)^slope)^2), sigma500 x icm_merger_boost in mergers and
+    # x exp(icm_accretion_slope x accretion-rate deviate), calibrated on the clumping factor at
+    # R500c ~ 1.1-1.5 (Nagai & Lau 2011; Eckert et al. 2015); kT x exp(icm_t_response s g)
+    icm_fluctuations: bool = True
+    icm_sigma500_ln: float = 0.35
+    icm_sigma_core_ln: float = 0.08  # ~5-10% in cores (Zhuravleva et al. 2014)
+    icm_radial_slope: float = 1.0
+    icm_merger_boost: float = 1.4
+    icm_accretion_slope: float = 0.15
+    icm_sigma_scatter_ln: float = 0.15
+    icm_injection_kpc: float = 400.0
+    icm_t_response: float = -0.5  # isobaric -1, adiabatic +2/3 (Gaspari et al. 2014)
+    # sloshing cold fronts in a share of cool cores (ZuHone et al. 2010; Ghizzardi et al. 2010)
+    sloshing_fronts: bool = True
+    sloshing_fraction: float = 0.6
+    sloshing_radius_range: tuple = (0.05, 0.3)  # R500c
+    sloshing_jump_range: tuple = (1.5, 2.0)  # density ratio across the front
+    # outer slope (eps, r_s) correlated with the accretion rate (Diemer & Kravtsov 2014;
+    # Lau et al. 2015): faster accretion, larger eps and smaller r_s
+    outer_slope_accretion: bool = True
+    eps_accretion_corr: float = 0.5
+    rs_accretion_corr: float = 0.3
 
     # --- redshifts: every epoch at Observation.z_obs unless survey_redshifts ---
     survey_redshifts: bool = False
@@ -282,7 +334,8 @@ class PopulationParams:
         problems = []
         if self.version not in POPULATION_VERSIONS:
             problems.append(f"version = {self.version!r} is unknown: use 1 (datasets 0.1.0) or 2 (0.2.0)")
-        for name in ("fgas_structured", "cc_floor", "cc_merger_anticorrelation", "halo_finder_m500c"):
+        for name in ("fgas_structured", "cc_floor", "cc_merger_anticorrelation", "halo_finder_m500c",
+                     "sky_point_sources", "sky_diffuse", "sky_los_haloes"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} = {getattr(self, name)!r} must be true or false")
         if not 0.0 <= self.hydrostatic_bias < 0.5:
@@ -293,6 +346,31 @@ class PopulationParams:
         for name in ("cc_entropy_floor_kev_cm2", "cc_tcool20_floor_gyr", "cc_floor_scatter_dex"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} = {getattr(self, name)} must be >= 0 (0 turns the floor off)")
+        problems.extend(self._icm_problems())
+        return problems
+
+    def _icm_problems(self) -> list[str]:
+        """Checks of the ICM-structure fields (:mod:`pipeline.icm`)."""
+        problems = []
+        for name in ("icm_fluctuations", "sloshing_fronts", "outer_slope_accretion"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} = {getattr(self, name)!r} must be true or false")
+        for name in ("icm_sigma500_ln", "icm_sigma_core_ln", "icm_sigma_scatter_ln"):
+            if not 0.0 <= getattr(self, name) <= 1.5:
+                problems.append(f"{name} = {getattr(self, name)} must be in [0, 1.5] (a log-normal width)")
+        if not self.icm_merger_boost >= 1.0:
+            problems.append(f"icm_merger_boost = {self.icm_merger_boost} must be >= 1 (mergers are not calmer)")
+        if not self.icm_injection_kpc > 0:
+            problems.append(f"icm_injection_kpc = {self.icm_injection_kpc} must be positive (kpc)")
+        for name in ("sloshing_fraction", "eps_accretion_corr", "rs_accretion_corr"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} = {getattr(self, name)} must be in [0, 1]")
+        for name, floor in (("sloshing_radius_range", 0.0), ("sloshing_jump_range", 1.0)):
+            value = tuple(float(v) for v in getattr(self, name))
+            if len(value) != 2 or not floor < value[0] <= value[1]:
+                problems.append(f"{name} = {getattr(self, name)} must be (low, high) with {floor:g} < low <= high")
+            else:
+                object.__setattr__(self, name, value)
         return problems
 
     def recorded(self) -> dict:
@@ -319,6 +397,11 @@ V2_FIELDS = (
     "version", "hydrostatic_bias", "fgas_structured", "fgas_scatter_mass_slope", "fgas_formation_corr",
     "cc_floor", "cc_entropy_floor_kev_cm2", "cc_tcool20_floor_gyr", "cc_floor_scatter_dex",
     "cc_merger_anticorrelation", "cc_merger_disruption", "halo_finder_m500c",
+    "sky_point_sources", "sky_diffuse", "sky_los_haloes",
+    "icm_fluctuations", "icm_sigma500_ln", "icm_sigma_core_ln", "icm_radial_slope", "icm_merger_boost",
+    "icm_accretion_slope", "icm_sigma_scatter_ln", "icm_injection_kpc", "icm_t_response",
+    "sloshing_fronts", "sloshing_fraction", "sloshing_radius_range", "sloshing_jump_range",
+    "outer_slope_accretion", "eps_accretion_corr", "rs_accretion_corr",
 )
 
 
@@ -422,6 +505,17 @@ def _markov_chain(rng, n: int, fraction: float, persistence: float) -> np.ndarra
         u = rng.random()
         state[i] = (u >= off) if state[i - 1] else (u < on)
     return state
+
+
+def _outer_deviate(white: float, alpha_dev: float, corr: float, params: PopulationParams) -> float:
+    """The standard-normal deviate of an outer-slope parameter: ``white`` at version 1, at
+    version 2 correlated by ``corr`` with the accretion-rate deviate (Diemer & Kravtsov 2014;
+    Lau et al. 2015; :func:`pipeline.icm.outer_slope_deviate`)."""
+    if not (params.v2 and params.outer_slope_accretion):
+        return white
+    from pipeline.icm import outer_slope_deviate
+
+    return outer_slope_deviate(white, alpha_dev, corr)
 
 
 def _disrupt_cool_cores(cc: np.ndarray, mg: np.ndarray, params: PopulationParams, rng) -> np.ndarray:
@@ -543,11 +637,14 @@ def _cluster_rows(cid: int, log10_m0: float, params: PopulationParams, master_se
             log10_m500c=float(log10_m[ep]), r500c_kpc=r500,
             t500_kev=t500, gas_fraction=fgas, cool_core=int(is_cc), merger=int(is_mg),
             mah_alpha=float(alpha),
+            **({"mah_alpha_dev": float(alpha_dev)} if params.v2 else {}),  # standard normal
             rc_frac=float(rc_frac),
             beta=float(params.beta_mean * (m / 3e14) ** params.beta_mass_slope
                        + params.beta_scatter * rng.normal()),
-            rs_frac=float(params.rs_frac * 10.0 ** (params.rs_scatter_dex * rng.normal())),
-            eps=float(max(0.5, params.eps_mean + params.eps_scatter * rng.normal())),
+            rs_frac=float(params.rs_frac * 10.0 ** (params.rs_scatter_dex * _outer_deviate(
+                rng.normal(), -alpha_dev, params.rs_accretion_corr, params))),
+            eps=float(max(0.5, params.eps_mean + params.eps_scatter * _outer_deviate(
+                rng.normal(), alpha_dev, params.eps_accretion_corr, params))),
             cc_contrast_dex=float(cc_dex) if is_cc else 0.0,
             # the compact core scales with the smooth core: its luminosity boost depends on the
             # contrast, not on the core-radius scatter (else a 1-dex tail of total L_X)
@@ -634,8 +731,9 @@ def _with_contrast(row: dict, dex: float, params: PopulationParams) -> dict:
 
 def _version2_structure(pop: pd.DataFrame, params: PopulationParams, master_seed: int) -> pd.DataFrame:
     """Version-2 ingredients that need a whole row: the cool-core floor, then M500c as a halo
-    finder measures it.  Adds ``cc_contrast_dex_drawn`` (before the floor) and the main
-    halo's ``log10_m500c_main``, ``r500c_kpc_main`` (what the gas model is built from)."""
+    finder measures it, then the ICM structure of :func:`pipeline.icm.icm_columns`.  Adds
+    ``cc_contrast_dex_drawn`` (before the floor) and the main halo's ``log10_m500c_main``,
+    ``r500c_kpc_main`` (what the gas model is built from)."""
     pop = pop.copy()
     pop["cc_contrast_dex_drawn"] = pop["cc_contrast_dex"]
     if params.cc_floor:
@@ -659,6 +757,10 @@ def _version2_structure(pop: pd.DataFrame, params: PopulationParams, master_seed
         gain = 1.0 + 1.0 / ratio
         pop["log10_m500c"] = pop["log10_m500c_main"] + np.log10(gain)
         pop["r500c_kpc"] = pop["r500c_kpc_main"] * gain ** (1.0 / 3.0)
+    from pipeline.icm import icm_columns  # fluctuations and sloshing fronts of each epoch
+
+    pop = icm_columns(pop, params, master_seed)
+    pop["population_version"] = 2  # the gas model's truth follows the version (pipeline.gas)
     return pop
 
 
@@ -692,7 +794,9 @@ def make_population(params: PopulationParams | None = None, master_seed: int = 0
         ``core_offset_dir_*``, ``rc_boost``, ``n_subclumps`` and the clump mass function
         ``subclump_slope``, ``subclump_mu_min``, ``subclump_mu_max``, ``subclump_retained``),
         plus ``z_epoch`` (redshift
-        offset of the epoch along the history) and ``mah_alpha`` (accretion rate).
+        offset of the epoch along the history) and ``mah_alpha`` (accretion rate); at version
+        2 also ``mah_alpha_dev`` (its standard-normal deviate) and the ICM-structure columns
+        of :func:`pipeline.icm.icm_columns` (fluctuation seed and width, sloshing front).
     """
     params = PopulationParams() if params is None else params
     observation = Observation() if observation is None else observation

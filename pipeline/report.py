@@ -19,8 +19,8 @@ mass scatter by 0.012
 The observables table (:data:`OBSERVABLES`, :func:`observables_table`): each observable, its
 published range and source, the measured value, in or out; written by ``make report`` into
 ``<dataset>/report/observables.md`` and by the calibration run into ``--out``.  Population
-version 2 on the same 329 x 8 x 3 views (2026-12-02, same command without ``--set``):
-``CALIBRATION_V2``; version 1 reproduces ``CALIBRATION`` exactly.
+version 2 on the same 329 x 8 x 3 views (2026-12-02, same command without ``--set``, with
+the ICM fluctuations, sloshing fronts and the emission-table truth; 127 s): ``CALIBRATION_V2``; version 1 reproduces ``CALIBRATION`` exactly.
 
 Definitions
 -----------
@@ -45,6 +45,8 @@ import pandas as pd
 
 from benchmark.core.errors import ClusterMassError
 from benchmark.core.io import dumps_json, write_json, write_text
+from pipeline.icm import icm_statistics
+from pipeline.lx_scatter import decomposition_markdown, lx_scatter_decomposition, with_drawn_quantities
 from pipeline.observation import Observation
 
 logger = logging.getLogger(__name__)
@@ -123,6 +125,17 @@ OBSERVABLES = (
     Observable("cool_core_fraction_merger_over_relaxed", "cool-core fraction, mergers / relaxed", 0.0, 0.5,
                "Rossetti+ 2017 (cool cores rare in disturbed clusters)"),
     Observable("merger_fraction", "merger fraction", 0.18, 0.32, "Fakhouri+ 2010"),
+    Observable("clumping_r500_median", "clumping <rho^2>/<rho>^2 at 0.9-1.1 R500c (median of sampled epochs)",
+               1.1, 1.5, "Nagai & Lau 2011; Eckert+ 2015"),
+    Observable("sloshing_cool_core_fraction", "share of cool cores with sloshing cold fronts", 0.5, 0.7,
+               "Ghizzardi+ 2010; ZuHone+ 2010"),
+    # the sky of each view (pipeline.sky.sky_statistics); a 100 ks ACIS-I field is complete at 1e-15
+    Observable("ptsrc_density_1e15_deg2", "point sources per deg^2 with S(0.5-2 keV) > 1e-15 erg/s/cm^2",
+               620.0, 845.0, "Lehmer+ 2012 CDF-S log N - log S (733 deg^-2, +-15%); Kim+ 2007"),
+    Observable("cxb_resolved_fraction_05_2", "share of the 0.5-2 keV CXB in sources > 2e-17 erg/s/cm^2",
+               0.70, 0.86, "Kim+ 2007 ChaMP+CDF (78%); Hickox & Markevitch 2006 (unresolved part)"),
+    Observable("background_rate_chip_cts_s", "blank-sky rate per ACIS-I chip, 0.3-10 keV (particle + sky) [cts/s]",
+               0.2, 0.4, "Markevitch, ACIS background (quiescent FI ~0.3 cts/s/chip); Hickox & Markevitch 2006"),
 )
 
 
@@ -148,15 +161,18 @@ def core_statistics(pop: pd.DataFrame) -> dict:
 
 
 def observables_table(pop: pd.DataFrame, truths: pd.DataFrame | None = None,
-                      checks: dict | None = None) -> list[dict]:
+                      checks: dict | None = None, sky: dict | None = None) -> list[dict]:
     """Each observable of :data:`OBSERVABLES`: target, source, measured value, in or out.
 
     ``pop`` is the population (gas-model columns needed for the core rows); ``truths`` the
     true luminosities per view (:func:`truth_table` or a catalog); without it the L_X rows
     are reported as not measured. ``checks``: :func:`population_checks` of the same two
-    tables when the caller has it already.
+    tables when the caller has it already. ``sky``: :func:`pipeline.sky.sky_statistics` of the
+    population's parameters (the sky rows are not measured without it).
     """
     measured = dict(core_statistics(pop))
+    measured.update(sky or {})
+    measured.update(icm_statistics(pop))  # pipeline.icm: clumping on sampled gas grids, fronts
     measured["cool_core_fraction"] = float(pop["cool_core"].mean())
     measured["merger_fraction"] = float(pop["merger"].mean())
     by_state = pop.groupby("merger")["cool_core"].mean()
@@ -193,16 +209,17 @@ def table_markdown(table: list[dict]) -> str:
 #: falls below the REXCESS-like range and core excision gains little (18.8% vs 15.0%).
 CALIBRATION_V2: dict = {
     "n_views": 7896, "npix": 64, "master_seed": 20190521,
-    "lx_cex_slope": 1.428, "lx_total_slope": 1.615,
-    "lx_cex_scatter_ln": 0.220, "lx_total_scatter_ln": 0.315,
-    "lx_cex_mass_scatter": 0.150, "lx_cex_mass_scatter_gauss": 0.148,
-    "lx_total_mass_scatter": 0.188, "lx_total_mass_scatter_gauss": 0.194,
+    "lx_cex_slope": 1.407, "lx_total_slope": 1.591,
+    "lx_cex_scatter_ln": 0.234, "lx_total_scatter_ln": 0.333,
+    "lx_cex_mass_scatter": 0.162, "lx_cex_mass_scatter_gauss": 0.161,
+    "lx_total_mass_scatter": 0.200, "lx_total_mass_scatter_gauss": 0.203,
     "t_slope": 0.665, "t_scatter_ln": 0.121,
     "cool_core_fraction": 0.407, "cool_core_fraction_merger_over_relaxed": 0.219,
     "merger_fraction": 0.253, "cool_core_lag1_autocorr": 0.624,
-    "lx_total_offset_dex_cool_core": 0.146, "lx_total_offset_dex_merger": -0.061,
-    "cc_k0_median_kev_cm2": 14.5, "cc_ne10_p95_cm3": 0.069, "cc_tcool20_median_gyr": 1.59,
+    "lx_total_offset_dex_cool_core": 0.156, "lx_total_offset_dex_merger": -0.058,
+    "cc_k0_median_kev_cm2": 14.6, "cc_ne10_p95_cm3": 0.070, "cc_tcool20_median_gyr": 1.58,
     "cc_tcool20_below_0p3_fraction": 0.0, "gas_fraction_median": 0.072,
+    "clumping_r500c_median": 1.30, "cc_sloshing_fraction": 0.618,
 }
 
 
@@ -317,6 +334,8 @@ def population_checks(pop_df: pd.DataFrame, truths_df: pd.DataFrame) -> dict:
         if sel.any() and (~sel).any():
             res[f"lx_total_offset_dex_{flag}"] = float(r[sel].mean() - r[~sel].mean())
     res["gas_fraction_median"] = float(pop_df["gas_fraction"].median())
+    # where the L_X scatter at fixed mass comes from (pipeline.lx_scatter)
+    res["lx_scatter_decomposition"] = {k: lx_scatter_decomposition(df, k) for k in ("cex", "total")}
     if "mgas_r500_msun" in df.columns:
         main = df[df["merger"] == 0]
         ratio = main["mgas_r500_msun"] / (main["gas_fraction"] * 10 ** main["log10_m500c"])
@@ -418,6 +437,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="override a PopulationParams field (value parsed as JSON)")
     ap.add_argument("--quiet", action="store_true", help="print only the headline figures")
+    ap.add_argument("--switch-off-every", type=int, default=0, metavar="N",
+                    help="also decompose the L_X scatter by switching each source off in turn, "
+                         "on every N-th cluster (pipeline.lx_scatter; 32^3 grids)")
     args = ap.parse_args(argv)
     kw = {}
     for item in args.set:
@@ -431,6 +453,11 @@ def main(argv=None) -> dict:
     pop = make_population(PopulationParams(**kw), args.seed)
     truths = truth_table(pop, Observation(), npix=args.npix, progress=True)
     checks = population_checks(pop, truths)
+    if args.switch_off_every:
+        from pipeline.lx_scatter import switch_off_decomposition
+
+        sample = pop[pop["cluster_id"] % args.switch_off_every == 0]
+        checks["lx_scatter_switch_off"] = switch_off_decomposition(sample, Observation())
     checks["wall_s"] = round(time.perf_counter() - t0, 1)
     if args.quiet:
         keys = ("lx_cex_slope", "lx_total_slope", "lx_cex_mass_scatter", "lx_cex_mass_scatter_gauss",
@@ -446,9 +473,13 @@ def main(argv=None) -> dict:
         write_text(out / "truths.csv", truths.to_csv(index=False))
         write_text(out / "population.csv", pop.to_csv(index=False))
         write_json(out / "checks.json", checks, indent=1, sort_keys=False)
-        table = observables_table(pop, truths, checks)
+        from pipeline.sky import sky_statistics
+
+        table = observables_table(pop, truths, checks, sky=sky_statistics(PopulationParams(**kw)))
         write_json(out / "observables.json", table, indent=1, sort_keys=False)
         write_text(out / "observables.md", table_markdown(table))
+        write_text(out / "lx_scatter_decomposition.md",
+                   decomposition_markdown(checks["lx_scatter_decomposition"]))
         population_plots(pop, truths, out)
     return checks
 
@@ -504,10 +535,35 @@ def write_dataset_report(root) -> Path:
     montage = write_montage(dataset, out / "montage.png")
     checks["plots"] = sorted(p.name for p in [*plots, montage])
     population = card_population(dataset.card)
-    table = observables_table(dataset.catalog if population is None else population, dataset.catalog)
+    sky = None
+    if population is not None:  # the sky the dataset's own parameters draw (pipeline.sky)
+        from pipeline.sky import sky_statistics
+
+        sky = sky_statistics(card_population_params(dataset.card),
+                             build_observation(dataset.card["config"]["observation"]))
+    table = observables_table(dataset.catalog if population is None else population, dataset.catalog, sky=sky)
     checks["observables"] = table
     write_text(out / "observables.md", table_markdown(table))
+    views = dataset.catalog if population is None else with_drawn_quantities(dataset.catalog, population)
+    checks["lx_scatter_decomposition"] = {k: lx_scatter_decomposition(views, k) for k in ("cex", "total")}
+    write_text(out / "lx_scatter_decomposition.md", decomposition_markdown(checks["lx_scatter_decomposition"]))
     return write_json(out / "report.json", checks)
+
+
+def card_population_params(card: dict):
+    """The PopulationParams a synthetic dataset's card records (version 1 when it predates it)."""
+    from pipeline.config import build
+    from pipeline.population import PopulationParams
+
+    recorded = dict(card["config"]["population"])
+    recorded.setdefault("version", 1)
+    return build(PopulationParams, recorded, "population")
+
+
+def build_observation(recorded: dict) -> Observation:
+    from pipeline.config import build
+
+    return build(Observation, recorded, "observation")
 
 
 def card_population(card: dict) -> pd.DataFrame | None:

@@ -3,7 +3,9 @@
 Input (one folder, ``dataset.tng_dir``)
 ---------------------------------------
 * Cutouts as the TNG API serves them (``/api/TNG300-1/snapshots/99/halos/<id>/cutout.hdf5``):
-  Arepo HDF5 with the ``Header`` and ``Config`` groups and ``PartType0`` holding
+  Arepo HDF5 with the ``Header`` group (a ``Config`` group is not needed: API cutouts often
+  lack it, and yt's documentation adds one by hand only so that ``yt.load`` recognises the
+  file; this loader builds yt's Arepo dataset directly) and ``PartType0`` holding
   Coordinates (ckpc/h), Masses (1e10 Msun/h), Density (1e10 Msun/h / (ckpc/h)^3),
   InternalEnergy ((km/s)^2), ElectronAbundance, GFM_Metallicity (mass fraction),
   StarFormationRate (Msun/yr) and Velocities (km sqrt(a)/s).
@@ -18,6 +20,15 @@ Input (one folder, ``dataset.tng_dir``)
 
   ``epoch`` (optional, default 0) lets several snapshots of one halo be used as the
   epochs of one cluster (``halo_id`` is the cluster id).
+
+Friends-of-friends members only
+-------------------------------
+A TNG API *halo* cutout holds the cells of the halo's friends-of-friends (FoF) group only
+(Nelson et al. 2019, ComAC 6, 2, Sec. 3: "halo" cutouts are the FoF group's particles). Gas
+outside the FoF group -- beyond roughly R200 in most directions, infalling groups not yet
+linked, and anything along the line of sight -- is absent, so the images lack the outskirts
+and projected structure that a full simulation volume (or a subbox/spherical cutout) would
+show. :func:`tng_population` says so in a log message.
 
 What is rendered
 ----------------
@@ -38,6 +49,8 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+import logging
+
 import numpy as np
 
 from benchmark.core.cosmology import KEV_PER_K, kpc_per_arcsec, r500c_kpc
@@ -49,6 +62,7 @@ __all__ = [
     "TNGHalo",
     "REQUIRED_GAS_FIELDS",
     "HOT_GAS_T_MIN_K",
+    "FOF_ONLY_MESSAGE",
     "read_group_catalog",
     "check_cutout",
     "load_cutout",
@@ -58,6 +72,15 @@ __all__ = [
     "write_test_cutout",
     "write_group_catalog",
 ]
+
+log = logging.getLogger(__name__)
+
+#: What every TNG dataset is told (module docstring, "Friends-of-friends members only").
+FOF_ONLY_MESSAGE = (
+    "TNG API halo cutouts hold the friends-of-friends members of each halo only: gas outside "
+    "the FoF group (outskirts beyond ~R200, unlinked infalling groups, the line of sight) is "
+    "absent from these images."
+)
 
 REQUIRED_GAS_FIELDS = (
     "Coordinates",
@@ -192,11 +215,14 @@ def check_cutout(path) -> dict:
         raise TNGError(f"cutout {path} does not exist; download it from the TNG API or fix 'file'")
     try:
         with h5py.File(path, "r") as f:
-            missing = [g for g in ("Header", "Config", "PartType0") if g not in f]
+            # No Config group is needed: the TNG API's cutouts often lack it (yt's TNG
+            # recipe adds one by hand only for yt.load's format guess; load_cutout builds
+            # the Arepo dataset directly).
+            missing = [g for g in ("Header", "PartType0") if g not in f]
             if missing:
                 raise TNGError(
                     f"cutout {path} lacks the group(s) {missing}: not a TNG API cutout "
-                    "(Arepo HDF5 with Header, Config and PartType0)"
+                    "(Arepo HDF5 with Header and PartType0)"
                 )
             header = {k: f["Header"].attrs[k] for k in f["Header"].attrs}
             miss_h = [k for k in REQUIRED_HEADER if k not in header]
@@ -359,8 +385,9 @@ def tng_population(tng_dir, params=None, observation=None):
     """The catalog rows of a TNG dataset (one per halo and epoch), checked before any work.
 
     Columns: cluster_id, epoch, redshift (observed), log10_m500c, r500c_kpc, r500c_arcmin,
-    t500_kev (the synthetic population's M-T relation, :func:`pipeline.population.t500_mean_kev`
-    with ``params``: Vikhlinin et al. 2009 applied to true masses, for reference only), gas_fraction (NaN:
+    t500_kev (the synthetic population's M-T relation itself, :func:`pipeline.population.t500_mean_kev`
+    with ``params``, so both sources share one constant: Vikhlinin et al. 2009, with the
+    population's hydrostatic-bias correction at version 2; for reference only), gas_fraction (NaN:
     not measured here), cool_core, merger (-1: unknown), cutout (path), snapshot_redshift,
     hubble, m500c_msun, pos_{x,y,z}_ckpch (rebuild the halo with :func:`halo_from_row`).
     """
@@ -399,6 +426,7 @@ def tng_population(tng_dir, params=None, observation=None):
         )
     if not rows:
         raise TNGError(f"group catalog in {tng_dir} lists no halos")
+    log.warning("%s (%d halo epochs from %s)", FOF_ONLY_MESSAGE, len(rows), tng_dir)
     return pd.DataFrame(rows).sort_values(["cluster_id", "epoch"]).reset_index(drop=True)
 
 
@@ -422,13 +450,15 @@ def write_test_cutout(
     cold_fraction: float = 0.05,
     seed: int = 0,
     drop_fields: Sequence[str] = (),
+    with_config: bool = True,
 ) -> dict:
     """Write a small valid cutout in the TNG API's format: a beta-model cluster of gas cells.
 
     Cells are drawn with equal mass from the beta-model gas distribution (like Voronoi cells:
     many where the gas is dense), ``cold_fraction`` of them cold (1e4 K) and half of those
-    star forming, to exercise the hot-gas filter. Returns the group-catalog entry (TNG units)
-    for :func:`write_group_catalog`.
+    star forming, to exercise the hot-gas filter. ``with_config=False`` leaves out the
+    ``Config`` group, as many real API cutouts do. Returns the group-catalog entry (TNG
+    units) for :func:`write_group_catalog`.
     """
     import h5py
 
@@ -487,9 +517,10 @@ def write_test_cutout(
             "UnitLength_in_cm": 3.085678e21, "UnitMass_in_g": 1.989e43, "UnitVelocity_in_cm_per_s": 1e5,
         }.items():
             hdr.attrs[k] = v
-        cfg = f.create_group("Config")
-        cfg.attrs["VORONOI"] = 1
-        cfg.attrs["COOLING"] = 1
+        if with_config:  # API cutouts often come without it
+            cfg = f.create_group("Config")
+            cfg.attrs["VORONOI"] = 1
+            cfg.attrs["COOLING"] = 1
         f.create_group("Parameters")
         g = f.create_group("PartType0")
         for k, v in fields.items():

@@ -25,6 +25,10 @@ variable                  field                               default
 ``CLUSTERMASS_TIMING``    ``timing``: print stage times        off
 ``DASK_SCHEDULER``        ``dask_scheduler``: an external      none (a LocalCluster)
                           scheduler's address
+``CLUSTERMASS_HIDDEN``    ``hidden_root``: the maintainer's    ``~/.clustermass/hidden``
+                          hidden test sets (``<root>/<preset>``)
+``HIDDEN_SECRET``         ``hidden_secret_file``: the secret    ``~/.clustermass/hidden_secret``
+                          the hidden sets derive from
 ========================= =================================== =====================================
 
 The Make variables (``PRESET``, ``WORKERS``, ``SCHEDULE``, ``FOLD_JOBS``, ``DATASET_SOURCE``,
@@ -94,6 +98,8 @@ class Settings:
     timing: bool
     dask_scheduler: str | None
     make: Mapping[str, str]
+    hidden_root: Path = Path("~/.clustermass/hidden").expanduser()
+    hidden_secret_file: Path = Path("~/.clustermass/hidden_secret").expanduser()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -117,6 +123,10 @@ class Settings:
             timing=bool(environ.get("CLUSTERMASS_TIMING")),
             dask_scheduler=environ.get("DASK_SCHEDULER") or None,
             make={k: environ[k] for k in MAKE_VARIABLES if environ.get(k)},
+            hidden_root=_path(environ, "CLUSTERMASS_HIDDEN")
+            or Path("~/.clustermass/hidden").expanduser(),
+            hidden_secret_file=_path(environ, "HIDDEN_SECRET")
+            or Path("~/.clustermass/hidden_secret").expanduser(),
         )
 
     @property

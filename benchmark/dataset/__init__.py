@@ -9,6 +9,8 @@ name or a column.
 - :mod:`benchmark.dataset.checker`: the layout checker (catalog columns, file attributes).
 - :mod:`benchmark.dataset.splits`: the fixed ten-fold splits, grouped by cluster.
 - :mod:`benchmark.dataset.loader`: :class:`ClusterMassDataset`, the NumPy loader.
+- :mod:`benchmark.dataset.sources`: the true sky sources of each view (point sources,
+  line-of-sight haloes), read from the cluster files' ``/sources`` tables.
 - :mod:`benchmark.dataset.normalisation`: training-fold normalisation (the reference CNN's).
 - :mod:`benchmark.dataset.frameworks`: fold-aware loaders for other frameworks: NumPy batches
   (JAX), ``tf.data``, a ``torch.utils.data.Dataset``.

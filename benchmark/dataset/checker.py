@@ -11,7 +11,8 @@ import pandas as pd
 from benchmark.core.errors import ClusterMassError
 from benchmark.dataset.card import read_card
 from benchmark.dataset.layout import (CARD_NAME, CATALOG_COLUMNS, CATALOG_NAME, FILE_ATTRS,
-                                      LAYOUT_VERSION, SPLITS_NAME)
+                                      LAYOUT_VERSION, SOURCE_FIELDS, SOURCE_KINDS, SOURCES_DATASET,
+                                      SPLITS_NAME)
 
 __all__ = ["check_dataset", "sha256_file"]
 
@@ -91,6 +92,8 @@ def _file_problems(path: Path, file: str, rows: pd.DataFrame, npix: int) -> list
             problems.append(f"{file}: counts lacks units='count'")
         ids = [s.decode() if isinstance(s, bytes) else s for s in h5["image_id"][:]]
         data = counts[:]
+        if SOURCES_DATASET in h5:
+            problems += _sources_problems(h5[SOURCES_DATASET][()], file, len(ids), npix)
     if (data < 0).any():
         problems.append(f"{file}: negative counts")
     for _, row in rows.iterrows():
@@ -99,4 +102,33 @@ def _file_problems(path: Path, file: str, rows: pd.DataFrame, npix: int) -> list
             problems.append(f"{file}: row {index} is not {row['image_id']}")
         elif int(data[index].sum()) != int(row["counts"]):
             problems.append(f"{row['image_id']}: catalog counts differ from the image sum")
+    return problems
+
+
+def _sources_problems(rows: np.ndarray, file: str, n_views: int, npix: int) -> list[str]:
+    """The ``/sources`` table of one file against HDF5_SPEC.md (fields, views, kinds, values)."""
+    names = rows.dtype.names or ()
+    missing = [name for name, _ in SOURCE_FIELDS if name not in names]
+    if missing:
+        return [f"{file}: /{SOURCES_DATASET} lacks fields {missing}"]
+    if rows.ndim != 1:
+        return [f"{file}: /{SOURCES_DATASET} must be one-dimensional, has shape {rows.shape}"]
+    problems = []
+    view = rows["view_index"].astype(np.int64)
+    if ((view < 0) | (view >= n_views)).any():
+        problems.append(f"{file}: /{SOURCES_DATASET} names views outside 0-{n_views - 1}")
+    if (np.diff(view) < 0).any():
+        problems.append(f"{file}: /{SOURCES_DATASET} is not sorted by view_index")
+    if not np.isin(rows["kind"], list(SOURCE_KINDS)).all():
+        problems.append(f"{file}: /{SOURCES_DATASET} has kinds other than {sorted(SOURCE_KINDS)}")
+    for axis in ("x_pix", "y_pix"):
+        value = rows[axis]
+        if not (np.isfinite(value) & (value >= -0.5) & (value < npix - 0.5)).all():
+            problems.append(f"{file}: /{SOURCES_DATASET} {axis} outside the image or not finite")
+    for name in ("expected_counts", "flux_cgs"):
+        if not (np.isfinite(rows[name]) & (rows[name] >= 0)).all():
+            problems.append(f"{file}: /{SOURCES_DATASET} {name} negative or not finite")
+    halo = rows["kind"] == 2
+    if not (np.isfinite(rows["redshift"][halo]) & (rows["redshift"][halo] > 0)).all():
+        problems.append(f"{file}: /{SOURCES_DATASET} has a halo without a positive redshift")
     return problems

@@ -10,7 +10,9 @@ Every dataset (``data/<preset>/``) is its own DataLad dataset, laid out by the p
 - :func:`verify_dataset`: clean work tree, all content present, ``git annex fsck``, the layout
   checker, and the version the project expects.
 - :func:`check_expected_version` (called by the harness) compares a dataset with the version
-  recorded in ``datalad/expected_version.json``.
+  recorded in ``datalad/expected_version.json``; :func:`check_fingerprint`
+  (``clustermass check-version``) compares content only: a regeneration is byte-identical
+  to the recorded fingerprint or refused naming both.
 - :func:`release` (``make release``) tags a version and pushes it to a RIA store, and writes
   it as a plain archive with a checksum manifest (:mod:`benchmark.dataset.archive`) for users
   without git-annex; ``make data DATASET_SOURCE=<archive>`` registers such an archive as a
@@ -52,6 +54,7 @@ __all__ = [
     "ensure_dataset",
     "verify_dataset",
     "check_expected_version",
+    "check_fingerprint",
     "content_fingerprint",
     "record_expected_version",
     "release",
@@ -317,6 +320,57 @@ def _version_mismatch(root: Path, preset: str, entry: dict, fingerprint: str) ->
     )
 
 
+def check_fingerprint(dataset_root, preset: str, expected_path=None) -> str:
+    """Check that a dataset's content is byte-identical to the fingerprint recorded for ``preset``.
+
+    Unlike :func:`check_expected_version`, which also accepts the release itself by its id
+    and commit, this compares content only: what any machine runs after regenerating a
+    preset (``clustermass check-version``) to show that its bytes are the recorded ones.
+
+    Parameters
+    ----------
+    dataset_root : path-like
+        A dataset folder (DataLad dataset or plain folder).
+    preset : str
+        Preset whose recorded fingerprint applies (a path to a preset file counts by its stem).
+    expected_path : path-like, optional
+        Another expectation file (default :func:`expected_version_path`).
+
+    Returns
+    -------
+    str
+        One line naming the preset and the fingerprint.
+
+    Raises
+    ------
+    DatasetError
+        No fingerprint recorded for the preset, or a different one: naming the preset and
+        both fingerprints in full.
+    """
+    root = Path(dataset_root)
+    preset = Path(str(preset)).stem
+    path = Path(expected_path) if expected_path else expected_version_path()
+    entry = _load_expected(path)["presets"].get(preset) or {}
+    recorded = entry.get("fingerprint")
+    if not recorded:
+        raise DatasetError(
+            f"no content fingerprint is recorded for preset {preset!r} in {path}: record one "
+            f"with `make release PRESET={preset}` or `python datalad/record_version.py "
+            f"{_rel(root)} --preset {preset}` on the machine whose bytes are the reference.")
+    found = content_fingerprint(root)
+    if found != recorded:
+        raise DatasetError(
+            f"preset {preset!r}: {_rel(root)} is not byte-identical to the recorded dataset "
+            f"(version {entry.get('version')}):\n"
+            f"  regenerated content fingerprint: {found}\n"
+            f"  recorded content fingerprint:    {recorded} ({path.name})\n"
+            "Same code and preset should give the same bytes: compare the catalog.csv and "
+            "image checksums with the recorded release (`make data "
+            f"DATASET_SOURCE=...` fetches it), or check the package versions in the dataset card.")
+    return (f"preset {preset!r}: {_rel(root)} is byte-identical to the recorded version "
+            f"{entry.get('version')} (content fingerprint {found})")
+
+
 def record_expected_version(dataset_root, preset: str, release_info: dict | None = None,
                             expected_path=None) -> dict:
     """Record ``dataset_root`` as the version the project expects for ``preset``.
@@ -349,6 +403,7 @@ def record_expected_version(dataset_root, preset: str, release_info: dict | None
         "renderer": card.renderer,
         "n_images": card.n_images,
         "fingerprint": content_fingerprint(root),
+        "fingerprint_format": FINGERPRINT_FORMAT,
     }
     if release_info:
         entry["release"] = dict(release_info)

@@ -4,13 +4,15 @@
 ``load_model(directory)``. :data:`BASELINES` maps entry names to (module, config); the
 harness (:mod:`benchmark.training`) resolves names through it.
 
-* ``reference``   -- the study's CNN (:mod:`benchmark.models.cnn`), image only;
+* ``reference``   -- the reference CNN (:mod:`benchmark.models.cnn`: the study's layer
+  pattern, this project's widths and schedule), image only;
 * ``reference_z`` -- the same with the redshift as an extra input;
 * ``reference_gauss`` -- the same network with a Gaussian head (mean, sigma) trained on the
   negative log-likelihood;
 * ``reference_ensemble`` -- a deep ensemble over seeds of ``reference_gauss`` (5 members);
 * ``lx_iterative`` -- core-excised L_X, R500c found from its own mass estimate;
-* ``lx_truth``    -- core-excised L_X, R500c from the truth (an optimistic bound);
+* ``lx_truth``    -- core-excised L_X, R500c and point-source positions from the truth (an
+  optimistic bound);
 * ``mean``        -- the training-fold mean;
 * ``total_counts`` -- a power law in the total counts;
 * ``oracle_mgas``, ``oracle_yx``, ``oracle_lx_t`` -- the physical floor
@@ -30,7 +32,7 @@ BASELINES: dict[str, tuple[str, dict]] = {
     "reference_ensemble": ("benchmark.models.cnn", {"use_redshift": False, "head": "gaussian",
                                                     "ensemble": True, "ensemble_members": 5}),
     "lx_iterative": ("benchmark.models.lx", {"r500c_source": "iterative"}),
-    "lx_truth": ("benchmark.models.lx", {"r500c_source": "truth"}),
+    "lx_truth": ("benchmark.models.lx", {"r500c_source": "truth", "point_sources": "truth"}),
     "mean": ("benchmark.models.trivial", {"kind": "mean"}),
     "total_counts": ("benchmark.models.trivial", {"kind": "total_counts"}),
     "oracle_mgas": ("benchmark.models.oracle", {"kind": "mgas"}),
@@ -59,8 +61,10 @@ DISPLAY_NAMES: dict[str, str] = {
 
 #: Human-readable descriptions for entry metadata.
 DESCRIPTIONS: dict[str, str] = {
-    "reference": "Reference CNN of Ntampaka et al. 2019 (3 conv+pool blocks 16/32/64, "
-                 "dense 200/100/20), log10(1+N) inputs, flips/90-degree rotations",
+    "reference": "Reference CNN after Ntampaka et al. 2019: the study's three conv+pool "
+                 "blocks then three dense layers; the filter counts (16/32/64), dense widths "
+                 "(200/100/20), log10(1+N) inputs, flips/90-degree rotations and schedule are "
+                 "this project's choices",
     "reference_z": "Reference CNN with the redshift as an extra input to the dense head",
     "reference_gauss": "Reference CNN with a Gaussian head (mean and log sigma) trained on "
                        "the negative log-likelihood (Nix & Weigend 1994); same trunk, inputs "
@@ -69,9 +73,10 @@ DESCRIPTIONS: dict[str, str] = {
                           "CNNs over seeds; mixture mean and variance (mean of variances + "
                           "variance of means); 5x the training cost",
     "lx_iterative": "Core-excised (0.15-1 R500c) L_X power law, R500c iterated from the "
-                    "L_X mass estimate",
-    "lx_truth": "Core-excised (0.15-1 R500c) L_X power law, R500c from the truth "
-                "(optimistic bound)",
+                    "L_X mass estimate; point sources detected on the image and masked, "
+                    "background from an outer annulus",
+    "lx_truth": "Core-excised (0.15-1 R500c) L_X power law, R500c and the point-source "
+                "positions from the truth (optimistic bound)",
     "mean": "Training-fold mean of log10 M500c",
     "total_counts": "Power law in the total counts of the image",
     "oracle_mgas": "Oracle, not observable: power law in the true gas mass in R500c "

@@ -1,7 +1,11 @@
-"""The reference CNN of Ntampaka et al. (2019, arXiv:1810.07703) and its training recipe.
+"""The reference CNN after Ntampaka et al. (2019, arXiv:1810.07703) and its training recipe.
 
-The study's design: one 128x128 image of photon counts in, three convolution + pooling
-blocks, three fully connected layers, one linear output (log10 M500c). This module holds
+What the study fixes and what this project chose. The study's text fixes only the layout:
+one image of photon counts in, "three convolution + pooling blocks, then three fully
+connected layers", one output (log10 M500c). The filter counts (16/32/64), kernel size,
+dense widths (200/100/20), the input transform (log10(1 + N), standardised), the
+augmentation and the schedule below are *this project's choices*, made to fit that layout
+on 2 CPU cores; they are not the study's (which does not publish them). This module holds
 
 * :func:`build_reference_cnn` -- the network (Keras 3 functional model, float32);
 * :class:`KerasRegressor` -- the *reference recipe* that trains any Keras image model under
@@ -23,18 +27,18 @@ Exact sizes (and why)
 layer                       output                          reason
 ==========================  ==============================  ========================================
 input                       128 x 128 x 1                   the study's image: counts in 0.5-7 keV
-Conv2D 3x3, 16, ReLU, same  128 x 128 x 16                  study: three conv+pool blocks, 3x3
-MaxPool 2x2                 64 x 64 x 16
-Conv2D 3x3, 32, ReLU, same  64 x 64 x 32                    filters double as resolution halves
+Conv2D 3x3, 16, ReLU, same  128 x 128 x 16                  study: three conv+pool blocks; ours:
+MaxPool 2x2                 64 x 64 x 16                    3x3 kernels, 16 filters
+Conv2D 3x3, 32, ReLU, same  64 x 64 x 32                    ours: filters double as resolution halves
 MaxPool 2x2                 32 x 32 x 32
 Conv2D 3x3, 64, ReLU, same  32 x 32 x 64
 MaxPool 2x2                 16 x 16 x 64
 Flatten                     16384                           keeps *where* photons are (no global
                                                             pooling: radius matters for mass)
-Dense 200, ReLU             200                             three fully connected layers as in the
-(+ redshift, variant)       201                             study; z joins after the first dense
-Dense 100, ReLU             100                             layer so that one scalar is not 1 of
-Dense 20, ReLU              20                              16,384 equally initialised inputs
+Dense 200, ReLU             200                             study: three fully connected layers;
+(+ redshift, variant)       201                             ours: the widths; z joins after the
+Dense 100, ReLU             100                             first dense layer so that one scalar
+Dense 20, ReLU              20                              is not 1 of 16,384 equal inputs
 Dense 1, linear             1                               standardised log10 M500c
 ==========================  ==============================  ========================================
 
@@ -74,9 +78,27 @@ Schedule (and why)
 * input pipeline: tf.data over index batches gathered from images held in memory as
   non-trainable variables, augmentation on whole batches, ``prefetch(AUTOTUNE)``, so the
   input never starves the 2 cores (and no second copy of the images is made by a shuffle
-  buffer).
+  buffer). Under op determinism the map runs serially and without prefetch (variable
+  reads are stateful); measured 1-2% slower per CPU-second.
 * float32, TensorFlow defaults: measured XLA 3-5x slower and mixed precision no
   faster here.
+
+Reproducibility
+---------------
+``deterministic`` (default True) trains under TensorFlow op determinism
+(``tf.config.experimental.enable_op_determinism``, switched back after ``fit``) with every
+seed set from the harness's ``random_seed`` (``keras.utils.set_random_seed``: Python, NumPy,
+TensorFlow; weights, shuffling) and a *stateless* augmentation: each batch's symmetries are
+drawn from a seed pair of ``tf.data.Dataset.random(random_seed)``, so they do not depend on
+which thread of the parallel input map runs first. Same data, config, seed and thread
+counts then give bit-identical weights and predictions (tested; measured on the 2-core
+machine: two trainings of a tiny fold agree bit for bit with 1 and with 2 threads).
+What stays outside: the *number* of threads. oneDNN/Eigen split sums by thread count,
+so a fold trained single-threaded (``FOLD_JOBS=2`` runs one-thread children) and one trained
+on all cores differ at float32 rounding, which training then amplifies; the training summary
+records the flag and the thread counts (``reproducibility``) so a figure can be reproduced
+with the same ones. ``deterministic=False`` restores TensorFlow's defaults. The speed cost
+is measured in the README.
 
 Presets (``TRAINING_PRESETS``) shorten the schedule: ``ci`` (2 epochs, a smoke test),
 ``quick`` (20), ``fast`` (20 epochs, patience 5: the full-size science check; 145 epochs over
@@ -87,6 +109,7 @@ published ``full`` check used the ``fast`` schedule (147 epochs, ~1 h 50 min).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -127,7 +150,7 @@ __all__ = [
 DEFAULT_CONFIG: dict = {
     "filters": [16, 32, 64],
     "dense_units": [200, 100, 20],
-    "dropout": 0.0,  # the study's design has none; early stopping + augmentation regularise
+    "dropout": 0.0,  # our choice (the study names none); early stopping + augmentation regularise
     "use_redshift": False,
     "batch_size": 32,
     "learning_rate": 1e-3,
@@ -138,6 +161,9 @@ DEFAULT_CONFIG: dict = {
     "min_learning_rate": 1e-5,
     "augment": True,
     "predict_batch_size": 256,
+    # TensorFlow op determinism and stateless augmentation (see "Reproducibility" above):
+    # same data, config, seed and thread count give bit-identical weights and predictions.
+    "deterministic": True,
 }
 
 #: Shorter schedules for the dataset presets (same network, same rules).
@@ -150,12 +176,16 @@ TRAINING_PRESETS: dict[str, dict] = {
 
 
 def training_schedule(name: str | None) -> dict:
-    """The overrides of the schedule named after a preset (:data:`TRAINING_PRESETS`).
+    """The overrides of the schedule named after a preset (:data:`TRAINING_PRESETS`), and
+    the recipe's ``deterministic`` flag.
 
     ``None``, ``full`` and names of presets given as TOML files (which name their own size)
-    give the full recipe: no overrides.
+    give the full recipe: no schedule overrides. The flag is included so that the harness,
+    which adds these keys to the run's config, records it in every entry's
+    ``training_config`` (and in the fold fingerprints: a fold trained otherwise is not mixed in).
     """
-    return dict(TRAINING_PRESETS.get(name or "full", {}))
+    return {"deterministic": DEFAULT_CONFIG["deterministic"],
+            **TRAINING_PRESETS.get(name or "full", {})}
 
 
 def check_schedule(name: str) -> str:
@@ -192,6 +222,56 @@ def training_config(preset: str | None = None, overrides: dict | None = None) ->
     return config
 
 
+@contextlib.contextmanager
+def op_determinism(enabled: bool):
+    """TensorFlow op determinism on (``enabled``) or off inside the block, restored after.
+
+    The switch is process-wide; restoring it keeps one model's choice from leaking into
+    the next model trained in the same process (tests, the deep ensemble's members, the
+    diagnostics). The public API can only switch it on, hence the private module for the
+    state and the way back.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+
+    before = tf_config.is_op_determinism_enabled()
+    if enabled:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()
+    try:
+        yield
+    finally:
+        if before:
+            tf.config.experimental.enable_op_determinism()
+        else:
+            tf_config.disable_op_determinism()
+
+
+def reproducibility(deterministic: bool) -> dict:
+    """What a fold's bits depend on: the determinism switch and TensorFlow's thread pools.
+
+    Recorded in the training summary (``fold.json``): two runs agree bit for bit only with
+    the same ``deterministic`` flag *and* the same thread counts (0 means "all cores").
+    """
+    import os
+
+    import tensorflow as tf
+
+    return {
+        "deterministic": bool(deterministic),
+        # Set through the API (0: TensorFlow's default, all cores) or, as the harness's fold
+        # processes do, through the environment before TensorFlow starts.
+        "intra_op_threads": int(tf.config.threading.get_intra_op_parallelism_threads()),
+        "inter_op_threads": int(tf.config.threading.get_inter_op_parallelism_threads()),
+        "thread_environment": {k: os.environ.get(k) for k in
+                               ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+                                "OMP_NUM_THREADS")},
+        "cpu_count": os.cpu_count(),
+        "tensorflow": tf.__version__,
+    }
+
+
 def _keras():
     # Deferred: importing TensorFlow costs seconds and the L_X/trivial entries never need it.
     import keras
@@ -202,7 +282,7 @@ def _keras():
 def build_reference_cnn(input_shape=(128, 128, 1), n_aux: int = 0, filters=(16, 32, 64),
                         dense_units=(200, 100, 20), dropout: float = 0.0,
                         gaussian: bool = False):
-    """Build the study's network (see the module docstring for sizes and reasons).
+    """Build the reference network: the study's layout, this project's sizes (module docstring).
 
     Parameters
     ----------
@@ -263,13 +343,19 @@ def build_keras_model(input_shape=(128, 128, 1)):
 
 # ----------------------------------------------------------------------------- tf.data
 
-def _augment_batch(images):
-    """Apply one random symmetry of the square to each image of a (B, H, W, C) batch."""
+def _augment_batch(images, seed):
+    """Apply one random symmetry of the square to each image of a (B, H, W, C) batch.
+
+    ``seed`` is a shape-(2,) integer tensor: the draws are stateless functions of it, so a
+    batch's symmetries do not depend on which thread of a parallel map ran it first (stateful
+    random ops there would, or would force the map to run serially under op determinism).
+    """
     import tensorflow as tf
 
     n = tf.shape(images)[0]
-    flip = tf.random.uniform([n], 0, 2, dtype=tf.int32)
-    k = tf.random.uniform([n], 0, 4, dtype=tf.int32)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
+    flip = tf.random.stateless_uniform([n], seeds[0], 0, 2, dtype=tf.int32)
+    k = tf.random.stateless_uniform([n], seeds[1], 0, 4, dtype=tf.int32)
     x = tf.where(tf.reshape(flip == 1, [-1, 1, 1, 1]), tf.reverse(images, axis=[2]), images)
     rotations = [x]
     for _ in range(3):
@@ -286,6 +372,8 @@ def _make_dataset(x, y, aux=None, batch_size=32, shuffle=False, augment=False, s
 
     n = int(x.shape[0])
     # Variables are captured by reference: neither the graph nor a shuffle buffer copies images.
+    # (Captured tensors would avoid the stateful variable reads below but cost one more copy
+    # of the images: +270 MB per 4,000 images, measured.)
     x_var = tf.Variable(x, trainable=False, name="images")
     y_var = tf.Variable(np.asarray(y, np.float32).reshape(-1, 1), trainable=False, name="targets")
     a_var = None if aux is None else tf.Variable(aux, trainable=False, name="aux")
@@ -294,15 +382,28 @@ def _make_dataset(x, y, aux=None, batch_size=32, shuffle=False, augment=False, s
     if shuffle:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
+    # One stateless seed pair per batch, a new sequence each epoch, all from ``seed``: the
+    # augmentation is then a pure function of (seed, epoch, batch), whatever the threading.
+    batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip((ds, batch_seeds))
 
-    def gather(idx):
+    def gather(idx, batch_seed):
         images = tf.gather(x_var, idx)
         if augment:
-            images = _augment_batch(images)
+            images = _augment_batch(images, batch_seed)
         inputs = images if a_var is None else (images, tf.gather(a_var, idx))
         return inputs, tf.gather(y_var, idx)
 
-    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Under op determinism the variable reads make tf.data run every map serially and switch
+    # prefetching off (enable_op_determinism, "Determinism and tf.data" (4)); asking for the
+    # serial map directly spares its error line. Cost measured: 1-2% fewer images per
+    # CPU-second (README); the map is a cheap gather and flip of whole batches.
+    from tensorflow.python.framework import config as tf_config
+
+    if tf_config.is_op_determinism_enabled():
+        ds = ds.map(gather)
+    else:
+        ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     ds._clustermass_vars = (x_var, y_var, a_var)  # keep the variables alive with the dataset
     return ds
@@ -394,7 +495,14 @@ class KerasRegressor:
         cfg = self.config
         if train.y is None or val.y is None:
             raise ClusterMassError("fit needs targets (y) for the training and validation folds.")
-        keras.utils.set_random_seed(int(cfg.get("random_seed", 0)))
+        with op_determinism(bool(cfg["deterministic"])):
+            keras.utils.set_random_seed(int(cfg.get("random_seed", 0)))
+            self._fit(train, val)
+        return self
+
+    def _fit(self, train, val) -> None:
+        keras = _keras()
+        cfg = self.config
         use_z = bool(cfg["use_redshift"])
         self.normalisation = fit_normalisation(
             train.images, train.y, train.aux["redshift"] if use_z else None
@@ -440,8 +548,8 @@ class KerasRegressor:
             "stopped_early": len(hist.get("loss", [])) < int(cfg["max_epochs"]),
             "history": hist,
             "n_params": int(self.keras_model.count_params()),
+            "reproducibility": reproducibility(bool(cfg["deterministic"])),
         }
-        return self
 
     def predict(self, data) -> np.ndarray:
         """log10 M500c for a FoldData (y ignored)."""

@@ -7,13 +7,29 @@ training folds.
 
 Measurement, per image
 ----------------------
+0. Point sources (population version 2 puts the cosmic X-ray background's point sources on
+   the sky). ``point_sources`` = "detect" (default, both variants): a sliding-cell
+   detection after CIAO's celldetect with wavdetect's 1e-6 false-positive threshold
+   (:mod:`benchmark.models.lx_sky`); point-like detections outside the central 2.5 pixels
+   are masked with a radius from the PSF (1.5 pixels for the mocks), and the masked pixels
+   take the mean of the unmasked pixels of their one-pixel ring about the centre, so the
+   apertures below and the outer-annulus background are measured on the masked image with
+   the masked area corrected. Measured on synthetic clusters (5 counts/pixel background):
+   no false positive in 200 clean clusters or 200 flat fields; recall 47% at 16 counts,
+   74% at 20, 97% at 30, 100% from 50; on the version-1 ``quick`` images 0.15 compact
+   substructure clumps per image are masked, changing L_X by -0.08% on average (largest
+   -5%). "truth" (an optimistic bound for ``lx_truth``): the true point sources of the
+   dataset's cluster files (``sources_dataset_dir``; :mod:`benchmark.dataset.sources`)
+   with at least ``truth_min_counts`` expected counts, masked the same way. "none": as
+   before version 2. Detections are cached per image (the folds share training images).
 1. Annulus counts. Photon counts summed in 0.15-1 R500c around the image centre (pixel
    63.5, 63.5), from a cumulative radial profile that is linearly interpolated between
    pixel radii, so the counts are a continuous function of the aperture (the iterative
    variant then converges instead of hopping between pixel rings). Apertures that leave
    the 16.9 arcmin field are truncated at its edge.
-2. Background. The mean counts per pixel outside ``background_inner_r500c`` (1.5) R500c,
-   and never fewer than the ``background_min_pixels`` (1,000) outermost pixels (the
+2. Background, measured in an outer annulus (never assumed). The mean counts per pixel
+   outside ``background_inner_r500c`` (1.5) R500c, and never fewer than the
+   ``background_min_pixels`` (1,000) outermost pixels (the
    field corners for the largest clusters), scaled to the annulus area and subtracted.
    This is what an observer does with a local background; the expected particle
    background of the catalog is truth the model may not see. Net counts are floored at
@@ -49,17 +65,19 @@ IllustrisTNG: H0 = 67.74, Omega_m = 0.3089), the one the mocks were made with.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from benchmark.core import settings
 from benchmark.core.cosmology import (COSMOLOGY, KEV_TO_ERG, kpc_per_arcsec,
                                       luminosity_distance_cm, r500c_kpc)
 from benchmark.core.errors import ClusterMassError
-from benchmark.models import write_params
+from benchmark.models import lx_sky, write_params
 
 __all__ = ["DEFAULT_CONFIG", "LXModel", "make_model", "load_model", "r500c_kpc_from_mass",
            "band_conversion_factor", "RadialProfiles"]
@@ -78,6 +96,13 @@ DEFAULT_CONFIG: dict = {
     "exposure_ks": None,  # None: the dataset card's exposure (harness passes config["image"])
     "max_iterations": 100,
     "tolerance_dex": 1e-5,
+    # Point sources (population version 2's sky; :mod:`benchmark.models.lx_sky`):
+    # "detect" (found on the image and masked), "truth" (the true source list of the
+    # dataset, read from ``sources_dataset_dir``) or "none".
+    "point_sources": "detect",
+    "detection": {},  # overrides of lx_sky.DETECTION_DEFAULTS
+    "sources_dataset_dir": None,  # dataset whose cluster files hold the true source lists
+    "truth_min_counts": 1.0,  # true sources with fewer expected counts are left unmasked
 }
 
 #: ECF (erg cm^-2 per count) used when the ARF cannot be read: the value this module
@@ -86,6 +111,7 @@ FALLBACK_ECF = 2.96e-12
 
 ARF_NAME = "acisi_aimpt_cy0.arf"
 PARAMS_FILE = "lx_params.json"
+POINT_SOURCE_MODES = ("detect", "truth", "none")
 TRUTH_R500C_COLUMN = "r500c_arcmin"
 
 
@@ -227,6 +253,58 @@ def _radius_grid(npix: int):
     return r_sorted[group_end], group_end, order
 
 
+# ----------------------------------------------------------------------------- point sources
+
+#: Detections per image, keyed by the image's bytes and the detection settings: the
+#: harness shows the same training images to every fold, and detection is the slow part.
+_DETECTION_CACHE: dict = {}
+_DETECTION_CACHE_MAX = 200_000
+
+
+def detected_sources(images, detection: dict | None = None) -> pd.DataFrame:
+    """:func:`lx_sky.detect_point_sources` on every image, cached image by image."""
+    images = np.asarray(images)
+    key_cfg = json.dumps(detection or {}, sort_keys=True, default=str)
+    frames, todo, keys = [], [], []
+    for i, img in enumerate(images):
+        key = (hashlib.sha1(np.ascontiguousarray(img, dtype=np.float32).tobytes()).hexdigest(),
+               key_cfg)
+        keys.append(key)
+        if key not in _DETECTION_CACHE:
+            todo.append(i)
+    if todo:
+        found = lx_sky.detect_point_sources(images[todo], detection)
+        for j, i in enumerate(todo):
+            if len(_DETECTION_CACHE) >= _DETECTION_CACHE_MAX:
+                _DETECTION_CACHE.clear()
+            _DETECTION_CACHE[keys[i]] = found[found["image"] == j].drop(columns="image")
+    for i, key in enumerate(keys):
+        rows = _DETECTION_CACHE[key]
+        if len(rows):
+            frames.append(rows.assign(image=i))
+    if not frames:
+        return lx_sky.empty_catalogue()
+    return pd.concat(frames, ignore_index=True)
+
+
+@lru_cache(maxsize=2)
+def true_sources_table(dataset_dir: str) -> pd.DataFrame:
+    """Every view's true source list of a dataset (:func:`benchmark.dataset.sources.read_sources`;
+    empty for population version 1)."""
+    from benchmark.dataset.sources import read_sources
+
+    return read_sources(Path(dataset_dir))
+
+
+def is_point_kind(kind) -> bool:
+    """Whether a true source of this kind is masked with the PSF radius: the point sources.
+
+    Line-of-sight haloes (``"halo"``) are extended: an observer cannot mask them with a
+    PSF-sized region either, so the truth variant leaves them, as detection does.
+    """
+    return str(kind) == "point"
+
+
 # ----------------------------------------------------------------------------- the model
 
 class LXModel:
@@ -249,6 +327,13 @@ class LXModel:
             raise ClusterMassError(
                 f"r500c_source = {cfg['r500c_source']!r}: use 'iterative' or 'truth'."
             )
+        if cfg["point_sources"] not in POINT_SOURCE_MODES:
+            raise ClusterMassError(f"point_sources = {cfg['point_sources']!r}: use one of "
+                                   f"{', '.join(POINT_SOURCE_MODES)}.")
+        if cfg["point_sources"] == "truth" and not cfg["sources_dataset_dir"]:
+            raise ClusterMassError("point_sources = 'truth' needs sources_dataset_dir (the "
+                                   "dataset whose cluster files hold the true source lists); "
+                                   "or use 'detect'.")
         if cfg["background"] not in ("outer", "none"):
             raise ClusterMassError(f"background = {cfg['background']!r}: use 'outer' or 'none'.")
         if cfg["exposure_ks"] is None:
@@ -258,6 +343,7 @@ class LXModel:
         self.truth_columns = (TRUTH_R500C_COLUMN,) if cfg["r500c_source"] == "truth" else ()
         self.params: dict | None = None
         self.last_iterations = None
+        self.last_masked_per_image = 0.0
 
     # -- measurement ---------------------------------------------------------------------
     def luminosity(self, profiles: RadialProfiles, r500c_pix, redshift) -> np.ndarray:
@@ -277,6 +363,43 @@ class LXModel:
         ecf = self._ecf(redshift)
         d_l = luminosity_distance_cm(redshift)
         return 4.0 * np.pi * d_l**2 * ecf * net / (float(cfg["exposure_ks"]) * 1e3)
+
+    def masked_profiles(self, data) -> RadialProfiles:
+        """Radial profiles of the images with their point sources masked and filled.
+
+        ``point_sources`` = "detect": sources found by :func:`lx_sky.detect_point_sources`;
+        "truth": the true source list of ``sources_dataset_dir`` (those with at least
+        ``truth_min_counts`` expected counts); "none": the images as they are. Masked
+        pixels take the mean of the unmasked pixels of their ring about the centre
+        (:func:`lx_sky.fill_masked`), so apertures and the outer-annulus background are
+        measured on the masked image with the masked area corrected.
+        """
+        images = np.asarray(data.images)
+        mode = self.config["point_sources"]
+        if mode == "none":
+            self.last_masked_per_image = 0.0
+            return RadialProfiles(images)
+        pixel_arcsec = np.asarray(data.aux["pixel_arcsec"], float)
+        if mode == "detect":
+            sources = detected_sources(images, self.config["detection"])
+        else:
+            sources = self._true_sources(data.aux)
+        masks = lx_sky.masks_from_sources(sources, len(images), images.shape[-1], pixel_arcsec,
+                                          self.config["detection"])
+        n_masked = int(lx_sky.maskable(sources).sum()) if len(sources) else 0
+        self.last_masked_per_image = n_masked / max(len(images), 1)
+        return RadialProfiles(lx_sky.fill_masked(images, masks))
+
+    def _true_sources(self, aux) -> pd.DataFrame:
+        """True point sources of the images of ``aux`` as a detection-like table."""
+        table = true_sources_table(self.config["sources_dataset_dir"])
+        index = pd.Series(np.arange(len(aux)), index=np.asarray(aux["image_id"]).astype(str))
+        table = table[table["image_id"].astype(str).isin(index.index)
+                      & (table["expected_counts"] >= float(self.config["truth_min_counts"]))]
+        table = table[table["kind"].map(is_point_kind).astype(bool)]  # bool even when empty
+        return pd.DataFrame({"image": index.loc[table["image_id"].astype(str).to_numpy()].to_numpy(),
+                             "x_pix": table["x_pix"].to_numpy(float),
+                             "y_pix": table["y_pix"].to_numpy(float)})
 
     def _ecf(self, redshift) -> np.ndarray:
         z = np.asarray(redshift, float)
@@ -313,7 +436,7 @@ class LXModel:
         else:
             # Calibration clusters have known masses: their apertures come from those masses.
             r_pix = self.r500c_pixels(y, z, train.aux["pixel_arcsec"])
-        log_l = np.log10(self.luminosity(RadialProfiles(train.images), r_pix, z))
+        log_l = np.log10(self.luminosity(self.masked_profiles(train), r_pix, z))
         b, a = np.polyfit(log_l, y, 1)
         resid = y - (a + b * log_l)
         self.params = {
@@ -325,6 +448,7 @@ class LXModel:
             "cosmology": _cosmology_record(),
             "ecf_source": getattr(self, "_ecf_source", None),
             "truth_columns": list(self.truth_columns),
+            "masked_sources_per_image_train": self.last_masked_per_image,
         }
         return self
 
@@ -334,7 +458,7 @@ class LXModel:
             raise ClusterMassError("the L_X model is not fitted: call fit() or load_model(dir).")
         a, b = self.params["a"], self.params["b"]
         z = np.asarray(data.aux["redshift"], float)
-        profiles = RadialProfiles(data.images)
+        profiles = self.masked_profiles(data)
         if self.config["r500c_source"] == "truth":
             return a + b * np.log10(self.luminosity(profiles, self._truth_r500c_pixels(data.aux), z))
         return self.iterate(profiles, z, np.asarray(data.aux["pixel_arcsec"], float))
@@ -388,6 +512,7 @@ def load_model(directory) -> LXModel:
     if not path.is_file():
         raise ClusterMassError(f"{path} is missing: {directory} is not a fitted L_X fold; re-run it.")
     params = json.loads(path.read_text())
-    model = LXModel(params["config"])
+    # fits written before point-source masking existed were made on the images as they are
+    model = LXModel({"point_sources": "none", **params["config"]})
     model.params = params
     return model

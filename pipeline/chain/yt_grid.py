@@ -6,7 +6,7 @@ import numpy as np
 from benchmark.core.cosmology import KEV_PER_K
 from pipeline.chain.settings import ChainError
 
-__all__ = ["gas_to_yt", "gas_to_yt_cached"]
+__all__ = ["gas_to_yt", "gas_to_yt_cached", "level_plan"]
 
 
 def _gas_arrays(gas):
@@ -71,7 +71,7 @@ def gas_to_yt_cached(gas, grid: str = "nested", nested_levels: int = 3):
     ``test_chain.py`` checks that a re-used dataset renders exactly as a fresh one.
     """
     rho = np.asarray(gas.density_gcm3)
-    key = (grid, int(nested_levels), rho.shape, float(gas.cell_kpc))
+    key = (level_plan(gas, grid, nested_levels), rho.shape, float(gas.cell_kpc))
     grids = _nested_arrays(gas, grid, nested_levels)
     cached = _DS_CACHE.get(key)
     if cached is None:
@@ -97,7 +97,8 @@ _GRID_FIELDS = [("gas", "density"), ("gas", "temperature"), ("gas", "metallicity
 def gas_to_yt(gas, grid: str = "nested", nested_levels: int = 3):
     """Hand a GasGrid to yt (centred at the origin, kpc); returns (ds, n_cells).
 
-    ``grid="nested"`` builds ``nested_levels`` levels: level l covers the central
+    ``grid="nested"`` builds ``nested_levels`` levels (cells capped by the gas's own
+    ``meta["max_cell_coarsening"]``: :func:`level_plan`): level l covers the central
     1/2**l of the box with cells 2**(levels-1-l) fine cells wide, each coarse cell
     conserving the emission measure of what it replaces.
     """
@@ -120,13 +121,24 @@ def _load_yt(grids, box_kpc):
     return ds, n_cells
 
 
-def _nested_arrays(gas, grid: str = "nested", nested_levels: int = 3):
-    """The yt grid dictionaries (one per level, coarsest first) for a GasGrid."""
-    rho, kt, zmet, cell_kpc = _gas_arrays(gas)
-    n = rho.shape[0]
-    half = 0.5 * n * cell_kpc
+def level_plan(gas, grid: str = "nested", nested_levels: int = 3) -> tuple[tuple[int, int], ...]:
+    """The nested levels the chain builds for ``gas``: (cell size, width), both in grid cells,
+    coarsest first.
+
+    ``grid="nested"`` with L = ``nested_levels``: level l covers the central n / 2**l cells
+    of the box with cells 2**(L-1-l) grid cells wide (``grid="uniform"``: one level, (1, n)).
+    A gas grid whose ``meta["max_cell_coarsening"]`` is c gets no cell wider than c: each
+    level's cells are capped at c and a level whose capped cells equal its parent's is merged
+    into the parent (which already covers it at that size).  Population version 2's ICM
+    fluctuation field has no power at wavelengths of 4 grid cells or less (:mod:`pipeline.icm`)
+    and asks for c = 2, the cells whose Nyquist wavelength is the field's shortest: 3 levels
+    become (2, n), (1, n / 4), so every mode of the field is resolved while the central
+    quarter keeps its grid cells.  Version-1 gas has no such entry: (4, n), (2, n / 2),
+    (1, n / 4) as before.
+    """
     if grid not in ("uniform", "nested"):
         raise ChainError(f"ChainSettings.grid must be 'uniform' or 'nested', got {grid!r}")
+    n = int(np.asarray(gas.density_gcm3).shape[0])
     levels = 1 if grid == "uniform" else max(1, int(nested_levels))
     top = 2 ** (levels - 1)
     if n % (top * top) != 0:
@@ -134,10 +146,27 @@ def _nested_arrays(gas, grid: str = "nested", nested_levels: int = 3):
             f"grid size {n} must be divisible by {top * top} for {levels} nested levels; "
             "use grid='uniform' or fewer nested_levels"
         )
-    grids = []
+    cap = (getattr(gas, "meta", None) or {}).get("max_cell_coarsening")
+    if cap is not None and (int(cap) < 1 or int(cap) & (int(cap) - 1)):
+        raise ChainError(f"gas meta max_cell_coarsening = {cap} must be a power of 2 (1, 2, 4, ...)")
+    plan: list[tuple[int, int]] = []
     for lev in range(levels):
         factor = 2 ** (levels - 1 - lev)
-        width = n // 2**lev  # fine cells covered by this level
+        if cap is not None:
+            factor = min(factor, int(cap))
+        if plan and plan[-1][0] == factor:
+            continue  # the parent already covers this region with cells this size
+        plan.append((factor, n // 2**lev))
+    return tuple(plan)
+
+
+def _nested_arrays(gas, grid: str = "nested", nested_levels: int = 3):
+    """The yt grid dictionaries (one per level, coarsest first) for a GasGrid."""
+    rho, kt, zmet, cell_kpc = _gas_arrays(gas)
+    n = rho.shape[0]
+    half = 0.5 * n * cell_kpc
+    grids = []
+    for lev, (factor, width) in enumerate(level_plan(gas, grid, nested_levels)):
         lo = (n - width) // 2
         sl = slice(lo, lo + width)
         r, t, z = _block_reduce_em(rho[sl, sl, sl], kt[sl, sl, sl], zmet[sl, sl, sl], factor)

@@ -33,3 +33,19 @@ def test_bench_score_three_seeds(benchmark, make_catalog):
     score(pred, cat, splits, n_boot=10)
     benchmark.pedantic(score, args=(pred, cat, splits), kwargs={"n_boot": 1000},
                        rounds=3, iterations=1)
+
+
+@pytest.mark.bench
+def test_bench_score_with_uncertainties_and_bootstrap(benchmark, make_catalog):
+    """#17's figure: 7,896 rows with sigmas, 1,000 cluster bootstraps of the point and the
+    uncertainty scores (CRPS, log score, 68%/95% coverage); README: under 2 s."""
+    cat, splits = make_catalog()
+    rng = np.random.default_rng(2)
+    pred = pd.DataFrame({"image_id": cat["image_id"],
+                         "log10_m500c_pred": cat["log10_m500c"] + rng.normal(0, 0.05, len(cat)),
+                         "log10_m500c_sigma": rng.uniform(0.03, 0.08, len(cat))})
+    score(pred, cat, splits, n_boot=10)  # imports (scipy, scoringrules) outside the timing
+    result = benchmark.pedantic(score, args=(pred, cat, splits),
+                                kwargs={"n_boot": 1000, "rng_seed": 0}, rounds=5, iterations=1)
+    ci = result["uncertainty"]["pooled_ci68"]
+    assert len(cat) == 7896 and all(ci[k][0] < ci[k][1] for k in ci)

@@ -293,3 +293,82 @@ def test_property_shift_and_units(make_catalog, seed, shift, sigma, n_clusters):
         for k, (lo, hi) in r0["pooled_ci68"].items():
             assert lo is None or lo <= hi
     json.dumps(r1, allow_nan=False)
+
+
+# -- bootstrap of the uncertainty track ------------------------------------------------------
+
+def _with_sigma(cat, mu, sigma):
+    return pd.DataFrame({"image_id": cat["image_id"], "log10_m500c_pred": mu,
+                         "log10_m500c_sigma": sigma})
+
+
+def test_uncertainty_bootstrap_equals_explicit_resampling(small):
+    from scipy.stats import norm
+
+    from benchmark.metrics import UNC_BOOT_KEYS, bootstrap_uncertainty
+
+    cat, _ = small
+    rng = np.random.default_rng(8)
+    truth = cat["log10_m500c"].to_numpy()
+    gauss = {s: (truth + rng.normal(0, 0.06, len(cat)), rng.uniform(0.03, 0.09, len(cat)))
+             for s in (0, 1)}
+    clusters, cpos = np.unique(cat["cluster_id"].to_numpy(), return_inverse=True)
+    fold_of_cluster = np.zeros(len(clusters), int)
+    fold_of_cluster[cpos] = cat["fold"].to_numpy()
+    mult = _cluster_multiplicities(fold_of_cluster, 50, np.random.default_rng(2))
+    ci = bootstrap_uncertainty(gauss, truth, cpos, mult)
+    assert set(ci) == set(UNC_BOOT_KEYS)
+
+    def closed_forms(y, mu, sigma):  # Gneiting & Raftery 2007 eq. 5; the Gaussian density
+        z = (y - mu) / sigma
+        crps = sigma * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / math.sqrt(math.pi))
+        inside = np.abs(2 * norm.cdf(z) - 1)
+        return {"crps_dex": crps, "log_score": -norm.logpdf(y, mu, sigma),
+                "coverage_68": inside <= 0.68, "coverage_95": inside <= 0.95}
+
+    resampled = {k: [] for k in UNC_BOOT_KEYS}
+    for b in range(len(mult)):
+        w = mult[b, cpos]  # each image as often as its cluster was drawn
+        per_seed = [closed_forms(np.repeat(truth, w), np.repeat(m, w), np.repeat(s, w))
+                    for m, s in gauss.values()]
+        for k in UNC_BOOT_KEYS:
+            resampled[k].append(np.mean([np.mean(d[k]) for d in per_seed]))
+    for k in UNC_BOOT_KEYS:
+        expect = np.percentile(resampled[k], [16, 84])
+        np.testing.assert_allclose(ci[k], expect, rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_uncertainty_bootstrap_resamples_clusters_not_images(full):
+    cat, splits = full
+    rng = np.random.default_rng(9)
+    # One error per cluster shared by its 24 views: 329 independent outcomes, not 7,896.
+    per_cluster = rng.normal(0, 0.05, cat["cluster_id"].max() + 1)
+    mu = cat["log10_m500c"] + per_cluster[cat["cluster_id"]]
+    r = score(_with_sigma(cat, mu, 0.05), cat, splits, n_boot=400, rng_seed=3)
+    unc = r["uncertainty"]
+    lo, hi = unc["pooled_ci68"]["coverage_68"]
+    assert lo <= unc["pooled"]["coverage_68"] <= hi
+    p = unc["pooled"]["coverage_68"]
+    clusters = math.sqrt(p * (1 - p) / 329)  # ~0.026; images would give ~0.005
+    assert 0.7 * clusters < (hi - lo) / 2 < 1.3 * clusters
+    for key in ("crps_dex", "log_score", "coverage_95"):
+        lo, hi = unc["pooled_ci68"][key]
+        assert lo < unc["pooled"][key] < hi, key
+
+
+def test_uncertainty_without_bootstrap_has_null_intervals(small):
+    cat, splits = small
+    r = score(_with_sigma(cat, cat["log10_m500c"] + 0.01, 0.05), cat, splits, n_boot=0)
+    assert r["uncertainty"]["pooled_ci68"] is None
+    json.dumps(r, allow_nan=False)  # the entry's JSON stays strict
+
+
+def test_uncertainty_scores_follow_the_residuals_alignment(small):
+    cat, splits = small
+    rng = np.random.default_rng(10)
+    mu = cat["log10_m500c"].to_numpy() + rng.normal(0, 0.05, len(cat))
+    sigma = rng.uniform(0.03, 0.08, len(cat))
+    shuffled = _with_sigma(cat, mu, sigma).sample(frac=1.0, random_state=4)
+    a = score(_with_sigma(cat, mu, sigma), cat, splits, n_boot=20)["uncertainty"]
+    b = score(shuffled, cat, splits, n_boot=20)["uncertainty"]
+    assert a == b  # row order of the submission does not matter

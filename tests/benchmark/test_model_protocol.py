@@ -26,11 +26,16 @@ CHEAP_CNN = {"max_epochs": 1, "patience": 1, "lr_patience": 1, "filters": [2, 2,
 TRUTH_COLUMNS = ("r500c_arcmin", "gas_fraction", "r500c_kpc", "t500_kev", "lx_cex_erg_s")
 
 
+_SOURCES_DIR: list[str] = []  # the fake dataset's folder, set by the fold fixture
+
+
 def _config(name: str, seed: int = 0) -> dict:
     module_name, config = BASELINES[name]
     config = dict(config, random_seed=seed)
     if module_name.endswith(".cnn"):
         config.update(CHEAP_CNN)
+    if config.get("point_sources") == "truth":
+        config["sources_dataset_dir"] = _SOURCES_DIR[0]  # as the harness's run_entry sets it
     return config
 
 
@@ -41,6 +46,7 @@ def _module(name: str):
 @pytest.fixture(scope="module")
 def fold(fake_dataset):
     """FoldData (train, val, test) of fold 0; the test part carries no targets."""
+    _SOURCES_DIR[:] = [str(fake_dataset.root)]
     return fold_parts(fake_dataset, 0, TRUTH_COLUMNS)
 
 

@@ -303,3 +303,14 @@ def test_train_baselines_writes_valid_entries(dataset, tmp_path):
                            progress=False) == []
     with pytest.raises(ClusterMassError, match="unknown entries"):
         train_baselines(dataset.root, tmp_path / "r3", ["resnet"], progress=False)
+
+
+def test_hardware_names_the_gpus_tensorflow_sees():
+    import tensorflow as tf
+
+    from benchmark.training import _hardware
+
+    gpus = tf.config.list_physical_devices("GPU")
+    text = _hardware()
+    assert f"CPU x{os.cpu_count()}" in text
+    assert ("GPU:" in text) == bool(gpus)

@@ -31,7 +31,8 @@ def test_overrides_parse_toml_values():
 
 
 SUBCOMMANDS = ("generate", "check", "data", "train", "evaluate", "leaderboard", "diagnostics",
-               "release", "report", "science", "export-fits", "format")
+               "release", "check-version", "report", "science", "export-fits", "testsets",
+               "format")
 
 
 def test_parser_has_every_subcommand():

@@ -241,3 +241,28 @@ def test_uncertainty_columns_and_oracle_floor(fake_dataset, tmp_path):
     assert "No uncertainties" in (site.parent / "entries/point.html").read_text()
     md = (site.parent / "LEADERBOARD.md").read_text()
     assert "## Uncertainty track" in md and "(oracle, not observable)" in md
+
+
+def test_uncertainty_intervals_reach_the_entry_page(fake_dataset, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from benchmark.entries import load_entries, make_entry, write_entry, write_predictions
+    from benchmark.metrics import score
+
+    cat = fake_dataset.catalog
+    rng = np.random.default_rng(5)
+    pred = pd.DataFrame({"image_id": cat["image_id"], "seed": 0, "log10_m500c_sigma": 0.05,
+                         "log10_m500c_pred": cat["log10_m500c"] + rng.normal(0, 0.05, len(cat))})
+    d = tmp_path / "entries"
+    entry = make_entry("Unc", "baseline", score(pred, cat, fake_dataset.splits, n_boot=40),
+                       fake_dataset, slug="unc")
+    write_predictions(d / entry.predictions_file, pred)
+    write_entry(d / "unc.json", entry)
+    loaded = load_entries(d)[0].score
+    lo, hi = loaded.uncertainty_ci68("crps_dex")
+    assert lo < loaded.uncertainty_stat("crps_dex") < hi
+    site = render_site(d, fake_dataset, tmp_path / "site")
+    page = (site.parent / "entries/unc.html").read_text()
+    assert "68% interval (bootstrap over clusters)" in page
+    assert f"{lo:.4f}–{hi:.4f}" in page

@@ -162,3 +162,17 @@ def test_bench_render_three_views(benchmark, obs):
 
     out = benchmark(run)
     assert set(out) == {"x", "y", "z"}
+
+
+@pytest.mark.parametrize("z, kt", [(0.1234567, 3.3), (0.31, 0.7), (0.05, 12.0), (0.4, 8.0), (0.45, 2.0)])
+def test_thermal_spectrum_folds_to_the_rate_table(z, kt):
+    """The sky's halo spectra (pipeline.sky) use the renderer's own emission fold."""
+    obs = Observation()
+    spectrum = analytic.thermal_spectrum_per_em(z, kt, 0.3)
+    assert spectrum.size == analytic.observed_energy_edges().size - 1
+    folded = np.sum(spectrum * analytic.response_on_grid(obs))
+    assert folded == pytest.approx(analytic.rate_table(obs, z)(kt, 0.3), rel=1e-6)
+    # beyond the rest-frame table (z ~ 2): still defined, nothing above 16 keV rest frame
+    far = analytic.thermal_spectrum_per_em(2.0, kt, 0.3)
+    edges = analytic.observed_energy_edges()
+    assert np.all(far[edges[:-1] * 3.0 > 16.0] == 0.0) and far.sum() > 0

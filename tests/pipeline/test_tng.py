@@ -48,7 +48,7 @@ def test_missing_catalog_field_and_file_are_named_before_any_work(tmp_path):
         tng.check_cutout(tmp_path / "a.hdf5")
     with h5py.File(tmp_path / "b.hdf5", "w") as f:
         f.create_group("Header")
-    with pytest.raises(tng.TNGError, match="Config"):
+    with pytest.raises(tng.TNGError, match="PartType0"):  # Config is not needed (issue 14)
         tng.check_cutout(tmp_path / "b.hdf5")
     (tmp_path / "halos.json").write_text(json.dumps({"redshift": 0.0}))
     with pytest.raises(tng.TNGError, match="hubble"):

@@ -99,7 +99,36 @@ def _float_counts(root):
         fh.create_dataset("counts", data=data.astype("float32")).attrs["units"] = "count"
 
 
+def _add_sources(root, **changes):
+    """A valid /sources table in cluster_0007 (two views), then ``changes`` to its fields."""
+    from benchmark.dataset.sources import sources_array
+
+    rows = sources_array([
+        {"view_index": 0, "kind": "point", "x_pix": 10.2, "y_pix": 90.7, "expected_counts": 25.0,
+         "flux_cgs": 1.2e-15, "redshift": float("nan")},
+        {"view_index": 1, "kind": "halo", "x_pix": 100.0, "y_pix": 3.5, "expected_counts": 80.0,
+         "flux_cgs": 4e-15, "redshift": 0.7},
+    ])
+    for name, value in changes.items():
+        rows[name][-1] = value
+    with h5py.File(root / "images" / "cluster_0007.h5", "a") as fh:
+        fh.create_dataset("sources", data=rows)
+
+
+def _sources_without_field(root):
+    import numpy as np
+
+    with h5py.File(root / "images" / "cluster_0008.h5", "a") as fh:
+        fh.create_dataset("sources", data=np.zeros(2, dtype=[("view_index", "<i4"), ("kind", "u1")]))
+
+
 DAMAGE = {
+    "source view": (lambda root: _add_sources(root, view_index=9), "cluster_0007.h5: /sources names views outside"),
+    "source kind": (lambda root: _add_sources(root, kind=7), "/sources has kinds other than [1, 2]"),
+    "source position": (lambda root: _add_sources(root, y_pix=-3.0), "/sources y_pix outside the image"),
+    "source counts": (lambda root: _add_sources(root, expected_counts=-1.0), "/sources expected_counts negative"),
+    "halo redshift": (lambda root: _add_sources(root, redshift=float("nan")), "halo without a positive redshift"),
+    "source fields": (_sources_without_field, "cluster_0008.h5: /sources lacks fields ['x_pix'"),
     "missing catalog": (_remove_catalog, "catalog.csv is missing"),
     "card field": (_drop_card_field, "field n_images is missing"),
     "card count": (lambda root: _edit_card(root, n_images=7), "card says n_images=7 but catalog has 180 rows"),
@@ -129,3 +158,15 @@ def test_a_broken_card_is_a_dataset_error(fake_dataset_copy):
     _drop_card_field(fake_dataset_copy)
     with pytest.raises(DatasetError, match=r"(?s)not a complete dataset card.*make data"):
         check_dataset(fake_dataset_copy)
+
+
+def test_accepts_a_valid_source_list_and_reads_it(fake_dataset_copy):
+    from benchmark.dataset.sources import read_sources
+
+    assert read_sources(fake_dataset_copy).empty  # no sky: an empty table with the columns
+    _add_sources(fake_dataset_copy)
+    check_dataset(fake_dataset_copy)
+    table = read_sources(fake_dataset_copy)
+    assert list(table["kind"]) == ["point", "halo"]
+    assert list(table["image_id"]) == [f"c0007_e{e}_{p}" for e, p in ((0, "x"), (0, "y"))]
+    assert table["redshift"].isna().tolist() == [True, False]

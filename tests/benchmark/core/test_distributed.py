@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from benchmark.core.errors import ClusterMassError
-from pipeline.distributed import (
+from benchmark.core.distributed import (
     LOCAL_CLUSTER_CONFIG,
     WORKER_ENVIRON,
     closed_connections_quiet,
@@ -51,7 +51,7 @@ def test_results_come_back_for_every_task():
 
 
 def test_an_unreachable_scheduler_is_named(monkeypatch):
-    monkeypatch.setattr("pipeline.distributed.SCHEDULER_TIMEOUT", "1s")
+    monkeypatch.setattr("benchmark.core.distributed.SCHEDULER_TIMEOUT", "1s")
     with pytest.raises(ClusterMassError, match="tcp://127.0.0.1:9"):
         list(map_on_dask(abs, [(1,)], keys=["x"], scheduler="tcp://127.0.0.1:9"))
 

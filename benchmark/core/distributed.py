@@ -1,7 +1,8 @@
-"""Run independent generation tasks on Dask: a LocalCluster by default, or a given scheduler.
+"""Run independent tasks on Dask: a LocalCluster by default, or a given scheduler.
 
-Each task writes its own file atomically and returns a small summary, so a task that is
-retried after its worker died simply writes the same bytes again: the run ends complete
+Shared by generation (one cluster per task) and the harness (one sandboxed fold and seed per
+task). Each task writes its own files atomically and returns a small summary, so a task that
+is retried after its worker died simply writes the same bytes again: the run ends complete
 and identical to the serial one.
 """
 from __future__ import annotations
@@ -47,7 +48,7 @@ LOCAL_CLUSTER_CONFIG = {
 
 
 def map_on_dask(func: Callable, arg_tuples: Sequence[tuple], keys: Sequence[str], workers: int = 2,
-                scheduler: str | None = None) -> Iterator[Any]:
+                scheduler: str | None = None, retries: int = TASK_RETRIES) -> Iterator[Any]:
     """Yield ``func(*args)`` for every tuple of ``arg_tuples`` as the tasks finish.
 
     Parameters
@@ -62,6 +63,8 @@ def map_on_dask(func: Callable, arg_tuples: Sequence[tuple], keys: Sequence[str]
         Worker processes of the LocalCluster (ignored when ``scheduler`` is given).
     scheduler : str, optional
         Address of a running scheduler, e.g. ``tcp://host:8786`` (dask-jobqueue, Kubernetes).
+    retries : int
+        Dask retries of a task whose worker died or that raised.
     """
     import dask
     from dask.distributed import Client, LocalCluster, as_completed
@@ -84,14 +87,14 @@ def map_on_dask(func: Callable, arg_tuples: Sequence[tuple], keys: Sequence[str]
     try:
         # A generator of its own: when it ends, its futures are dropped, so the scheduler
         # forgets the results before the workers are retired.
-        yield from _results(client, as_completed, func, arg_tuples, keys)
+        yield from _results(client, as_completed, func, arg_tuples, keys, retries)
     finally:
         _close(client, cluster)
 
 
-def _results(client, as_completed, func, arg_tuples, keys) -> Iterator[Any]:
+def _results(client, as_completed, func, arg_tuples, keys, retries: int) -> Iterator[Any]:
     futures = [
-        client.submit(func, *args, key=key, retries=TASK_RETRIES, pure=False)
+        client.submit(func, *args, key=key, retries=retries, pure=False)
         for args, key in zip(arg_tuples, keys)
     ]
     for future in as_completed(futures):
