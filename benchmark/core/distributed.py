@@ -84,12 +84,30 @@ def map_on_dask(func: Callable, arg_tuples: Sequence[tuple], keys: Sequence[str]
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=40)
         client = Client(cluster)
+        _wait_for_local_workers(client, cluster, workers)
     try:
         # A generator of its own: when it ends, its futures are dropped, so the scheduler
         # forgets the results before the workers are retired.
         yield from _results(client, as_completed, func, arg_tuples, keys, retries)
     finally:
         _close(client, cluster)
+
+
+#: How long a LocalCluster's worker processes may take to come up (they import the project).
+WORKER_START_TIMEOUT_S = 180
+
+
+def _wait_for_local_workers(client, cluster, workers: int) -> None:
+    """Fail with one clear error, not a silent wait, when the local workers do not start."""
+    try:
+        client.wait_for_workers(workers, timeout=WORKER_START_TIMEOUT_S)
+    except TimeoutError:
+        started = len(client.scheduler_info().get("workers", {}))
+        _close(client, cluster)
+        raise ClusterMassError(
+            f"only {started} of {workers} Dask worker processes started within "
+            f"{WORKER_START_TIMEOUT_S} s: check memory and the worker logs, or run with one "
+            "process (WORKERS=1 / FOLD_JOBS=1).") from None
 
 
 def _results(client, as_completed, func, arg_tuples, keys, retries: int) -> Iterator[Any]:
