@@ -67,7 +67,7 @@ def map_on_dask(func: Callable, arg_tuples: Sequence[tuple], keys: Sequence[str]
         Dask retries of a task whose worker died or that raised.
     """
     import dask
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import Client, LocalCluster
 
     if scheduler:
         try:
@@ -84,39 +84,38 @@ def map_on_dask(func: Callable, arg_tuples: Sequence[tuple], keys: Sequence[str]
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=40)
         client = Client(cluster)
-        _wait_for_local_workers(client, cluster, workers)
     try:
         # A generator of its own: when it ends, its futures are dropped, so the scheduler
         # forgets the results before the workers are retired.
-        yield from _results(client, as_completed, func, arg_tuples, keys, retries)
+        yield from _results(client, func, arg_tuples, keys, retries, local=cluster is not None)
     finally:
         _close(client, cluster)
 
 
-#: How long a LocalCluster's worker processes may take to come up (they import the project).
-WORKER_START_TIMEOUT_S = 180
+#: Seconds between checks that a LocalCluster still has workers while tasks are pending.
+WATCH_S = 30
 
 
-def _wait_for_local_workers(client, cluster, workers: int) -> None:
-    """Fail with one clear error, not a silent wait, when the local workers do not start."""
-    try:
-        client.wait_for_workers(workers, timeout=WORKER_START_TIMEOUT_S)
-    except TimeoutError:
-        started = len(client.scheduler_info().get("workers", {}))
-        _close(client, cluster)
-        raise ClusterMassError(
-            f"only {started} of {workers} Dask worker processes started within "
-            f"{WORKER_START_TIMEOUT_S} s: check memory and the worker logs, or run with one "
-            "process (WORKERS=1 / FOLD_JOBS=1).") from None
+def _results(client, func, arg_tuples, keys, retries: int, local: bool) -> Iterator[Any]:
+    """The tasks' results as they finish; a LocalCluster that lost every worker (a worker
+    that cannot import the task's module closes for good) is one clear error, not a wait
+    without end."""
+    from distributed import wait
 
-
-def _results(client, as_completed, func, arg_tuples, keys, retries: int) -> Iterator[Any]:
-    futures = [
-        client.submit(func, *args, key=key, retries=retries, pure=False)
-        for args, key in zip(arg_tuples, keys)
-    ]
-    for future in as_completed(futures):
-        yield future.result()
+    pending = {client.submit(func, *args, key=key, retries=retries, pure=False)
+               for args, key in zip(arg_tuples, keys)}
+    while pending:
+        try:
+            done, pending = wait(pending, timeout=WATCH_S, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            if local and not client.scheduler_info().get("workers"):
+                raise ClusterMassError(
+                    f"every Dask worker process has died with {len(pending)} task(s) pending: "
+                    "see the worker errors above (often an import error in the workers' "
+                    "environment), or run with one process (WORKERS=1 / FOLD_JOBS=1).") from None
+            continue
+        for future in done:
+            yield future.result()
 
 
 def _close(client, cluster) -> None:

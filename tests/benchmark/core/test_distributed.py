@@ -100,3 +100,19 @@ def test_a_successful_multi_worker_generate_prints_no_traceback(tmp_path):
     assert run.returncode == 0, output
     assert (tmp_path / "ci" / "catalog.csv").is_file()
     assert "Traceback" not in output and "CommClosedError" not in output, output
+
+
+def test_a_local_cluster_that_loses_every_worker_is_one_clear_error(tmp_path, monkeypatch):
+    # A task function the workers cannot import (its module is not on their path): they
+    # close for good, as when the workers' environment cannot import the project.
+    import importlib.util
+
+    source = tmp_path / "only_here.py"
+    source.write_text("def task(x):\n    return x\n")
+    spec = importlib.util.spec_from_file_location("only_here", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "only_here", module)
+    monkeypatch.setattr("benchmark.core.distributed.WATCH_S", 2)
+    with pytest.raises(ClusterMassError, match="every Dask worker process has died"):
+        list(map_on_dask(module.task, [(1,), (2,)], ["a", "b"], workers=2))
