@@ -262,29 +262,37 @@ _DETECTION_CACHE_MAX = 200_000
 
 
 def detected_sources(images, detection: dict | None = None) -> pd.DataFrame:
-    """:func:`lx_sky.detect_point_sources` on every image, cached image by image."""
+    """:func:`lx_sky.detect_point_sources` on every image, cached image by image.
+
+    Returns the detection table without its ``image`` column, then ``image`` (the index in
+    ``images``) as the last column. Each image's rows are cached as column arrays, so a
+    warm call only hashes the images and concatenates arrays.
+    """
     images = np.asarray(images)
     key_cfg = json.dumps(detection or {}, sort_keys=True, default=str)
-    frames, todo, keys = [], [], []
-    for i, img in enumerate(images):
-        key = (hashlib.sha1(np.ascontiguousarray(img, dtype=np.float32).tobytes()).hexdigest(),
-               key_cfg)
-        keys.append(key)
-        if key not in _DETECTION_CACHE:
-            todo.append(i)
+    keys = [(hashlib.sha1(np.ascontiguousarray(img, dtype=np.float32).tobytes()).hexdigest(),
+             key_cfg) for img in images]
+    todo = [i for i, key in enumerate(keys) if key not in _DETECTION_CACHE]
+    fresh: dict = {}
     if todo:
         found = lx_sky.detect_point_sources(images[todo], detection)
-        for j, i in enumerate(todo):
-            if len(_DETECTION_CACHE) >= _DETECTION_CACHE_MAX:
-                _DETECTION_CACHE.clear()
-            _DETECTION_CACHE[keys[i]] = found[found["image"] == j].drop(columns="image")
-    for i, key in enumerate(keys):
-        rows = _DETECTION_CACHE[key]
-        if len(rows):
-            frames.append(rows.assign(image=i))
-    if not frames:
+        columns = [c for c in found.columns if c != "image"]
+        # rows come image by image: split the table at the image boundaries
+        bounds = np.searchsorted(found["image"].to_numpy(np.int64), np.arange(len(todo) + 1))
+        arrays = {c: found[c].to_numpy() for c in columns}
+        fresh = {keys[i]: {c: a[bounds[j]:bounds[j + 1]] for c, a in arrays.items()}
+                 for j, i in enumerate(todo)}
+    rows = [fresh[key] if key in fresh else _DETECTION_CACHE[key] for key in keys]
+    if len(_DETECTION_CACHE) + len(fresh) > _DETECTION_CACHE_MAX:
+        _DETECTION_CACHE.clear()
+    _DETECTION_CACHE.update(fresh)
+    lengths = np.array([len(next(iter(r.values()), ())) for r in rows], dtype=np.int64)
+    if not lengths.sum():
         return lx_sky.empty_catalogue()
-    return pd.concat(frames, ignore_index=True)
+    filled = [r for r, n in zip(rows, lengths) if n]
+    table = {c: np.concatenate([r[c] for r in filled]) for c in filled[0]}
+    table["image"] = np.repeat(np.arange(len(images), dtype=np.int64), lengths)
+    return pd.DataFrame(table)
 
 
 @lru_cache(maxsize=2)

@@ -155,8 +155,13 @@ def _box_sum(a: np.ndarray, half: int) -> np.ndarray:
 def _frame_mean(images: np.ndarray, keep: np.ndarray, frame_pix) -> np.ndarray:
     """Per pixel: the mean of the kept pixels of the square frame around it."""
     inner, outer = int(frame_pix[0]), int(frame_pix[1])
-    w = keep.astype(float)
-    iw = images * w
+    if keep.all():
+        # nothing excluded (the first pass): every image has the same kept-pixel counts,
+        # and the box filters treat each image on its own, so one image's counts serve all
+        w, iw = np.ones((1,) + images.shape[1:]), images
+    else:
+        w = keep.astype(float)
+        iw = images * w
     sums = _box_sum(iw, outer) - _box_sum(iw, inner)
     cnts = _box_sum(w, outer) - _box_sum(w, inner)
     # running sums leave a round-off of ~1e-12 where a frame has no kept pixel
@@ -180,12 +185,18 @@ def _improbable(counts, expected, threshold) -> np.ndarray:
     3 sigma + 1 (a necessary condition for any threshold below 1e-3), which is where the
     time would go otherwise.
     """
-    expected = np.maximum(expected, 1e-12)
+    shape = np.shape(counts)
+    expected = np.maximum(expected, 1e-12).ravel()
+    counts = np.ravel(counts)
+    limit = np.sqrt(expected)  # in place: expected + 3 sqrt(expected) + 1
+    limit *= 3.0
+    limit += expected
+    limit += 1.0
+    cand = np.flatnonzero(counts > limit)
     out = np.zeros(counts.shape, dtype=bool)
-    cand = counts > expected + 3.0 * np.sqrt(expected) + 1.0
     # P(N >= n) = pdtrc(n - 1, mu), the Poisson survival function
     out[cand] = special.pdtrc(counts[cand] - 1.0, expected[cand]) < threshold
-    return out
+    return out.reshape(shape)
 
 
 def _significant(images, background, cfg) -> np.ndarray:
@@ -201,10 +212,9 @@ def _significant(images, background, cfg) -> np.ndarray:
             continue
         # Every pixel of a significant cell is part of the detection.
         # cell (i, j) covers pixels i..i+side-1: pixel p is hit by cells p-side+1..p
-        origin = (0, side - 1 - side // 2, side - 1 - side // 2)
-        spread = ndimage.correlate(cells.astype(float), np.ones((1, side, side)),
-                                   mode="constant", origin=origin)
-        hit |= spread > 0
+        for dy in range(side):
+            for dx in range(side):
+                hit[:, dy:, dx:] |= cells[:, :cells.shape[1] - dy, :cells.shape[2] - dx]
     return hit
 
 
@@ -240,30 +250,173 @@ def detect_point_sources(images, config: dict | None = None) -> pd.DataFrame:
         raise ClusterMassError(f"unknown detection settings {sorted(unknown)}: use "
                                f"{', '.join(DETECTION_DEFAULTS)}.")
     images = _check_images(images)
-    hit = np.zeros(images.shape, dtype=bool)
-    for _ in range(int(cfg["passes"])):
-        background = background_model(images, ~hit, cfg)
-        new = _significant(images, background, cfg)
-        if np.array_equal(new, hit):
-            break
-        hit = new
+    hit, background = _iterate_detection(images, cfg)
     found = _catalogue(images, hit, background, cfg)
     log.debug("point-source detection: %d of %d candidates masked in %d images",
               int(maskable(found).sum()), len(found), len(images))
     return found
 
 
-def _catalogue(images, hit, background, cfg) -> pd.DataFrame:
-    rows = []
+def _iterate_detection(images, cfg):
+    """Detect, remove the detections from the background, re-estimate: ``passes`` times.
+
+    Every step treats each image on its own (the filters have extent 1 along the image
+    axis, the ring means are per image), so an image whose detections did not change is
+    at its fixed point: further passes would repeat its background and detections. Only
+    the images still changing are recomputed, which gives what repeating every image
+    gives, in a fraction of the time. The background returned for an image is the one
+    its last detections were made against, as in a plain loop over passes.
+    """
+    hit = np.zeros(images.shape, dtype=bool)
+    background = np.zeros(images.shape)
+    active = np.arange(len(images))
+    for _ in range(int(cfg["passes"])):
+        # every image still changing: views, not copies
+        part = slice(None) if len(active) == len(images) else active
+        bkg = background_model(images[part], ~hit[part], cfg)
+        background[part] = bkg
+        new = _significant(images[part], bkg, cfg)
+        changed = (new != hit[part]).reshape(len(active), -1).any(axis=1)
+        hit[active[changed]] = new[changed]
+        active = active[changed]
+        if len(active) == 0:
+            break
+    return hit, background
+
+
+#: 4-connectivity within each image and none across images: one labelling of the whole
+#: stack numbers every image's components in the order a per-image scan meets them.
+_PLANE_CONNECTIVITY = np.zeros((3, 3, 3), dtype=bool)
+_PLANE_CONNECTIVITY[1] = ndimage.generate_binary_structure(2, 1)
+
+#: Offsets (row, column) of the 12 ring pixels around a 2x2 core at (0, 0), row-major as
+#: a boolean selection of the 4x4 box lists them.
+_RING_OFFSETS = np.array([(dy, dx) for dy in range(-1, 3) for dx in range(-1, 3)
+                          if not (0 <= dy <= 1 and 0 <= dx <= 1)])
+_CORE_OFFSETS = np.array([(0, 0), (0, 1), (1, 0), (1, 1)])
+
+
+def _row_sums(a) -> np.ndarray:
+    """Sum of each row, each in numpy's order for that row as a 1-D array (pairwise from 8
+    values on). numpy sums a C-contiguous array's rows so; an F-ordered array (what fancy
+    indexing can return) it would sum column by column, rounding differently."""
+    return np.ascontiguousarray(a).sum(axis=1)
+
+
+def _grouped_sums(values, group, n_groups):
+    """Sum of ``values`` per group, each in numpy's order for the 1-D array of its members.
+
+    ``values`` are in the order of a row-major scan of the images. numpy sums 8 or more
+    values pairwise, not left to right, so a bincount would round differently; groups of
+    equal size are gathered into rows instead and summed along the row, which numpy does
+    exactly as for the group on its own (tests/benchmark/test_models_lx_sky.py checks the
+    catalogue against a component-by-component reference).
+    """
+    order = np.argsort(group, kind="stable")
+    size = np.bincount(group, minlength=n_groups)
+    start = np.concatenate([[0], np.cumsum(size)[:-1]])
+    out = np.zeros(n_groups)
+    for k in np.unique(size[size > 0]):
+        members = np.flatnonzero(size == k)
+        out[members] = _row_sums(values[order[start[members][:, None] + np.arange(k)]])
+    return out
+
+
+def _ring_sums(images, background, image_of, y0, x0):
+    """Excess and background summed over each core's ring (clipped at the image edge),
+    in the order of a boolean selection, and the number of ring pixels."""
     npix = images.shape[1]
+    yr = y0[:, None] + _RING_OFFSETS[:, 0]
+    xr = x0[:, None] + _RING_OFFSETS[:, 1]
+    valid = (yr >= 0) & (yr < npix) & (xr >= 0) & (xr < npix)
+    pattern = valid @ (1 << np.arange(len(_RING_OFFSETS)))
+    excess, bkg = np.zeros(len(y0)), np.zeros(len(y0))
+    n_ring = np.zeros(len(y0), dtype=np.int64)
+    for code in np.unique(pattern):
+        rows = np.flatnonzero(pattern == code)
+        cols = np.flatnonzero(valid[rows[0]])
+        at = (image_of[rows][:, None], yr[rows][:, cols], xr[rows][:, cols])
+        excess[rows] = _row_sums(images[at] - background[at])
+        bkg[rows] = _row_sums(background[at])
+        n_ring[rows] = len(cols)
+    return excess, bkg, n_ring
+
+
+def _catalogue(images, hit, background, cfg) -> pd.DataFrame:
+    """One row per connected detected component, all images at once.
+
+    The brightest 2x2 cell of the component (by excess over the background) is its core;
+    the 12 pixels around that cell are its ring. A point source (PSF far below a pixel) has
+    its excess in the core and none in the ring; an extended feature (a cool-core peak, a
+    merging clump, a filament) puts a fair share of it in the ring. The ring's excess per
+    pixel is compared with the core's, allowing 2 sigma of Poisson noise in the ring. The
+    position is the core's excess-weighted centroid. Every sum is taken in the order a
+    component-by-component description would take it, so the catalogue does not depend
+    on how many images are searched together.
+    """
+    npix = images.shape[1]
+    labels, n = ndimage.label(hit, structure=_PLANE_CONNECTIVITY)
+    if n == 0:
+        return pd.DataFrame([], columns=CATALOGUE_COLUMNS)
+    flat = np.flatnonzero(labels)  # row-major: each component's pixels in scan order
+    lab = labels.ravel()[flat] - 1
+    img, py, px = np.unravel_index(flat, images.shape)
+    image_of = np.zeros(n, dtype=np.int64)
+    image_of[lab] = img
+
+    image_flat, background_flat = images.ravel(), background.ravel()
+
+    def excess(i, y, x):
+        at = (i * npix + y) * npix + x
+        return image_flat[at] - background_flat[at]
+
+    y0, x0 = _brightest_cells(lab, image_of, py, px, npix, excess)
+    core = np.stack([excess(image_of, y0 + dy, x0 + dx) for dy, dx in _CORE_OFFSETS], axis=1)
+    core_excess, n_core = _row_sums(core), len(_CORE_OFFSETS)
+    ring_excess, ring_bkg, n_ring = _ring_sums(images, background, image_of, y0, x0)
+    noise = 2.0 * np.sqrt(np.maximum(ring_bkg, 1.0))
+    ratio = (ring_excess / n_ring) / np.maximum(core_excess / n_core, 1e-12)
+    point_like = ring_excess <= float(cfg["extent_ratio"]) * core_excess * n_ring / n_core + noise
+    w = np.clip(core, 0.0, None)
+    w = np.where((_row_sums(w) > 0)[:, None], w, 1.0)
+    w_sum = _row_sums(w)  # as np.average: sum(position * weight) / sum(weight)
+    x = _row_sums((x0[:, None] + _CORE_OFFSETS[:, 1]).astype(float) * w) / w_sum
+    y = _row_sums((y0[:, None] + _CORE_OFFSETS[:, 0]).astype(float) * w) / w_sum
     centre = (npix - 1) / 2.0
-    for i in np.nonzero(hit.reshape(len(hit), -1).any(axis=1))[0]:
-        excess = images[i] - background[i]
-        labels, n = ndimage.label(hit[i])
-        for lab, region in enumerate(ndimage.find_objects(labels), start=1):
-            rows.append((int(i), *_describe(images[i], background[i], excess,
-                                            labels == lab, region, cfg, centre)))
-    return pd.DataFrame(rows, columns=CATALOGUE_COLUMNS)
+    protected = np.hypot(x - centre, y - centre) <= float(cfg["protect_centre_pix"])
+    return pd.DataFrame({
+        "image": image_of, "x_pix": x, "y_pix": y,
+        "counts": _grouped_sums(images.ravel()[flat], lab, n),
+        "background": _grouped_sums(background.ravel()[flat], lab, n),
+        "ring_ratio": ratio, "n_pixels": np.bincount(lab, minlength=n).astype(np.int64),
+        "point_like": point_like, "protected": protected})
+
+
+def _brightest_cells(lab, image_of, py, px, npix, excess):
+    """Per component: top-left pixel of the 2x2 cell with the largest excess sum among the
+    cells inside the image that hold one of its pixels (ties: the first in scan order)."""
+    cand_lab, cand_y, cand_x = [], [], []
+    for dy, dx in _CORE_OFFSETS:
+        cy, cx = py - dy, px - dx
+        ok = (cy >= 0) & (cx >= 0) & (cy <= npix - 2) & (cx <= npix - 2)
+        cand_lab.append(lab[ok])
+        cand_y.append(cy[ok])
+        cand_x.append(cx[ok])
+    cand_lab, cand_y, cand_x = map(np.concatenate, (cand_lab, cand_y, cand_x))
+    i = image_of[cand_lab]
+    # numpy's order for the sum of a 2x2 slice: row by row, left to right
+    e = ((excess(i, cand_y, cand_x) + excess(i, cand_y, cand_x + 1))
+         + excess(i, cand_y + 1, cand_x)) + excess(i, cand_y + 1, cand_x + 1)
+    # per component (labels 0..n-1, each with candidates): the largest sum, then the first
+    # cell in scan order that reaches it (a scan keeping only strictly larger sums)
+    order = np.argsort(cand_lab, kind="stable")
+    size = np.bincount(cand_lab)
+    start = np.concatenate([[0], np.cumsum(size)[:-1]])
+    e = e[order]
+    best = np.repeat(np.maximum.reduceat(e, start), size)
+    scan = (cand_y * npix + cand_x)[order]
+    first = np.minimum.reduceat(np.where(e == best, scan, npix * npix), start)
+    return first // npix, first % npix
 
 
 def empty_catalogue() -> pd.DataFrame:
@@ -278,45 +431,6 @@ def maskable(sources: pd.DataFrame) -> np.ndarray:
         if flag in sources:
             keep &= sources[flag].to_numpy(bool) == masked_when
     return keep
-
-
-def _describe(image, background, excess, sel, region, cfg, centre):
-    """Centroid, counts and compactness of one detected component.
-
-    The brightest 2x2 cell of the component (by excess over the background) is its core;
-    the 12 pixels around that cell are its ring. A point source (PSF far below a pixel) has
-    its excess in the core and none in the ring; an extended feature (a cool-core peak, a
-    merging clump, a filament) puts a fair share of it in the ring.
-    """
-    npix = image.shape[0]
-    ys, xs = region
-    best, best_yx = -np.inf, (ys.start, xs.start)
-    for y in range(max(ys.start - 1, 0), min(ys.stop, npix - 1)):
-        for x in range(max(xs.start - 1, 0), min(xs.stop, npix - 1)):
-            if not sel[y:y + 2, x:x + 2].any():
-                continue
-            e = excess[y:y + 2, x:x + 2].sum()
-            if e > best:
-                best, best_yx = e, (y, x)
-    y0, x0 = best_yx
-    core = np.zeros_like(sel)
-    core[y0:y0 + 2, x0:x0 + 2] = True
-    box = np.zeros_like(sel)
-    box[max(y0 - 1, 0):y0 + 3, max(x0 - 1, 0):x0 + 3] = True
-    ring = box & ~core
-    core_excess = excess[core].sum()
-    ring_excess = excess[ring].sum()
-    # ring excess per pixel against the core's, allowing 2 sigma of Poisson noise in the ring
-    noise = 2.0 * np.sqrt(max(background[ring].sum(), 1.0))
-    ratio = (ring_excess / ring.sum()) / max(core_excess / core.sum(), 1e-12)
-    point_like = ring_excess <= float(cfg["extent_ratio"]) * core_excess * ring.sum() / core.sum() + noise
-    w = np.clip(excess[core], 0.0, None)
-    w = w if w.sum() > 0 else np.ones_like(w)
-    yy, xx = np.nonzero(core)
-    x, y = float(np.average(xx, weights=w)), float(np.average(yy, weights=w))
-    protected = bool(np.hypot(x - centre, y - centre) <= float(cfg["protect_centre_pix"]))
-    return (x, y, float(image[sel].sum()), float(background[sel].sum()), float(ratio),
-            int(sel.sum()), bool(point_like), protected)
 
 
 def mask_radius_pix(pixel_arcsec: float, config: dict | None = None) -> float:
@@ -341,16 +455,53 @@ def masks_from_sources(sources: pd.DataFrame, n_images: int, npix: int, pixel_ar
     """Masks (N, npix, npix) of the unprotected sources of a detection or truth table.
 
     ``sources`` needs ``image``, ``x_pix``, ``y_pix`` (and ``protected``, default False).
+    The pixels :func:`source_mask` would mask, tested on a small stamp around each source
+    (every source of every image at once) instead of on the whole image.
     """
     masks = np.zeros((n_images, npix, npix), dtype=bool)
     pix = np.broadcast_to(np.asarray(pixel_arcsec, float), (n_images,))
     if len(sources) == 0:
         return masks
     keep = maskable(sources)
-    for i, group in sources[keep].groupby("image"):
-        masks[int(i)] = source_mask((npix, npix), group["x_pix"], group["y_pix"],
-                                    mask_radius_pix(pix[int(i)], config))
+    image = sources["image"].to_numpy()[keep].astype(np.int64)
+    x = sources["x_pix"].to_numpy(float)[keep]
+    y = sources["y_pix"].to_numpy(float)[keep]
+    images_with, which = np.unique(image, return_inverse=True)
+    radius = np.array([mask_radius_pix(pix[i], config) for i in images_with])[which.ravel()]
+    finite = np.isfinite(x) & np.isfinite(y)  # a source without a position masks nothing
+    image, x, y, radius = image[finite], x[finite], y[finite], radius[finite]
+    if len(image) == 0:
+        return masks
+    half = int(np.ceil(radius.max())) + 1  # the stamp holds every pixel within the radius
+    if 2 * half + 1 >= npix:  # stamps as large as the image: whole-image masks
+        for i in np.unique(image):
+            masks[i] = source_mask((npix, npix), x[image == i], y[image == i],
+                                   radius[image == i][0])
+        return masks
+    for chunk in range(0, len(image), _STAMP_CHUNK):
+        part = slice(chunk, chunk + _STAMP_CHUNK)
+        _stamp_masks(masks, image[part], x[part], y[part], radius[part], half)
     return masks
+
+
+#: Sources whose stamps are tested in one go (bounds the temporary arrays to ~100 MB).
+_STAMP_CHUNK = 50_000
+
+
+def _stamp_masks(masks, image, x, y, radius, half):
+    """Set the pixels within ``radius`` of each source, tested on a (2 half + 1)^2 stamp
+    with :func:`source_mask`'s arithmetic (pixel coordinates as floats, np.hypot)."""
+    npix = masks.shape[-1]
+    offsets = np.arange(-half, half + 1)
+    # a source beyond the edge by more than the stamp masks nothing: clipping keeps the
+    # stamp's indices small without changing which pixels are within its radius
+    xs = (np.floor(np.clip(x, -half, npix + half))[:, None] + offsets).astype(float)
+    ys = (np.floor(np.clip(y, -half, npix + half))[:, None] + offsets).astype(float)
+    inside = (np.hypot(xs[:, None, :] - x[:, None, None], ys[:, :, None] - y[:, None, None])
+              <= radius[:, None, None])
+    inside &= ((xs >= 0) & (xs < npix))[:, None, :] & ((ys >= 0) & (ys < npix))[:, :, None]
+    k, r, c = np.nonzero(inside)
+    masks[image[k], ys[k, r].astype(np.int64), xs[k, c].astype(np.int64)] = True
 
 
 def fill_masked(images, masks) -> np.ndarray:

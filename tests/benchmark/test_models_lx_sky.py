@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage, special
 
 from benchmark.core.errors import ClusterMassError
 from benchmark.models import lx, lx_sky
@@ -224,3 +225,148 @@ def test_fits_from_before_masking_load_unmasked(tmp_path):
     new.params = {"a": 1.0, "b": 0.5, "config": new.config}
     new.save(tmp_path)
     assert lx.load_model(tmp_path).config["point_sources"] == "detect"
+
+
+# ----------------------------------------------------------------------------- fast path
+# A straightforward reference: the detection loop, the component-by-component description
+# and the per-source masks as first written (one full-image mask per component or source).
+# The vectorised module must reproduce them value for value.
+
+def reference_detect(images, cfg=None):
+    cfg = {**lx_sky.DETECTION_DEFAULTS, **(cfg or {})}
+    images = np.asarray(images, dtype=np.float64)
+    hit = np.zeros(images.shape, dtype=bool)
+    for _ in range(int(cfg["passes"])):
+        background = lx_sky.background_model(images, ~hit, cfg)
+        new = reference_significant(images, background, cfg)
+        if np.array_equal(new, hit):
+            break
+        hit = new
+    rows = []
+    centre = (NPIX - 1) / 2.0
+    for i in np.nonzero(hit.reshape(len(hit), -1).any(axis=1))[0]:
+        excess = images[i] - background[i]
+        labels, _ = ndimage.label(hit[i])
+        for lab, region in enumerate(ndimage.find_objects(labels), start=1):
+            rows.append((int(i), *reference_describe(images[i], background[i], excess,
+                                                     labels == lab, region, cfg, centre)))
+    return pd.DataFrame(rows, columns=lx_sky.CATALOGUE_COLUMNS)
+
+
+def reference_significant(images, background, cfg):
+    hit = np.zeros(images.shape, dtype=bool)
+    for side in cfg["scales_pix"]:
+        counts = np.rint(lx_sky._cell_sum(images, side))
+        expected = np.maximum(lx_sky._cell_sum(background, side)
+                              * (1.0 + cfg["systematic_fraction"]), 1e-12)
+        cells = np.zeros(images.shape, dtype=bool)
+        cand = counts > expected + 3.0 * np.sqrt(expected) + 1.0
+        cells[cand] = special.pdtrc(counts[cand] - 1.0, expected[cand]) < cfg["threshold"]
+        # every pixel of a significant cell (top-left corner at the cell's position)
+        origin = (0, side - 1 - side // 2, side - 1 - side // 2)
+        hit |= ndimage.correlate(cells.astype(float), np.ones((1, side, side)),
+                                 mode="constant", origin=origin) > 0
+    return hit
+
+
+def reference_describe(image, background, excess, sel, region, cfg, centre):
+    ys, xs = region
+    best, best_yx = -np.inf, (ys.start, xs.start)
+    for y in range(max(ys.start - 1, 0), min(ys.stop, NPIX - 1)):
+        for x in range(max(xs.start - 1, 0), min(xs.stop, NPIX - 1)):
+            if sel[y:y + 2, x:x + 2].any() and excess[y:y + 2, x:x + 2].sum() > best:
+                best, best_yx = excess[y:y + 2, x:x + 2].sum(), (y, x)
+    y0, x0 = best_yx
+    core = np.zeros_like(sel)
+    core[y0:y0 + 2, x0:x0 + 2] = True
+    box = np.zeros_like(sel)
+    box[max(y0 - 1, 0):y0 + 3, max(x0 - 1, 0):x0 + 3] = True
+    ring = box & ~core
+    core_excess, ring_excess = excess[core].sum(), excess[ring].sum()
+    noise = 2.0 * np.sqrt(max(background[ring].sum(), 1.0))
+    ratio = (ring_excess / ring.sum()) / max(core_excess / core.sum(), 1e-12)
+    point_like = (ring_excess <= float(cfg["extent_ratio"]) * core_excess * ring.sum()
+                  / core.sum() + noise)
+    w = np.clip(excess[core], 0.0, None)
+    w = w if w.sum() > 0 else np.ones_like(w)
+    yy, xx = np.nonzero(core)
+    x, y = float(np.average(xx, weights=w)), float(np.average(yy, weights=w))
+    protected = bool(np.hypot(x - centre, y - centre) <= float(cfg["protect_centre_pix"]))
+    return (x, y, float(image[sel].sum()), float(background[sel].sum()), float(ratio),
+            int(sel.sum()), bool(point_like), protected)
+
+
+def reference_masks(sources, n_images, pixel_arcsec):
+    masks = np.zeros((n_images, NPIX, NPIX), dtype=bool)
+    for i, group in sources[lx_sky.maskable(sources)].groupby("image"):
+        radius = lx_sky.mask_radius_pix(pixel_arcsec[int(i)])
+        masks[int(i)] = lx_sky.source_mask((NPIX, NPIX), group["x_pix"], group["y_pix"], radius)
+    return masks
+
+
+def awkward_images(seed=7, n=6):
+    """Clusters with sources everywhere: on edges and corners, in clumps (components of
+    many pixels, summed pairwise by numpy), next to the centre; plus an empty field."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(n - 1):
+        img = rng.poisson(cluster_expectation(rng)).astype(float)
+        for y, x in [(0, 0), (0, 60), (127, 127), (64, 127), (1, 126), (126, 1)]:
+            img[y, x] += rng.poisson(60)
+        _, _, src = inject(rng, 10, rng.uniform(20, 200))
+        clump = rng.integers(10, 110, 2)
+        img[clump[0]:clump[0] + 4, clump[1]:clump[1] + 5] += rng.poisson(30, (4, 5))
+        images.append(img + src)
+    images.append(np.zeros((NPIX, NPIX)))
+    return np.stack(images)
+
+
+def test_vectorised_detection_matches_the_reference():
+    images = awkward_images()
+    found = lx_sky.detect_point_sources(images)
+    expected = reference_detect(images)
+    assert len(expected) > 60 and (expected["n_pixels"] >= 8).any()
+    assert ((expected["x_pix"] < 1) | (expected["y_pix"] > 126)).any()  # edges covered
+    pd.testing.assert_frame_equal(found, expected, check_exact=True)
+    # nothing in a batch depends on the other images
+    alone = lx_sky.detect_point_sources(images[2:3])
+    pd.testing.assert_frame_equal(alone.drop(columns="image"),
+                                  expected[expected["image"] == 2].drop(columns="image")
+                                  .reset_index(drop=True), check_exact=True)
+
+
+def test_no_detections_give_the_empty_table():
+    found = lx_sky.detect_point_sources(np.zeros((2, NPIX, NPIX)))
+    pd.testing.assert_frame_equal(found, reference_detect(np.zeros((2, NPIX, NPIX))))
+
+
+def test_stamp_masks_match_the_full_image_masks():
+    rng = np.random.default_rng(8)
+    n = 5
+    sources = pd.DataFrame({"image": rng.integers(0, n - 1, 300),  # the last image: none
+                            "x_pix": rng.uniform(-3, NPIX + 2, 300),
+                            "y_pix": rng.uniform(-3, NPIX + 2, 300),
+                            "protected": rng.random(300) < 0.2})
+    pixel_arcsec = np.array([PIXEL_ARCSEC, 0.2, 0.5, 2.0, PIXEL_ARCSEC])  # radii 1.5-3.9
+    masks = lx_sky.masks_from_sources(sources, n, NPIX, pixel_arcsec)
+    expected = reference_masks(sources, n, pixel_arcsec)
+    assert expected[:, 0].any() and not expected[-1].any()
+    np.testing.assert_array_equal(masks, expected)
+    # radii near the image size (whole-image masks instead of stamps)
+    pixel_arcsec[2] = 0.004
+    np.testing.assert_array_equal(lx_sky.masks_from_sources(sources, n, NPIX, pixel_arcsec),
+                                  reference_masks(sources, n, pixel_arcsec))
+
+
+def test_cached_detections_match_a_fresh_detection():
+    images = awkward_images(seed=9, n=4)
+    lx._DETECTION_CACHE.clear()
+    cold = lx.detected_sources(images[:3])
+    warm = lx.detected_sources(images[[3, 2, 1, 0]])
+    expected = reference_detect(images)
+    expected = expected[list(expected.columns[1:]) + ["image"]]
+    pd.testing.assert_frame_equal(cold, expected[expected["image"] < 3].reset_index(drop=True),
+                                  check_exact=True)
+    reordered = pd.concat([expected[expected["image"] == i].assign(image=j)
+                           for j, i in enumerate([3, 2, 1, 0])], ignore_index=True)
+    pd.testing.assert_frame_equal(warm, reordered, check_exact=True)
