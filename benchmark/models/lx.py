@@ -399,15 +399,19 @@ class LXModel:
         return RadialProfiles(lx_sky.fill_masked(images, masks))
 
     def _true_sources(self, aux) -> pd.DataFrame:
-        """True point sources of the images of ``aux`` as a detection-like table."""
+        """True point sources of the images of ``aux`` as a detection-like table; an image id
+        that appears several times (the diagnostics' variants of one image) gets its sources
+        at every position."""
         table = true_sources_table(self.config["sources_dataset_dir"])
-        index = pd.Series(np.arange(len(aux)), index=np.asarray(aux["image_id"]).astype(str))
-        table = table[table["image_id"].astype(str).isin(index.index)
-                      & (table["expected_counts"] >= float(self.config["truth_min_counts"]))]
-        table = table[table["kind"].map(is_point_kind).astype(bool)]  # bool even when empty
-        return pd.DataFrame({"image": index.loc[table["image_id"].astype(str).to_numpy()].to_numpy(),
-                             "x_pix": table["x_pix"].to_numpy(float),
-                             "y_pix": table["y_pix"].to_numpy(float)})
+        table = table[(table["expected_counts"] >= float(self.config["truth_min_counts"]))
+                      & table["kind"].map(is_point_kind).astype(bool)]  # bool even when empty
+        positions = pd.DataFrame({"image_id": np.asarray(aux["image_id"]).astype(str),
+                                  "image": np.arange(len(aux))})
+        joined = positions.merge(table.assign(image_id=table["image_id"].astype(str)),
+                                 on="image_id", how="inner", sort=False)
+        return pd.DataFrame({"image": joined["image"].to_numpy(),
+                             "x_pix": joined["x_pix"].to_numpy(float),
+                             "y_pix": joined["y_pix"].to_numpy(float)})
 
     def _ecf(self, redshift) -> np.ndarray:
         z = np.asarray(redshift, float)

@@ -208,6 +208,12 @@ def test_truth_variant_masks_the_true_point_sources(tmp_path):
     # the halo's 400 counts stay
     big = np.full(len(rows), 200.0)
     assert filled.counts_within(big)[0] - RadialProfiles(clean).counts_within(big)[0] > 350.0
+    # the diagnostics repeat an image (occlusion variants): every copy gets its sources masked
+    twice = FoldData(np.concatenate([dirty[:1], dirty[:1], dirty[1:]]),
+                     pd.concat([aux.iloc[:1], aux]).reset_index(drop=True))
+    again = model.masked_profiles(twice)
+    assert model.last_masked_per_image == pytest.approx(2 / (len(rows) + 1))
+    np.testing.assert_array_equal(again.total[:2], filled.total[:1].repeat(2))
 
 
 def test_fits_from_before_masking_load_unmasked(tmp_path):
