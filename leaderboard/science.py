@@ -39,6 +39,10 @@ class StudyFigure:
             return "above the study's range"
         return "within the study's range"
 
+    @property
+    def middle(self) -> float:
+        return 0.5 * (self.low + self.high)
+
     def text(self) -> str:
         if self.low == self.high:
             return f"~{100 * self.low:.0f}%"
@@ -166,7 +170,7 @@ def _comparison_sentence(rows: list[ScienceRow]) -> str:
     if not (cnn and lx):
         return "The CNN and the core-excised L_X cannot be compared: a pooled scatter is missing."
     ratio = cnn / lx
-    study_ratio = 0.12 / (0.5 * (STUDY["lx_core_excised"].low + STUDY["lx_core_excised"].high))
+    study_ratio = STUDY["cnn_pooled"].middle / STUDY["lx_core_excised"].middle
     wins = sum(1 for k, v in by_slug["reference"].fold_scatter.items()
                if k in by_slug["lx-iterative"].fold_scatter and v < by_slug["lx-iterative"].fold_scatter[k])
     n = len(set(by_slug["reference"].fold_scatter) & set(by_slug["lx-iterative"].fold_scatter))

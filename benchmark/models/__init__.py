@@ -22,6 +22,7 @@ harness (:mod:`benchmark.training`) resolves names through it.
 import json
 from pathlib import Path
 
+from benchmark.core.errors import ClusterMassError
 from benchmark.core.io import write_text
 
 #: entry name -> (module path, entry config). Modules are imported only when used.
@@ -88,10 +89,20 @@ DESCRIPTIONS: dict[str, str] = {
                    "T500 (lx_cex_erg_s, t500_kev from the catalog)",
 }
 
-__all__ = ["BASELINES", "DESCRIPTIONS", "DISPLAY_NAMES", "ORACLES", "write_params"]
+__all__ = ["BASELINES", "DESCRIPTIONS", "DISPLAY_NAMES", "ORACLES", "write_params", "read_params"]
 
 
 def write_params(directory, filename: str, params: dict) -> Path:
     """Write a fitted model's parameters as JSON, atomically (a fold is never half-saved)."""
     # json.dumps, not core.io.write_json: the files keep their bytes (no final newline).
     return write_text(Path(directory) / filename, json.dumps(params, indent=2, sort_keys=True))
+
+
+def read_params(directory, filename: str, what: str) -> dict:
+    """The parameters :func:`write_params` wrote, or one clear error naming ``what`` fold is
+    missing."""
+    path = Path(directory) / filename
+    if not path.is_file():
+        raise ClusterMassError(f"{path} is missing: {directory} is not a fitted {what} fold; "
+                               "re-run it.")
+    return json.loads(path.read_text())

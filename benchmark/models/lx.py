@@ -77,7 +77,7 @@ from benchmark.core import settings
 from benchmark.core.cosmology import (COSMOLOGY, KEV_TO_ERG, kpc_per_arcsec,
                                       luminosity_distance_cm, r500c_kpc)
 from benchmark.core.errors import ClusterMassError
-from benchmark.models import lx_sky, write_params
+from benchmark.models import lx_sky, read_params, write_params
 
 __all__ = ["DEFAULT_CONFIG", "LXModel", "make_model", "load_model", "r500c_kpc_from_mass",
            "band_conversion_factor", "RadialProfiles"]
@@ -520,10 +520,7 @@ def make_model(config: dict | None = None) -> LXModel:
 
 def load_model(directory) -> LXModel:
     """Load a model written by :meth:`LXModel.save`."""
-    path = Path(directory) / PARAMS_FILE
-    if not path.is_file():
-        raise ClusterMassError(f"{path} is missing: {directory} is not a fitted L_X fold; re-run it.")
-    params = json.loads(path.read_text())
+    params = read_params(directory, PARAMS_FILE, "L_X")
     # fits written before point-source masking existed were made on the images as they are
     model = LXModel({"point_sources": "none", **params["config"]})
     model.params = params

@@ -27,14 +27,12 @@ of the training residuals (ddof = number of fitted coefficients) as a Gaussian s
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 
 from benchmark.core.cosmology import efunc, m500c_from_r500c
 from benchmark.core.errors import ClusterMassError
-from benchmark.models import write_params
+from benchmark.models import read_params, write_params
 
 __all__ = ["OracleModel", "make_model", "load_model", "KINDS", "PROXIES"]
 
@@ -148,10 +146,7 @@ def make_model(config: dict | None = None) -> OracleModel:
 
 def load_model(directory) -> OracleModel:
     """Load a model written by :meth:`OracleModel.save`."""
-    path = Path(directory) / PARAMS_FILE
-    if not path.is_file():
-        raise ClusterMassError(f"{path} is missing: not a fitted oracle fold; re-run it.")
-    params = json.loads(path.read_text())
+    params = read_params(directory, PARAMS_FILE, "oracle")
     model = OracleModel({"kind": params["kind"]})
     model.params = params
     return model

@@ -8,13 +8,11 @@
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 
 from benchmark.core.errors import ClusterMassError
-from benchmark.models import write_params
+from benchmark.models import read_params, write_params
 
 __all__ = ["TrivialModel", "make_model", "load_model", "KINDS"]
 
@@ -72,10 +70,7 @@ def make_model(config: dict | None = None) -> TrivialModel:
 
 def load_model(directory) -> TrivialModel:
     """Load a model written by :meth:`TrivialModel.save`."""
-    path = Path(directory) / PARAMS_FILE
-    if not path.is_file():
-        raise ClusterMassError(f"{path} is missing: not a fitted trivial fold; re-run it.")
-    params = json.loads(path.read_text())
+    params = read_params(directory, PARAMS_FILE, "trivial")
     model = TrivialModel({"kind": params["kind"]})
     model.params = params
     return model

@@ -48,6 +48,7 @@ def test_verdicts_follow_the_measured_scatter(tmp_path, dataset):
     assert expected in text.split("| CNN, pooled |")[1].splitlines()[0]
     lx_line = text.split("| Core-excised L_X (iterative R500c), pooled |")[1].splitlines()[0]
     assert STUDY["lx_core_excised"].verdict(rows["lx-iterative"].pooled) in lx_line
+    assert "(the study: ~0.73)" in text  # 12% against the middle of 15-18%
     assert (tmp_path / "out" / "science_folds.svg").read_text().startswith("<svg")
 
 
