@@ -53,7 +53,7 @@ from benchmark.core.cosmology import H, KEV_TO_ERG, efunc, kpc_per_arcsec, r500c
 from benchmark.core.errors import ClusterMassError
 
 __all__ = ["SkySwitches", "SkySource", "SkyModel", "sky_seed", "draw_sky", "view_skies", "LIST_MIN_COUNTS",
-           "REFERENCES_SKY"]
+           "REFERENCES_SKY", "halo_fluxes", "halo_statistics", "fit_halo_lx_scale", "HALO_OBSERVABLES"]
 
 #: Stream key of the sky draws under a view's seed (pipeline.population.derive_seed).
 SKY_STREAM = 0x5C1
@@ -436,7 +436,8 @@ def _halo_em(m, z, params, apec=None):
     """n_e n_H V (cm^-3) of a halo's truncated beta model and its core radius (kpc), arrays.
 
     The profile's shape is the beta model; its normalisation gives the rest-frame 0.5-2 keV
-    luminosity inside R500c of Vikhlinin et al. (2009b) at the halo's mass and redshift, with
+    luminosity inside R500c of Vikhlinin et al. (2009b) at the halo's mass and redshift, times
+    ``params.sky_halo_lx_scale`` (:func:`fit_halo_lx_scale`), with
     the project's M-T relation (:func:`pipeline.population.t500_mean_kev`) and emission table
     for the spectrum. (A beta model holding the project's mean gas fraction,
     :func:`pipeline.population.fgas_mean`, would be 1.5-2.3 x brighter than that relation for
@@ -448,7 +449,7 @@ def _halo_em(m, z, params, apec=None):
 
     m, z = np.asarray(m, dtype=float), np.asarray(z, dtype=float)
     a, b, c, d = V09_LX
-    lum = np.exp(a + b * np.log(m) + c * np.log(efunc(z)) + d * np.log(H / 0.72))
+    lum = params.sky_halo_lx_scale * np.exp(a + b * np.log(m) + c * np.log(efunc(z)) + d * np.log(H / 0.72))
     kt = np.clip(t500_mean_kev(m, z, params), 10 ** _LOG_KT[0], 10 ** _LOG_KT[-1])
     per_em = np.interp(np.log10(kt), _LOG_KT, _rest_band_luminosity_per_em(_apec_key(apec)))
     em_total, _ = _beta_em_and_gas(HALO_RMAX_PER_R500 / HALO_RC_PER_R500)
@@ -456,33 +457,94 @@ def _halo_em(m, z, params, apec=None):
     return lum / per_em * (em_total / em_r500), HALO_RC_PER_R500 * r500c_kpc(m, z)
 
 
-_Z_GRID = np.linspace(0.0, 3.5, 71)
+_Z_GRID = np.linspace(0.0, 3.5, 176)
 _EST_TABLES: dict = {}
 
 
-def _halo_counts_estimate(m, z, params, resp_abs, t_s, apec):
-    """Band counts of haloes from a (z, log kT) table of count rates per unit EM (bilinear;
-    a pre-selection only, the listed counts are computed exactly)."""
-    from pipeline.analytic import _LOG_KT, _apec_key, _thermal_rows
-    from pipeline.population import t500_mean_kev
-
-    key = (hash(resp_abs.tobytes()), _apec_key(apec))
-    if key not in _EST_TABLES:
-        rows = list(range(_LOG_KT.size))
-        zs = np.maximum(_Z_GRID, 1e-3)
-        table = []
-        for zz in zs:
-            cosmic, metal = _thermal_rows(float(zz), rows, _apec_key(apec))
-            table.append(np.log(np.maximum(cosmic @ resp_abs + HALO_Z_SOLAR * (metal @ resp_abs), 1e-300)))
-        _EST_TABLES[key] = np.array(table)
-    table = _EST_TABLES[key]
-    em, _ = _halo_em(m, z, params, apec)
-    kt = t500_mean_kev(m, z, params)
+def _halo_per_em(m, z, params, weights, apec):
+    """``weights``-weighted observed spectrum per unit EM of haloes (per second), from a
+    (z, log kT) table of the spectrum times the distance factor, bilinear, times the exact
+    distance factor: a few per cent, for pre-selection and statistics (the listed haloes'
+    counts are computed exactly)."""
     from scipy.interpolate import RegularGridInterpolator
 
-    interp = RegularGridInterpolator((_Z_GRID, _LOG_KT), table, bounds_error=False, fill_value=None)
-    rate = np.exp(interp(np.column_stack([z, np.log10(np.clip(kt, 10 ** _LOG_KT[0], 10 ** _LOG_KT[-1]))])))
-    return em * rate * t_s
+    from pipeline.analytic import _LOG_KT, _apec_key, _geometry_table, _thermal_rows
+    from pipeline.population import t500_mean_kev
+
+    z_fine, log_geom = _geometry_table()
+    key = (hash(np.asarray(weights).tobytes()), _apec_key(apec))
+    if key not in _EST_TABLES:
+        rows = list(range(_LOG_KT.size))
+        table = []
+        for zz in np.maximum(_Z_GRID, 1e-3):
+            cosmic, metal = _thermal_rows(float(zz), rows, _apec_key(apec))
+            rate = np.maximum(cosmic @ weights + HALO_Z_SOLAR * (metal @ weights), 1e-300)
+            table.append(np.log(rate) - np.interp(zz, z_fine, log_geom))
+        _EST_TABLES[key] = RegularGridInterpolator((_Z_GRID, _LOG_KT), np.array(table),
+                                                   bounds_error=False, fill_value=None)
+    kt = np.clip(t500_mean_kev(m, z, params), 10 ** _LOG_KT[0], 10 ** _LOG_KT[-1])
+    return np.exp(_EST_TABLES[key](np.column_stack([z, np.log10(kt)])) + np.interp(z, z_fine, log_geom))
+
+
+def _halo_counts_estimate(m, z, params, resp_abs, t_s, apec):
+    """Band counts of haloes (absorbed response ``resp_abs``) in ``t_s`` seconds, tabulated."""
+    em, _ = _halo_em(m, z, params, apec)
+    return em * _halo_per_em(m, z, params, resp_abs, apec) * t_s
+
+
+def halo_fluxes(params=None, apec=None) -> np.ndarray:
+    """Unabsorbed observed-frame 0.5-2 keV flux (erg s^-1 cm^-2, to the 3 R500c truncation, as
+    surveys extrapolate total fluxes) of every halo of SOXS's light cone under ``params``."""
+    from pipeline.population import PopulationParams
+
+    params = PopulationParams() if params is None else params
+    mid = 0.5 * (_edges()[1:] + _edges()[:-1])
+    energy_band = np.where((mid >= FLUX_BAND_KEV[0]) & (mid < FLUX_BAND_KEV[1]), mid * KEV_TO_ERG, 0.0)
+    _, _, mass, z = _halo_catalog()
+    em, _ = _halo_em(mass, z, params, apec)
+    return em * _halo_per_em(mass, z, params, energy_band, apec)
+
+
+#: The observed extended X-ray sources the light cone is calibrated on: (key, flux limit or
+#: None for the intensity share, target, low, high, source). Surveys give total 0.5-2 keV fluxes.
+HALO_OBSERVABLES = (
+    ("los_halo_density_3e15_deg2", 3e-15, 34.0, 25.0, 45.0,
+     "Finoguenov+ 2007 COSMOS: 72 groups and clusters in 2.1 deg^2 above 3e-15"),
+    ("los_halo_density_4e14_deg2", 3.9e-14, 2.0, 1.6, 2.5,
+     "Collins+ 1997 (2.0 +0.4 -0.3 deg^-2 above 3.9e-14); Rosati+ 1998 RDCS"),
+    ("los_halo_cxb_share_05_2", None, 0.075, 0.05, 0.10,
+     "Soltan+ 2002 (5-10% of the soft CXB in clusters); Moretti+ 2003 CXB 7.53e-12 erg/s/cm^2/deg^2"),
+)
+#: Total 0.5-2 keV CXB intensity, erg s^-1 cm^-2 deg^-2 (Moretti et al. 2003).
+CXB_05_2_CGS_DEG2 = 7.53e-12
+
+
+def halo_statistics(params=None) -> dict:
+    """The light cone's :data:`HALO_OBSERVABLES` under ``params`` (its whole 100 deg^2)."""
+    flux = halo_fluxes(params)
+    area = (CATALOG_FOV_ARCMIN / 60.0) ** 2
+    out = {}
+    for key, limit, *_ in HALO_OBSERVABLES:
+        out[key] = (float(flux.sum()) / area / CXB_05_2_CGS_DEG2 if limit is None
+                    else float(np.sum(flux > limit)) / area)
+    return out
+
+
+def fit_halo_lx_scale(params=None, grid=np.round(np.arange(0.05, 1.5001, 0.01), 2)) -> float:
+    """The ``sky_halo_lx_scale`` on ``grid`` that best matches :data:`HALO_OBSERVABLES`: least
+    squares in ln(measured / target), each scaled by ln(high / low) / 2 of its range."""
+    from pipeline.population import PopulationParams
+
+    base = dataclasses.replace(PopulationParams() if params is None else params, sky_halo_lx_scale=1.0)
+    flux = halo_fluxes(base)
+    area = (CATALOG_FOV_ARCMIN / 60.0) ** 2
+    cost = np.zeros(len(grid))
+    for key, limit, target, low, high, _ in HALO_OBSERVABLES:
+        for i, a in enumerate(grid):
+            value = (a * float(flux.sum()) / area / CXB_05_2_CGS_DEG2 if limit is None
+                     else max(float(np.sum(a * flux > limit)), 0.5) / area)
+            cost[i] += (np.log(value / target) / (0.5 * np.log(high / low))) ** 2
+    return float(grid[int(np.argmin(cost))])
 
 
 @lru_cache(maxsize=1)
@@ -705,6 +767,8 @@ def sky_statistics(params=None, obs=None, n_views: int = 24, master_seed: int = 
         rates.append(sky_counts / t_s / float(obs.fov_arcmin) ** 2)
         per_pixel.append(draw_sky(seed, obs, dataclasses.replace(switches, los_haloes=False), params)
                          .diffuse_counts_per_pixel)
+    if switches.los_haloes:
+        out.update(halo_statistics(params))
     particle = particle_background_rate((0.3, 10.0))
     out["background_rate_chip_cts_s"] = (particle + float(np.mean(rates))) * CHIP_ARCMIN2
     pixel_arcmin2 = (float(obs.fov_arcmin) / int(obs.npix)) ** 2
