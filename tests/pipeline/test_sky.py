@@ -144,3 +144,56 @@ def test_sky_references_reach_the_dataset_card():
     from pipeline.population import REFERENCES_V2
 
     assert set(sky.REFERENCES_SKY) <= set(REFERENCES_V2)
+
+
+# --- the line-of-sight haloes' calibration on observed extended sources ---------------------
+
+def test_halo_fluxes_table_matches_exact_spectra():
+    """The tabulated 0.5-2 keV fluxes agree with each halo's exact spectrum (a few per cent)."""
+    from benchmark.core.cosmology import KEV_TO_ERG
+    from pipeline.population import t500_mean_kev
+
+    params = PopulationParams()
+    flux = sky.halo_fluxes(params)
+    _, _, mass, z = sky._halo_catalog()
+    mid = 0.5 * (sky._edges()[1:] + sky._edges()[:-1])
+    band = (mid >= 0.5) & (mid < 2.0)
+    ratios = []
+    for i in np.random.default_rng(3).choice(mass.size, 300, replace=False):
+        em, _ = sky._halo_em(mass[i], z[i], params)
+        spec = float(em) * analytic.thermal_spectrum_per_em(z[i], float(t500_mean_kev(mass[i], z[i], params)),
+                                                            sky.HALO_Z_SOLAR)
+        ratios.append(flux[i] / (np.sum(spec[band] * mid[band]) * KEV_TO_ERG))
+    assert np.median(ratios) == pytest.approx(1.0, abs=0.01)
+    assert np.percentile(ratios, 1) > 0.85 and np.percentile(ratios, 99) < 1.15
+
+
+def test_default_halo_scale_is_the_fit_and_meets_the_observed_counts():
+    """The default sky_halo_lx_scale is what fit_halo_lx_scale derives from the published
+    counts, and with it every halo observable lies in its range; the uncalibrated relation
+    (scale 1) over-predicts them."""
+    params = PopulationParams()
+    assert sky.fit_halo_lx_scale(params) == pytest.approx(params.sky_halo_lx_scale)
+    calibrated = sky.halo_statistics(params)
+    for key, _, _, low, high, _ in sky.HALO_OBSERVABLES:
+        assert low <= calibrated[key] <= high, key
+    raw = sky.halo_statistics(PopulationParams(sky_halo_lx_scale=1.0))
+    assert raw["los_halo_density_4e14_deg2"] > 2 * calibrated["los_halo_density_4e14_deg2"]
+    assert raw["los_halo_cxb_share_05_2"] == pytest.approx(calibrated["los_halo_cxb_share_05_2"] / params.sky_halo_lx_scale)
+
+
+def test_halo_scale_reaches_the_listed_haloes(obs64):
+    """Halving the scale halves every listed halo's counts (same positions, same draws)."""
+    one = sky.draw_sky(11, obs64, ALL, PopulationParams(sky_halo_lx_scale=0.6))
+    half = sky.draw_sky(11, obs64, ALL, PopulationParams(sky_halo_lx_scale=0.3))
+    listed = {(s.x_pix, s.y_pix): s.expected_counts for s in half.sources if s.kind == "halo"}
+    assert listed
+    for s in one.sources:
+        if s.kind == "halo" and (s.x_pix, s.y_pix) in listed:
+            assert listed[(s.x_pix, s.y_pix)] == pytest.approx(0.5 * s.expected_counts, rel=1e-9)
+
+
+@pytest.mark.parametrize("value", [0.0, -0.3, 11.0])
+def test_bad_halo_scale_is_one_clear_error(value):
+    with pytest.raises(ClusterMassError, match="sky_halo_lx_scale"):
+        PopulationParams(sky_halo_lx_scale=value)
