@@ -112,8 +112,8 @@ report: $(STAMP) ## Write the science report of data/$(PRESET)
 
 # The science check's schedule is fixed before the run: the preset's own training schedule
 # (SCHEDULE overrides it and is recorded in the entry), seed 0, ten folds.
-science: $(STAMP) ## Full science check of PRESET: data, report, baselines, reference CNN, leaderboard, science.md
-	@set -e; for stage in data report baselines reference leaderboard; do \
+science: $(STAMP) ## Full science check of PRESET: data, shift sets, report, baselines, reference CNN, leaderboard, science.md
+	@set -e; for stage in data testsets report baselines reference leaderboard; do \
 	  $(MAKE) --no-print-directory $$stage PRESET=$(PRESET); done
 	$(CLI) science --preset $(PRESET)
 
