@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import ClusterMassError, SubmissionError
-from benchmark.core.io import write_text
+from benchmark.core.io import json_safe, write_json, write_text
 from benchmark.entries import harness_version, make_entry, slugify, write_entry, write_predictions
 from benchmark.submission import SIGMA_COLUMN
 
@@ -288,8 +288,8 @@ def fold_dir(out_dir, k: int, seed: int = 0) -> Path:
 
 
 def _write_json(path: Path, obj) -> None:
-    # Not core.io.write_json: run records keep their format (NaN, str() of foreign values).
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
+    # Strict JSON (NaN -> null: a model's undefined validation loss), foreign values as str().
+    write_json(path, obj, default=str)
 
 
 def _write_csv(path: Path, df: pd.DataFrame) -> None:
@@ -297,6 +297,7 @@ def _write_csv(path: Path, df: pd.DataFrame) -> None:
 
 
 def _json_default(value):
+    # Only for the fingerprint's hash: changing it would orphan every trained fold.
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating,)):
@@ -1386,7 +1387,7 @@ def _has_testset(directory: Path, ts: ExtraTestSet) -> bool:
     if not (csv_path.is_file() and id_path.is_file()):
         return False
     try:
-        return json.loads(id_path.read_text()) == json.loads(json.dumps(ts.identity))
+        return json.loads(id_path.read_text()) == json_safe(ts.identity, default=str)
     except json.JSONDecodeError:
         return False
 
