@@ -97,7 +97,7 @@ _UNCERTAINTY = {
                                                  "coverage_95")}},
     },
 }
-#: One extra test set's scores (``metrics.testsets.<name>``; benchmark.training.score_testsets):
+#: One extra test set's scores (``metrics.testsets.<name>``; benchmark.testsets_scoring.score_testsets):
 #: absent in entries written before the shift track and the hidden set.
 _TESTSET = {
     "type": "object",
