@@ -680,13 +680,11 @@ def summarise(per_image: pd.DataFrame, batches: list[dict], settings: dict, outl
         }
     head = core_ratio[f"{cores[0]:g}"]
     summary["core_radius_r500c"] = cores[0]
-    # Side by side; the leaderboard ranks by occlusion, the one figure every model has.
-    summary["core_sensitivity_gradient"] = head["gradient"]
-    summary["core_sensitivity_occlusion"] = head["occlusion"]
+    # The entry schema's one number (benchmark.entries: diagnostics.core_sensitivity) is the
+    # occlusion figure, the one every model has; the gradient figure stands beside it.
+    summary["core_sensitivity"] = head["occlusion"]
     summary["core_sensitivity_method"] = "occlusion"
-    summary["core_sensitivity_ratio"] = head["occlusion"]
-    # The entry schema's one number (benchmark.entries: diagnostics.core_sensitivity).
-    summary["core_sensitivity"] = summary["core_sensitivity_ratio"]
+    summary["core_sensitivity_gradient"] = head["gradient"]
     summary["core_sensitivity_detail"] = core_ratio
 
     ring_sens = cat("ring_sensitivity")
@@ -1073,10 +1071,10 @@ def run_diagnostics(
     Returns
     -------
     dict
-        JSON-serialisable summary: ``core_sensitivity_ratio`` and ``core_sensitivity_method``
-        (the leaderboard number, ring-dimming occlusion for every model; also as
-        ``core_sensitivity``), ``core_sensitivity_gradient`` and ``core_sensitivity_occlusion``
-        side by side, ``core_sensitivity_detail`` (both methods, 0.15 and 0.2 R500c),
+        JSON-serialisable summary: ``core_sensitivity`` and ``core_sensitivity_method``
+        (the leaderboard number, ring-dimming occlusion for every model),
+        ``core_sensitivity_gradient`` (the gradient figure beside it, None without
+        gradients), ``core_sensitivity_detail`` (both methods, 0.15 and 0.2 R500c),
         ``deepdream`` (input-space dN/N profiles per iteration), ``deepdream_variants``
         (``input`` and ``counts``), ``saliency_profile``, ``occlusion_delta_log10m``, ring
         shares, ``outliers``, ``controls``, ``relative_to_null``, ``core_use_vs_null``,
@@ -1301,7 +1299,7 @@ def plot_diagnostics(summary: dict, plot_dir, example=None) -> dict:
     if "ring_gradient_share" in summary:
         ax.plot(ring_edges, cumulative("ring_gradient_share"), "^-", color="C0", ms=3,
                 label="sensitivity (|grad x input|)")
-    ratio = summary["core_sensitivity_ratio"]
+    ratio = summary["core_sensitivity"]
     ax.set_title(f"Cumulative share; core ratio = {ratio if ratio is None else f'{ratio:.2f}'} "
                  f"({summary['core_sensitivity_method']}, R<{core:g} R500c)", fontsize=9)
     ax.set_ylabel("share inside R")
@@ -1347,8 +1345,7 @@ def entry_summary(summary: dict, max_outliers: int = 20) -> dict:
     def slim(st):
         return {k: st[k] for k in keep_stats if k in st}
 
-    out = {k: summary[k] for k in ("core_sensitivity", "core_sensitivity_ratio", "core_sensitivity_method",
-                                   "core_sensitivity_gradient", "core_sensitivity_occlusion",
+    out = {k: summary[k] for k in ("core_sensitivity", "core_sensitivity_method", "core_sensitivity_gradient",
                                    "core_radius_r500c", "core_sensitivity_detail", "n_images", "n_clusters",
                                    "folds", "has_gradient", "settings", "r_edges_r500c", "ring_edges_r500c",
                                    "deepdream_delta_log10m", "deepdream_space", "controls", "relative_to_null",

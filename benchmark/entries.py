@@ -53,6 +53,8 @@ __all__ = [
     "write_predictions",
     "load_entry",
     "load_entries",
+    "core_sensitivity",
+    "LEGACY_CORE_SENSITIVITY_KEYS",
     "slugify",
     "dataset_provenance",
     "harness_version",
@@ -95,7 +97,7 @@ _UNCERTAINTY = {
                                                  "coverage_95")}},
     },
 }
-#: One extra test set's scores (``metrics.testsets.<name>``; benchmark.training.score_testsets):
+#: One extra test set's scores (``metrics.testsets.<name>``; benchmark.testsets_scoring.score_testsets):
 #: absent in entries written before the shift track and the hidden set.
 _TESTSET = {
     "type": "object",
@@ -318,6 +320,32 @@ def _number(value) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+# Where diagnostics written before ``core_sensitivity`` was the one key kept the same number.
+LEGACY_CORE_SENSITIVITY_KEYS = ("core_sensitivity_ratio", "core_sensitivity_occlusion")
+
+
+def core_sensitivity(diagnostics: Mapping | None) -> float | None:
+    """The one core-sensitivity number of a diagnostics summary, old or new.
+
+    Parameters
+    ----------
+    diagnostics
+        A summary of :mod:`benchmark.diagnostics` (an entry's ``diagnostics`` or a
+        ``diagnostics.json``), or None.
+
+    Returns
+    -------
+    float or None
+        ``core_sensitivity``; for files that lack it, the first of
+        :data:`LEGACY_CORE_SENSITIVITY_KEYS` present; None when absent or not finite.
+    """
+    diag = diagnostics or {}
+    for key in ("core_sensitivity", *LEGACY_CORE_SENSITIVITY_KEYS):
+        if diag.get(key) is not None:
+            return _number(diag[key])
+    return None
+
+
 def _section(document: Mapping, key: str) -> Mapping[str, Any]:
     # Optional objects of the open parts of the schema (metrics, diagnostics): {} when absent.
     value = document.get(key)
@@ -514,10 +542,8 @@ class Entry:
 
     @property
     def core_sensitivity(self) -> float | None:
-        """The diagnostics' core sensitivity ratio (older entries: ``core_sensitivity``)."""
-        diag = self.diagnostics or {}
-        ratio = diag.get("core_sensitivity_ratio")
-        return _number(diag.get("core_sensitivity") if ratio is None else ratio)
+        """The diagnostics' core sensitivity (see :func:`core_sensitivity`)."""
+        return core_sensitivity(self.diagnostics)
 
 
 def validate_entry(d) -> Entry:

@@ -18,7 +18,7 @@ from benchmark.dataset.loader import ClusterMassDataset
 from benchmark.entries import Entry, make_entry, slugify, write_entry, write_predictions
 from benchmark.metrics import score
 from benchmark.submission import load_submission, validate_submission
-from benchmark.training import find_testsets, not_scored_testsets
+from benchmark.testsets_scoring import find_testsets, not_scored_testsets
 
 __all__ = ["evaluate_submission", "evaluate_predictions", "submission_kind", "code_module",
            "code_metadata"]

@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import SubmissionError
+from benchmark.core.io import refuse_nonfinite
 from benchmark.dataset.layout import CARD_NAME, CATALOG_NAME, SPLITS_NAME
 
 __all__ = ["Limits", "SandboxUnavailable", "probe", "write_fold_inputs", "run_fold",
@@ -274,6 +275,8 @@ def write_fold_inputs(scratch: Path, train, val, test, config: dict, seed: int) 
     DataFrame
         ``token, image_id`` in the order the child sees the test images.
     """
+    config = {**config, "random_seed": int(seed)}
+    refuse_nonfinite(config, "the submission's config")  # before any file: strict JSON
     inbox = scratch / "in"
     inbox.mkdir(parents=True)
     (scratch / "home").mkdir()
@@ -284,8 +287,7 @@ def write_fold_inputs(scratch: Path, train, val, test, config: dict, seed: int) 
     tokens = np.array([secrets.token_hex(8) for _ in range(len(test.images))])
     test_aux = test.aux.iloc[order].reset_index(drop=True)
     _write_part(inbox, "test", _part_arrays(test.images[order], test_aux), tokens)
-    (inbox / "config.json").write_text(json.dumps({**config, "random_seed": int(seed)},
-                                                  sort_keys=True))
+    (inbox / "config.json").write_text(json.dumps(config, sort_keys=True, allow_nan=False))
     return pd.DataFrame({"token": tokens, "image_id": test_aux["image_id"].to_numpy()})
 
 

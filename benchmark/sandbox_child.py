@@ -172,7 +172,8 @@ def main(module_path: str, scratch: str, mode: str = "") -> int:
         return EXIT_SUBMISSION_FAILED
     if sigma is not None:
         save(out / "sigma.npy", sigma)
-    (out / "model.json").write_text(json.dumps(info))
+    # Strict JSON: model_info keeps finite numbers only, so a NaN here is a bug and raises.
+    (out / "model.json").write_text(json.dumps(info, allow_nan=False))
     save(out / "predictions.npy", predictions)  # last: it tells the harness the fold is done
     if mode == "--serve":
         try:

@@ -53,9 +53,12 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import ClusterMassError, SubmissionError
-from benchmark.core.io import write_text
+from benchmark.dataset.loader import as_dataset
 from benchmark.entries import harness_version, make_entry, slugify, write_entry, write_predictions
+from benchmark.runs import PREDICTIONS_FILE, RECORD_FILE, RUN_FILE, fold_dir, write_record, write_table
 from benchmark.submission import SIGMA_COLUMN
+from benchmark.testsets_scoring import (TESTSET_PREFIX, ExtraTestSet, find_testsets, has_testset,
+                                        score_testsets, write_testset)
 
 __all__ = [
     "FoldData",
@@ -76,9 +79,6 @@ __all__ = [
 ALLOWED_AUX_COLUMNS = ("image_id", "redshift", "pixel_arcsec")
 #: Catalog columns no model may declare as an input (the target and the bookkeeping).
 FORBIDDEN_COLUMNS = ("log10_m500c", "fold", "file", "index", "seed", "cluster_id")
-RECORD_FILE = "fold.json"
-PREDICTIONS_FILE = "predictions.csv"
-RUN_FILE = "run.json"
 _RUNNER_KEYS = ("progress", "progress_desc")  # do not change what a fold computes
 #: Seeds of a code entry, chosen by the harness: only an entry trained on these is ranked
 #: (three, as OGB and WILDS require), and the leaderboard shows their mean and spread.
@@ -258,14 +258,6 @@ def _truth_columns(model, spec: ModelSpec, catalog: pd.DataFrame) -> tuple[str, 
 
 # ----------------------------------------------------------------------------- data
 
-def _as_dataset(dataset):
-    from benchmark.dataset.loader import ClusterMassDataset
-
-    if isinstance(dataset, (str, os.PathLike)):
-        return ClusterMassDataset(dataset)
-    return dataset
-
-
 def _aux(ds, indices, truth_cols) -> pd.DataFrame:
     indices = np.asarray(indices, dtype=np.int64)
     aux = ds.aux(indices).reset_index(drop=True)
@@ -282,21 +274,8 @@ def _fold_data(ds, images, indices, truth_cols, with_y) -> FoldData:
 
 # ----------------------------------------------------------------------------- files
 
-def fold_dir(out_dir, k: int, seed: int = 0) -> Path:
-    """``out_dir/seed_S/fold_K``."""
-    return Path(out_dir) / f"seed_{int(seed)}" / f"fold_{int(k)}"
-
-
-def _write_json(path: Path, obj) -> None:
-    # Not core.io.write_json: run records keep their format (NaN, str() of foreign values).
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
-
-
-def _write_csv(path: Path, df: pd.DataFrame) -> None:
-    write_text(path, df.to_csv(index=False, float_format="%.8f", lineterminator="\n"))
-
-
 def _json_default(value):
+    # Only for the fingerprint's hash: changing it would orphan every trained fold.
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating,)):
@@ -399,7 +378,7 @@ def run_entry(model_name_or_module, dataset, out_dir, seeds=(0,), folds=range(10
         order, one block per seed.
     """
     spec = resolve_model(model_name_or_module)
-    ds = _as_dataset(dataset)
+    ds = as_dataset(dataset)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     folds = _checked_folds(ds, folds)
@@ -477,8 +456,8 @@ def _train_folds(spec, ds, out_dir: Path, seeds, folds, base: dict, run_fold, pr
         parts[seed, k] = pd.read_csv(directory / PREDICTIONS_FILE, dtype={"image_id": str})
 
     predictions = _assemble(ds, [parts[t] for t in tasks], seeds)
-    _write_csv(out_dir / PREDICTIONS_FILE, predictions)
-    _write_json(out_dir / RUN_FILE, _run_summary(spec, base, ds, seeds, folds,
+    write_table(out_dir / PREDICTIONS_FILE, predictions)
+    write_record(out_dir / RUN_FILE, _run_summary(spec, base, ds, seeds, folds,
                                                  [records[t] for t in tasks]))
     return predictions
 
@@ -516,7 +495,7 @@ def _run_fold(spec, ds, images, k, seed, cfg, directory, fingerprint, testsets=(
                               "log10_m500c_pred": pred, "seed": seed, "fold": k})
         if sigma is not None:
             preds[SIGMA_COLUMN] = sigma
-        _write_csv(tmp / PREDICTIONS_FILE, preds)
+        write_table(tmp / PREDICTIONS_FILE, preds)
         _predict_testsets(tmp, testsets, model, truth, seed, k)
         return loader
 
@@ -569,7 +548,7 @@ def _write_fold(directory: Path, record: dict, write_files, ds) -> dict:
                   "dataset": _dataset_identity(ds), "harness_version": harness_version(),
                   "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(
                       timespec="seconds")}
-        _write_json(tmp / RECORD_FILE, record)
+        write_record(tmp / RECORD_FILE, record)
         if directory.exists():  # an incomplete fold from a killed run
             shutil.rmtree(directory)
         os.replace(tmp, directory)
@@ -644,7 +623,7 @@ def run_code_entry(path, dataset, out_dir, seeds=CODE_SEEDS, folds=range(10),
                                          "may pass --unsandboxed; its entry is then not trusted")
     spec = _code_spec(path)
     spec.ref["sandbox"] = "none (--unsandboxed)" if unsandboxed else "bubblewrap"
-    ds = _as_dataset(dataset)
+    ds = as_dataset(dataset)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     folds = _checked_folds(ds, folds)
@@ -747,7 +726,7 @@ def _run_sandboxed_fold(spec, path, ds, images, k, seed, cfg, directory, fingerp
                                           f"predicted; nothing is scored: {exc}") from exc
                 answers = remote.answers
         log = session.log
-    is_set = pred["image_id"].astype(str).str.startswith(_TESTSET_PREFIX).to_numpy()
+    is_set = pred["image_id"].astype(str).str.startswith(TESTSET_PREFIX).to_numpy()
     set_pred, pred = pred[is_set], pred[~is_set].reset_index(drop=True)
     if SIGMA_COLUMN in pred:
         pred[SIGMA_COLUMN] = _checked_code_sigma(pred[SIGMA_COLUMN].to_numpy(), seed, k)
@@ -769,7 +748,7 @@ def _run_sandboxed_fold(spec, path, ds, images, k, seed, cfg, directory, fingerp
         logger.info("%s seed %d fold %d printed:\n%s", spec.name, seed, k, log.strip()[-2000:])
 
     def write_files(tmp: Path) -> str:
-        _write_csv(tmp / PREDICTIONS_FILE, pred)
+        write_table(tmp / PREDICTIONS_FILE, pred)
         _split_testsets(set_pred[["image_id", "log10_m500c_pred"]], tmp, testsets, seed, k)
         if answers is not None:
             np.savez_compressed(tmp / SANDBOX_ANSWERS_FILE, **answers["arrays"])
@@ -1104,7 +1083,7 @@ def train_baselines(dataset_dir, results_dir, entries, seeds=(0,), folds=None, p
     unknown = [e for e in entries if e not in BASELINES]
     if unknown:
         raise ClusterMassError(f"unknown entries {unknown}: choose from {', '.join(BASELINES)}.")
-    ds = _as_dataset(dataset_dir)
+    ds = as_dataset(dataset_dir)
     folds = list(range(ds.splits.n_folds)) if folds is None else list(folds)
     written = []
     for name in entries:
@@ -1134,7 +1113,7 @@ def evaluate_code_submission(path, dataset_dir, results_dir, seeds=CODE_SEEDS, p
     from benchmark.models import BASELINES
 
     path = Path(path)
-    ds = _as_dataset(dataset_dir)
+    ds = as_dataset(dataset_dir)
     name = (metadata or {}).get("name") or (Path(folder).name if folder else path.stem)
     slug = slugify(name)
     if slug in {slugify(b) for b in BASELINES}:
@@ -1191,7 +1170,7 @@ def write_baseline_entry(name: str, predictions: pd.DataFrame, dataset, run_dir,
     """
     from benchmark.metrics import score
 
-    ds = _as_dataset(dataset)
+    ds = as_dataset(dataset)
     run = json.loads((Path(run_dir) / RUN_FILE).read_text())
     metrics = score(predictions, ds.catalog, ds.splits, n_boot=n_boot)
     testsets = find_testsets(ds)
@@ -1266,160 +1245,32 @@ def _tensorflow_gpus() -> list[str]:
     return names
 
 
-# ----------------------------------------------------------------------------- extra test sets
+# ----------------------------------------------------------------------------- test sets in a fold
 #
-# Every fold model also predicts each extra test set found beside the dataset: the public
-# shift sets in ``<dataset>/testsets/<name>/`` (issue #17) and the maintainer's hidden set
-# in ``<hidden_root>/<preset>/`` (issue #15; ``CLUSTERMASS_HIDDEN``). A fold writes
-# ``testset_<name>.csv`` (its predictions) and ``testset_<name>.json`` (which set: name,
-# version, fingerprint, catalog checksum) beside its own predictions; the entry scores them
-# (:func:`score_testsets`).
+# Each fold model predicts the extra test sets (benchmark.testsets_scoring) beside its own
+# test fold: in process, or inside the sandbox with the fold's test images.
 
-#: Folder of the public test sets inside a dataset (as pipeline.testsets writes them).
-TESTSETS_DIR = "testsets"
-#: Prefix of the test-set image ids inside a sandboxed fold (never shown to the child,
-#: which sees opaque tokens only); dataset image ids never start with it.
-_TESTSET_PREFIX = "testset:"
-
-
-@dataclasses.dataclass
-class ExtraTestSet:
-    """A test set that every fold model predicts (images read once, when first needed).
-
-    Attributes
-    ----------
-    name : str
-        ``physics``, ``cool_core_0``, ..., or ``hidden``.
-    hidden : bool
-        The maintainer's hidden set.
-    change : str
-        What differs from the parent dataset (one line).
-    dataset : ClusterMassDataset
-    """
-
-    name: str
-    hidden: bool
-    change: str
-    dataset: object
-    _images: np.ndarray | None = dataclasses.field(default=None, repr=False)
-
-    @property
-    def identity(self) -> dict:
-        """What a fold records of the set: predictions made on another version are redone."""
-        card = self.dataset.card
-        return {"name": self.name, "hidden": self.hidden, "version": card.version,
-                "fingerprint": card.get("fingerprint"),
-                "catalog_sha256": card.checksums.get("catalog_csv"),
-                "n_images": len(self.dataset)}
-
-    def images(self) -> np.ndarray:
-        if self._images is None:
-            self._images = self.dataset.images()
-        return self._images
-
-    def fold_data(self, truth_cols=()) -> FoldData:
-        """Every image of the set as a model sees it: no targets."""
-        idx = np.arange(len(self.dataset))
-        return _fold_data(self.dataset, self.images(), idx, truth_cols, with_y=False)
-
-
-def _parent_matches(card, parent: dict) -> bool:
-    return all(parent.get(key) == card.get(key)
-               for key in ("version", "fingerprint", "splits_sha256"))
-
-
-def _open_testset(root: Path, ds, hidden: bool) -> ExtraTestSet | None:
-    from benchmark.dataset.loader import ClusterMassDataset
-
-    try:
-        tds = ClusterMassDataset(root)
-    except ClusterMassError as exc:
-        logger.warning("test set %s is unusable and not scored: %s", root.name, exc)
-        return None
-    block = tds.card.get("testset") or {}
-    name = "hidden" if hidden else block.get("name", root.name)
-    if not _parent_matches(ds.card, block.get("parent") or {}):
-        logger.warning("test set %s was made for another dataset (version or fingerprint "
-                       "differ from %s): regenerate it (`make testsets`); not scored", name,
-                       ds.card.version)
-        return None
-    return ExtraTestSet(name=name, hidden=hidden, change=str(block.get("change", "")),
-                        dataset=tds)
-
-
-def find_testsets(dataset, hidden_root=None) -> list[ExtraTestSet]:
-    """The extra test sets of a dataset: ``<root>/testsets/*`` and the hidden set.
-
-    Parameters
-    ----------
-    dataset : ClusterMassDataset or path
-    hidden_root : path, optional
-        The maintainer's folder (default: the setting ``CLUSTERMASS_HIDDEN``); its
-        ``<preset>/`` is used when it holds a set made for this dataset.
-
-    Returns
-    -------
-    list of ExtraTestSet
-        Public sets by name, then the hidden set. A set made for another version of the
-        dataset is left out with a warning.
-    """
-    from benchmark.core.settings import current
-    from benchmark.dataset.layout import CARD_NAME
-
-    ds = _as_dataset(dataset)
-    found = []
-    for root in sorted((Path(ds.root) / TESTSETS_DIR).glob(f"*/{CARD_NAME}")):
-        found.append(_open_testset(root.parent, ds, hidden=False))
-    hidden_root = current().hidden_root if hidden_root is None else Path(hidden_root)
-    preset = ds.card.get("preset")
-    if hidden_root and preset and (Path(hidden_root) / str(preset) / CARD_NAME).is_file():
-        found.append(_open_testset(Path(hidden_root) / str(preset), ds, hidden=True))
-    return [t for t in found if t is not None]
-
-
-def _testset_paths(directory: Path, name: str) -> tuple[Path, Path]:
-    return directory / f"testset_{name}.csv", directory / f"testset_{name}.json"
-
-
-def _has_testset(directory: Path, ts: ExtraTestSet) -> bool:
-    csv_path, id_path = _testset_paths(directory, ts.name)
-    if not (csv_path.is_file() and id_path.is_file()):
-        return False
-    try:
-        return json.loads(id_path.read_text()) == json.loads(json.dumps(ts.identity))
-    except json.JSONDecodeError:
-        return False
-
-
-def _write_testset(directory: Path, ts: ExtraTestSet, pred: np.ndarray, ids, seed, k) -> None:
-    """One fold model's predictions of one test set (predictions first, identity last)."""
-    pred = np.asarray(pred, dtype=np.float64).reshape(-1)
-    if pred.shape != (len(ts.dataset),) or not np.all(np.isfinite(pred)):
-        raise ClusterMassError(
-            f"seed {seed} fold {k}: the model returned {pred.shape} predictions for the test "
-            f"set {ts.name!r} ({np.sum(~np.isfinite(pred))} not finite); predict() must return "
-            f"one finite log10 M500c per image ({len(ts.dataset)}).")
-    csv_path, id_path = _testset_paths(directory, ts.name)
-    _write_csv(csv_path, pd.DataFrame({"image_id": np.asarray(ids), "log10_m500c_pred": pred,
-                                       "seed": seed, "fold": k}))
-    _write_json(id_path, ts.identity)
+def _testset_fold_data(ts: ExtraTestSet, truth_cols=()) -> FoldData:
+    """Every image of the set as a model sees it: no targets."""
+    idx = np.arange(len(ts.dataset))
+    return _fold_data(ts.dataset, ts.images(), idx, truth_cols, with_y=False)
 
 
 def _predict_testsets(directory: Path, testsets, model, truth_cols, seed: int, k: int) -> None:
     """Predict every test set the fold lacks with an in-process model."""
     for ts in testsets:
-        if _has_testset(directory, ts):
+        if has_testset(directory, ts):
             continue
-        data = ts.fold_data(truth_cols)
+        data = _testset_fold_data(ts, truth_cols)
         pred, _ = _predict(model, data)
-        _write_testset(directory, ts, pred, data.aux["image_id"].to_numpy(), seed, k)
+        write_testset(directory, ts, pred, data.aux["image_id"].to_numpy(), seed, k)
 
 
 def _resume_testsets(directory: Path, record: dict, testsets, out_dir: Path) -> None:
     """Predict the sets a finished fold lacks (sets made after it was trained), when its
     model was kept; a sandboxed fold's model stayed in the sandbox, so those sets stay
     unscored for it (retrain the entry to score them)."""
-    missing = [ts for ts in testsets if not _has_testset(directory, ts)]
+    missing = [ts for ts in testsets if not has_testset(directory, ts)]
     if not missing:
         return
     if record.get("sandbox") or record.get("loader") in (None, "none"):
@@ -1438,8 +1289,8 @@ def _with_testsets(test: FoldData, testsets) -> FoldData:
     sandboxed child sees all of them under one shuffled run of opaque tokens)."""
     images, aux = [test.images], [test.aux]
     for ts in testsets:
-        data = ts.fold_data()
-        data.aux["image_id"] = _TESTSET_PREFIX + ts.name + "/" + data.aux["image_id"]
+        data = _testset_fold_data(ts)
+        data.aux["image_id"] = TESTSET_PREFIX + ts.name + "/" + data.aux["image_id"]
         images.append(data.images)
         aux.append(data.aux)
     return FoldData(np.concatenate(images), pd.concat(aux, ignore_index=True), None)
@@ -1448,117 +1299,12 @@ def _with_testsets(test: FoldData, testsets) -> FoldData:
 def _split_testsets(pred: pd.DataFrame, directory: Path, testsets, seed: int, k: int):
     """Write the sets' predictions of a sandboxed fold; return the fold's own."""
     ids = pred["image_id"].astype(str)
-    is_set = ids.str.startswith(_TESTSET_PREFIX).to_numpy()
+    is_set = ids.str.startswith(TESTSET_PREFIX).to_numpy()
     for ts in testsets:
-        prefix = _TESTSET_PREFIX + ts.name + "/"
+        prefix = TESTSET_PREFIX + ts.name + "/"
         mine = pred[ids.str.startswith(prefix).to_numpy()]
         order = pd.Index(mine["image_id"].str[len(prefix):]).get_indexer(
             ts.dataset.catalog["image_id"])
-        _write_testset(directory, ts, mine["log10_m500c_pred"].to_numpy()[order],
+        write_testset(directory, ts, mine["log10_m500c_pred"].to_numpy()[order],
                        ts.dataset.catalog["image_id"].to_numpy(), seed, k)
     return pred[~is_set].reset_index(drop=True)
-
-
-# ----------------------------------------------------------------------------- scoring the sets
-
-def _scatter_bias(eps: np.ndarray) -> tuple[float | None, float | None]:
-    """The headline's statistics (benchmark.metrics): Gaussian-fit scatter, mean bias."""
-    from benchmark.metrics import summarize
-
-    stats = summarize(eps)
-    scatter, bias = stats["scatter_gauss_frac"], stats["bias_mean_dex"]
-    return (float(scatter) if np.isfinite(scatter) else None,
-            float(bias) if np.isfinite(bias) else None)
-
-
-def _mean_std(values) -> tuple[float | None, float | None]:
-    vals = np.array([v for v in values if v is not None], dtype=float)
-    if not len(vals):
-        return None, None
-    return float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
-
-
-def _in_domain_scatter(predictions: pd.DataFrame, ds, seed: int, k: int) -> float | None:
-    from benchmark.metrics import residuals
-
-    test_ids = ds.catalog["image_id"].to_numpy()[ds.fold_indices(k)["test"]]
-    sel = predictions[(predictions["seed"].astype(int) == seed)
-                      & predictions["image_id"].isin(test_ids)]
-    if len(sel) != len(test_ids):
-        return None
-    return _scatter_bias(residuals(sel, ds.catalog, image_ids=test_ids)[seed])[0]
-
-
-def not_scored_testsets(testsets, reason: str) -> dict:
-    """The ``testsets`` metrics of an entry that no fold model predicted (e.g. uploaded
-    predictions): every set present, marked "not scored" with the reason."""
-    return {ts.name: _set_document(ts, [], None, "not scored", reason) for ts in testsets}
-
-
-def _set_document(ts: ExtraTestSet, rows: list[dict], in_domain: float | None, status: str,
-                  reason: str | None) -> dict:
-    scatter_mean, scatter_std = _mean_std(r["scatter_frac"] for r in rows)
-    bias_mean, bias_std = _mean_std(r["bias_dex"] for r in rows)
-    ratio = (scatter_mean / in_domain if scatter_mean is not None and in_domain else None)
-    identity = ts.identity
-    return {"name": ts.name, "kind": "hidden" if ts.hidden else "shift", "change": ts.change,
-            "status": status, "reason": reason, "n_images": identity["n_images"],
-            "version": identity["version"], "fingerprint": identity["fingerprint"],
-            "n_models": len(rows), "per_model": rows,
-            "scatter_frac_mean": scatter_mean, "scatter_frac_std": scatter_std,
-            "bias_dex_mean": bias_mean, "bias_dex_std": bias_std,
-            "in_domain_scatter_frac_mean": in_domain, "ratio": ratio}
-
-
-def score_testsets(run_dir, dataset, predictions: pd.DataFrame, testsets=None) -> dict:
-    """Score every fold model of a run on every extra test set.
-
-    Per set: scatter (ln 10 x sigma of the best-fit Gaussian, as the headline) and mean bias
-    (dex) of each fold model (seed, fold) on all the set's images; their mean and standard
-    deviation over the fold models; and the ratio of the mean shifted scatter to the mean
-    in-domain scatter of the same fold models on their own test folds.
-
-    Parameters
-    ----------
-    run_dir : path
-        The run (``seed_S/fold_K/testset_<name>.csv``).
-    dataset : ClusterMassDataset or path
-    predictions : DataFrame
-        The run's out-of-fold predictions (``image_id, log10_m500c_pred, seed``).
-    testsets : list of ExtraTestSet, optional
-        Default :func:`find_testsets`.
-
-    Returns
-    -------
-    dict
-        name -> set document (``status`` "scored", or "not scored" with a ``reason`` when a
-        fold model lacks the set's predictions).
-    """
-    from benchmark.metrics import residuals
-
-    ds = _as_dataset(dataset)
-    testsets = find_testsets(ds) if testsets is None else testsets
-    seeds = sorted({int(s) for s in predictions["seed"]}) if "seed" in predictions else [0]
-    models = [(s, k) for s in seeds for k in range(ds.splits.n_folds)]
-    in_domain = _mean_std(_in_domain_scatter(predictions, ds, s, k) for s, k in models)[0]
-    out = {}
-    for ts in testsets:
-        rows, missing = [], []
-        for seed, k in models:
-            directory = fold_dir(run_dir, k, seed)
-            if not _has_testset(directory, ts):
-                missing.append(f"seed {seed} fold {k}")
-                continue
-            pred = pd.read_csv(_testset_paths(directory, ts.name)[0], dtype={"image_id": str})
-            eps = residuals(pred.assign(seed=seed), ts.dataset.catalog)[seed]
-            scatter, bias = _scatter_bias(eps)
-            rows.append({"seed": seed, "fold": k, "scatter_frac": scatter, "bias_dex": bias})
-        if missing:
-            out[ts.name] = _set_document(
-                ts, [], None, "not scored",
-                f"{len(missing)} of {len(models)} fold models lack predictions of this set "
-                f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): the set was "
-                "made after they were trained; retrain the entry")
-        else:
-            out[ts.name] = _set_document(ts, rows, in_domain, "scored", None)
-    return out

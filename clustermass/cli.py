@@ -164,7 +164,7 @@ def diagnose(args, entry_path: Path) -> None:
         raise ClusterMassError(f"no trained models for {run_name} in {run_dir}: train the entry first")
     summary = diagnose_entry(run_dir, data_dir(args), entry_path=entry_path,
                              n_clusters_per_fold=args.diagnostics_clusters)
-    ratio = summary.get("core_sensitivity_ratio")
+    ratio = summary.get("core_sensitivity")
     print(f"{run_name}: core sensitivity (occlusion) {ratio if ratio is None else round(ratio, 3)}")
 
 

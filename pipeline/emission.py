@@ -700,7 +700,7 @@ def write_apec_tables(out_dir=None, version: str = TABLE_VERSION, kt_kev=None) -
     for k, hdus in (("coco", coco), ("line", line)):
         _atomic_write_hdul(fits.HDUList(hdus), paths[k])
     sha = {k: sha256_file(p) for k, p in paths.items()}
-    write_text(man_path, json.dumps({**want, "sha256": sha}, indent=1, sort_keys=True))
+    write_text(man_path, json.dumps({**want, "sha256": sha}, indent=1, sort_keys=True, allow_nan=False))
     return {"root": str(out), "version": version, "paths": {k: str(p) for k, p in paths.items()},
             "sha256": sha}
 

@@ -32,6 +32,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from benchmark.core import settings
@@ -92,7 +93,7 @@ def _member(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def write_archive(root, path) -> Path:
+def write_archive(root, path, known_sha256: Mapping[str, str] | None = None) -> Path:
     """Write the dataset in ``root`` as the deterministic archive ``path`` and its sidecar.
 
     Parameters
@@ -101,6 +102,9 @@ def write_archive(root, path) -> Path:
         A dataset whose content is present (annexed files are read through their links).
     path : path-like
         ``<folder>/<name>.tar.gz``; the top folder inside is ``<name>``.
+    known_sha256 : mapping, optional
+        ``{file: sha256}`` already verified in this run (annex keys after ``git annex
+        fsck``): the manifest takes these instead of reading the files once more.
 
     Returns
     -------
@@ -112,7 +116,8 @@ def write_archive(root, path) -> Path:
     files = dataset_files(root)
     if CARD_NAME not in files:
         raise DatasetError(f"{root} has no {CARD_NAME}: only a complete dataset can be archived.")
-    manifest = "".join(f"{sha256_file(root / f)}  {f}\n" for f in files).encode()
+    known = known_sha256 or {}
+    manifest = "".join(f"{known.get(f) or sha256_file(root / f)}  {f}\n" for f in files).encode()
     sidecar = path.with_name(path.name + ".sha256")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as raw, \

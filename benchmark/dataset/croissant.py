@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 
 from benchmark.core.errors import DatasetError
-from benchmark.core.io import write_text
+from benchmark.core.io import write_json
 from benchmark.dataset.checker import sha256_file
 from benchmark.dataset.layout import (CARD_NAME, CATALOG_COLUMNS, CATALOG_NAME, IMAGES_DIR,
                                       INT_COLUMNS, SPLITS_NAME)
@@ -155,14 +155,11 @@ def _errors_of_report(report: str) -> list[str]:
 
 def write_croissant(root, card: dict) -> Path:
     """Write ``croissant.json`` in ``root`` atomically after mlcroissant validates it."""
-    import json
-
     metadata = croissant_metadata(root, card)
     problems = sorted(metadata.ctx.issues.errors)
     if problems:
         raise DatasetError("the Croissant metadata is invalid: " + "; ".join(problems))
     path = Path(root) / CROISSANT_NAME
-    write_text(path, json.dumps(metadata.to_json(), indent=2, sort_keys=True, default=str)
-               + "\n")
+    write_json(path, metadata.to_json(), default=str)
     logger.info("wrote %s", path)
     return path

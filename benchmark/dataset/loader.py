@@ -30,7 +30,7 @@ from benchmark.dataset.checker import sha256_file
 from benchmark.dataset.layout import CATALOG_COLUMNS, CATALOG_NAME, INT_COLUMNS, NPIX, SPLITS_NAME
 from benchmark.dataset.splits import Splits, check_splits, load_splits
 
-__all__ = ["ClusterMassDataset"]
+__all__ = ["ClusterMassDataset", "as_dataset"]
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _NOT_FETCHED = ("content not fetched: run `datalad get {path}` in the dataset, "
@@ -265,3 +265,10 @@ class ClusterMassDataset:
             "redshift": sub["redshift"].to_numpy(dtype=float),
             "pixel_arcsec": np.full(len(sub), pix),
         })
+
+
+def as_dataset(dataset) -> "ClusterMassDataset":
+    """``dataset`` itself, or the :class:`ClusterMassDataset` in the folder it names."""
+    if isinstance(dataset, (str, os.PathLike)):
+        return ClusterMassDataset(dataset)
+    return dataset

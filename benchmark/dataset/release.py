@@ -56,6 +56,7 @@ __all__ = [
     "check_expected_version",
     "check_fingerprint",
     "content_fingerprint",
+    "annexed_sha256",
     "record_expected_version",
     "release",
     "run_recorded",
@@ -193,6 +194,24 @@ def _annex_keys(path: Path) -> dict[str, str]:
     return keys
 
 
+def _key_sha256(key: str) -> tuple[str, str] | None:
+    """``(size, sha256)`` carried by an annex key of backend SHA256(E), else None."""
+    match = _SHA256_KEY.match(key)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def annexed_sha256(path) -> dict[str, str]:
+    """``{file: sha256}`` of the annexed files of ``path`` whose key is a SHA-256 key.
+
+    The digest is read from the key, not from the file: trust it for a file's bytes only
+    after ``git annex fsck`` (as :func:`verify_dataset` runs it) and with no unsaved change.
+    Empty for a plain folder.
+    """
+    path = Path(path)
+    keys = _annex_keys(path) if _is_dataset(path) else {}
+    return {file: sized[1] for file, key in keys.items() if (sized := _key_sha256(key))}
+
+
 def content_fingerprint(dataset_root) -> str:
     """SHA-256 naming the content of a dataset, however it is stored.
 
@@ -223,9 +242,9 @@ def content_fingerprint(dataset_root) -> str:
     files = sorted({f for f in keys if f.startswith("images/") and f.endswith(".h5")}
                    | {str(p.relative_to(root)) for p in (root / "images").glob("*.h5")})
     for file in files:
-        match = _SHA256_KEY.match(keys.get(file, ""))
-        if match:
-            size, digest = match.group(1), match.group(2)
+        sized = _key_sha256(keys.get(file, ""))
+        if sized:
+            size, digest = sized
         else:
             target = root / file
             if not target.exists():
@@ -372,7 +391,7 @@ def check_fingerprint(dataset_root, preset: str, expected_path=None) -> str:
 
 
 def record_expected_version(dataset_root, preset: str, release_info: dict | None = None,
-                            expected_path=None) -> dict:
+                            expected_path=None, fingerprint: str | None = None) -> dict:
     """Record ``dataset_root`` as the version the project expects for ``preset``.
 
     Parameters
@@ -383,6 +402,9 @@ def record_expected_version(dataset_root, preset: str, release_info: dict | None
         ``dataset_id``, ``tag``, ``commit``, ``url`` of a released version.
     expected_path : path-like, optional
         File to update (default :func:`expected_version_path`).
+    fingerprint : str, optional
+        :func:`content_fingerprint` of ``dataset_root`` when the caller computed it in this
+        run (a plain folder's costs a read of every image); computed here otherwise.
 
     Returns
     -------
@@ -402,7 +424,7 @@ def record_expected_version(dataset_root, preset: str, release_info: dict | None
         "source": card.source,
         "renderer": card.renderer,
         "n_images": card.n_images,
-        "fingerprint": content_fingerprint(root),
+        "fingerprint": fingerprint or content_fingerprint(root),
         "fingerprint_format": FINGERPRINT_FORMAT,
     }
     if release_info:
@@ -976,7 +998,9 @@ def release(path, store, tag: str, alias: str | None = None, *, preset: str | No
     card = read_card(root)
     preset = Path(str(preset or card.preset or root.name)).stem
     logger.info(verify_dataset(root, preset, expected=False))
-    head = _tag(root, tag, card)
+    # Once per run, and only now that fsck has checked every annexed file against its key.
+    fingerprint = content_fingerprint(root)
+    head = _tag(root, tag, card, fingerprint)
     url = ria_url(store)
     alias = alias or re.sub(r"[^A-Za-z0-9._-]", "-", card.name or f"clustermass-{preset}")
     dsid = _dataset_id(root)
@@ -985,21 +1009,26 @@ def release(path, store, tag: str, alias: str | None = None, *, preset: str | No
     if record:
         record_expected_version(root, preset, {
             "dataset_id": dsid, "tag": tag, "commit": head, "url": clone_url,
-        }, expected_path)
+        }, expected_path, fingerprint)
     message = (f"released {_describe(root)} to {url}\n"
                f"clone it with:  datalad clone '{clone_url}' mocks\n"
                f"pin it with:    datalad clone -d . '{clone_url}' inputs/mocks\n"
                f"or fetch it:    make data PRESET={preset} DATASET_SOURCE='{clone_url}'")
     if archive_dir is not None:
-        archive = write_archive(root, Path(archive_dir) / archive_name(alias, tag))
+        # The manifest takes the images' digests from their keys (fsck checked them above).
+        archive = write_archive(root, Path(archive_dir) / archive_name(alias, tag),
+                                known_sha256=annexed_sha256(root))
         message += (f"\nwithout git-annex: make data PRESET={preset} DATASET_SOURCE='{archive}'"
                     f" (archive {_rel(archive)}, checksum {_rel(archive)}.sha256)")
     logger.info(message)
     return clone_url
 
 
-def _tag(root: Path, tag: str, card) -> str:
-    """Tag the current commit of ``root`` as ``tag`` (or find it tagged); return the commit."""
+def _tag(root: Path, tag: str, card, fingerprint: str) -> str:
+    """Tag the current commit of ``root`` as ``tag`` (or find it tagged); return the commit.
+
+    ``fingerprint`` (:func:`content_fingerprint` of ``root``) goes into a new tag's message.
+    """
     where = _rel(root)
     if _git(root, "symbolic-ref", "-q", "HEAD", check=False).returncode:
         raise DatasetError(f"{where} is not on a branch (a clone sits detached at its tag): release "
@@ -1013,7 +1042,7 @@ def _tag(root: Path, tag: str, card) -> str:
                            f"{head[:12]}: choose a new tag for a new version.")
     if not existing:
         _git(root, "tag", "-a", tag, "-m",
-             f"{card.name} version {card.version} (content fingerprint {content_fingerprint(root)[:16]})")
+             f"{card.name} version {card.version} (content fingerprint {fingerprint[:16]})")
     return head
 
 

@@ -153,7 +153,7 @@ class Splits:
 
     def to_json(self) -> bytes:
         """Canonical bytes: fixed key order, clusters in ascending id, one per line, LF."""
-        return (json.dumps(self.to_dict(), indent=1) + "\n").encode("utf-8")
+        return (json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n").encode("utf-8")
 
     def sha256(self) -> str:
         """sha256 of :meth:`to_json` (what the dataset card records)."""

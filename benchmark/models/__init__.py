@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from benchmark.core.errors import ClusterMassError
-from benchmark.core.io import write_text
+from benchmark.core.io import refuse_nonfinite, write_text
 
 #: entry name -> (module path, entry config). Modules are imported only when used.
 BASELINES: dict[str, tuple[str, dict]] = {
@@ -93,9 +93,12 @@ __all__ = ["BASELINES", "DESCRIPTIONS", "DISPLAY_NAMES", "ORACLES", "write_param
 
 
 def write_params(directory, filename: str, params: dict) -> Path:
-    """Write a fitted model's parameters as JSON, atomically (a fold is never half-saved)."""
+    """Write a fitted model's parameters as strict JSON, atomically (a fold is never
+    half-saved); a NaN or infinite parameter is a failed fit and raises ClusterMassError."""
+    path = Path(directory) / filename
+    refuse_nonfinite(params, f"the fitted parameters {path}")
     # json.dumps, not core.io.write_json: the files keep their bytes (no final newline).
-    return write_text(Path(directory) / filename, json.dumps(params, indent=2, sort_keys=True))
+    return write_text(path, json.dumps(params, indent=2, sort_keys=True, allow_nan=False))
 
 
 def read_params(directory, filename: str, what: str) -> dict:

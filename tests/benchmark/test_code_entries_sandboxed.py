@@ -98,7 +98,7 @@ def test_diagnostics_run_in_the_sandbox_equal_the_in_process_ones(dataset, tmp_p
     kw = dict(folds=[0, 1], controls=("null",), n_boot=50, write=False)
     got, want = run_diagnostics(boxed, dataset, **kw), run_diagnostics(plain, dataset, **kw)
     assert got["has_gradient"] and want["has_gradient"]
-    for key in ("core_sensitivity_gradient", "core_sensitivity_occlusion"):
+    for key in ("core_sensitivity_gradient", "core_sensitivity"):
         assert got[key] == pytest.approx(want[key], rel=1e-6), key
     assert got["deepdream"].keys() == want["deepdream"].keys()
     for it, stats in want["deepdream"].items():
@@ -127,7 +127,7 @@ def test_a_model_without_gradients_gets_occlusion_diagnostics(dataset, tmp_path)
                               n_boot=20, write=False)
     assert not summary["has_gradient"]
     # A power law of the total counts weighs every photon alike: a ratio near one.
-    assert summary["core_sensitivity_occlusion"] == pytest.approx(1.0, abs=0.3)
+    assert summary["core_sensitivity"] == pytest.approx(1.0, abs=0.3)
     assert any("no gradients" in note for note in summary["notes"])
 
 

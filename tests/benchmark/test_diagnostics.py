@@ -11,7 +11,9 @@ import pytest
 from lb_helpers import (KerasPredictor, diagnostics_dataset, masked_log_counts_model,
                         masked_predictors, radius_pix, tiny_cnn)
 from benchmark.diagnostics import (
-    DiagnosticsError, deepdream_step, diagnose_predictor, occlude_core, radius_r500c, run_diagnostics)
+    DiagnosticsError, deepdream_step, diagnose_predictor, entry_summary, occlude_core, radius_r500c,
+    run_diagnostics)
+from benchmark.entries import LEGACY_CORE_SENSITIVITY_KEYS
 
 
 def _run(ds, predictor, tmp_path, **kw):
@@ -41,7 +43,7 @@ def test_fake_dataset_cores_are_resolved(fake_dataset):
 def test_model_ignoring_the_core_scores_zero(fake_dataset, predictors, tmp_path):
     s = _run(fake_dataset, predictors["outer"], tmp_path, write=True)
     assert s["core_sensitivity_method"] == "occlusion"  # the ranked figure, for every model
-    assert s["core_sensitivity_ratio"] == pytest.approx(0.0, abs=1e-6)
+    assert s["core_sensitivity"] == pytest.approx(0.0, abs=1e-6)
     assert s["core_sensitivity_gradient"] == pytest.approx(0.0, abs=1e-6)
     assert s["core_sensitivity_detail"]["0.15"]["occlusion"] == pytest.approx(0.0, abs=1e-6)
     assert s["occlusion_delta_log10m"]["annulus_0.15"]["mean"] == pytest.approx(0.0, abs=1e-9)
@@ -56,7 +58,9 @@ def test_model_ignoring_the_core_scores_zero(fake_dataset, predictors, tmp_path)
     assert s["n_images"] == 20 and s["folds"] == list(range(10))
     json.dumps(s, allow_nan=False)
     on_disk = json.loads((tmp_path / "plots" / "diagnostics.json").read_text())
-    assert on_disk["core_sensitivity_ratio"] == s["core_sensitivity_ratio"]
+    assert on_disk["core_sensitivity"] == s["core_sensitivity"]
+    # One number under one key: the legacy aliases are gone (readers still accept them).
+    assert not set(LEGACY_CORE_SENSITIVITY_KEYS) & (set(on_disk) | set(entry_summary(s)))
     for name in ("deepdream_profile", "saliency_profile", "sensitivity_share", "occlusion"):
         assert (tmp_path / "plots" / s["plots"][name]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -64,9 +68,9 @@ def test_model_ignoring_the_core_scores_zero(fake_dataset, predictors, tmp_path)
 def test_core_only_model_scores_large(fake_dataset, predictors, tmp_path):
     s = _run(fake_dataset, predictors["core"], tmp_path)
     photon = s["core_sensitivity_detail"]["0.15"]["photon_share_median"]
-    assert s["core_sensitivity_ratio"] > 2.0
+    assert s["core_sensitivity"] > 2.0
     # Every bit of sensitivity is in the core: the ratio is 1 / photon share.
-    assert s["core_sensitivity_ratio"] == pytest.approx(1 / photon, rel=0.2)
+    assert s["core_sensitivity"] == pytest.approx(1 / photon, rel=0.2)
     assert s["occlusion_delta_log10m"]["annulus_0.15"]["mean"] < -0.1
 
 
@@ -82,7 +86,7 @@ def test_occlusion_method_without_gradients(fake_dataset, name, low, high, tmp_p
     mask = radius_pix() >= 12 if name == "outer" else radius_pix() < 2
     s = _run(fake_dataset, KerasPredictor(masked_log_counts_model(mask), with_gradient=False), tmp_path)
     assert s["core_sensitivity_method"] == "occlusion"
-    assert low <= s["core_sensitivity_ratio"] <= high
+    assert low <= s["core_sensitivity"] <= high
     assert "deepdream" not in s and s["outliers"] == []
     if name == "core":
         plots = _run(fake_dataset, KerasPredictor(masked_log_counts_model(mask), with_gradient=False), tmp_path,
@@ -102,7 +106,7 @@ class NumpyMeanPredictor:
 def test_any_predict_only_object_works(fake_dataset, tmp_path):
     s = _run(fake_dataset, NumpyMeanPredictor(), tmp_path, folds=[0, 3], n_clusters_per_fold=3)
     assert s["core_sensitivity_method"] == "occlusion"
-    assert s["core_sensitivity_ratio"] == pytest.approx(0.0, abs=1e-9)
+    assert s["core_sensitivity"] == pytest.approx(0.0, abs=1e-9)
     assert s["n_images"] == 4 and s["folds"] == [0, 3]  # two test clusters per fold here
 
 
@@ -190,9 +194,9 @@ def test_harness_entry_end_to_end(fake_dataset, tmp_path):
     s = diagnose_entry(run, fake_dataset, entries / "total-counts.json", n_clusters_per_fold=2, folds=[0, 1])
     assert s["n_images"] == 4
     # A power law in the total counts weighs every photon alike.
-    assert s["core_sensitivity_ratio"] == pytest.approx(1.0, abs=0.1)
+    assert s["core_sensitivity"] == pytest.approx(1.0, abs=0.1)
     stored = load_entry(entries / "total-counts.json").diagnostics
-    assert stored["core_sensitivity"] == s["core_sensitivity_ratio"]
+    assert stored["core_sensitivity"] == s["core_sensitivity"]
     assert (entries / "total-counts.diagnostics" / "sensitivity_share.png").is_file()
     site = render_site(entries, fake_dataset, tmp_path / "site")
     page = (site.parent / "entries" / "total-counts.html").read_text()
@@ -209,7 +213,7 @@ def test_reference_cnn_end_to_end(fake_dataset, tmp_path):
                        config={"max_epochs": 1, "patience": 1, "lr_patience": 1})
     s = run_diagnostics(run, fake_dataset, n_clusters_per_fold=2, folds=[0], plot_dir=tmp_path / "plots")
     assert s["has_gradient"] and s["core_sensitivity_gradient"] >= 0
-    assert s["core_sensitivity_ratio"] is not None and s["core_sensitivity_ratio"] >= 0
+    assert s["core_sensitivity"] is not None and s["core_sensitivity"] >= 0
     assert set(s["deepdream"]) == {"iter1", "iter2"}
     # The study's network steps in its own standardised log10(1 + N); all three controls run.
     assert s["deepdream_space"] == "standardised_log10"

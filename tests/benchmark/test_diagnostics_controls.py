@@ -105,7 +105,7 @@ def test_each_diagnostic_identifies_core_and_outskirts_models(fake_dataset, regi
     assert s["deepdream_variants"]["input"]["space"]["log_std"] == 0.5
     edges = np.array(s["r_edges_r500c"])
     core_bins, outer_bins = edges[1:] <= 0.15, edges[:-1] >= 0.2
-    gradient, occlusion = s["core_sensitivity_gradient"], s["core_sensitivity_occlusion"]
+    gradient, occlusion = s["core_sensitivity_gradient"], s["core_sensitivity"]
     use = s["core_use_vs_null"]["by"]
     rel = np.array(s["relative_to_null"]["iter1"]["ratio"], dtype=float)
     if region == "core":
@@ -141,7 +141,7 @@ def test_model_without_gradients_gets_occlusion_and_a_note(fake_dataset, tmp_pat
     s = _run(fake_dataset, model, tmp_path, controls=("null",), folds=range(5))
     assert not s["has_gradient"] and "deepdream" not in s and "relative_to_null" not in s
     assert s["core_sensitivity_gradient"] is None
-    assert s["core_sensitivity_method"] == "occlusion" and s["core_sensitivity_ratio"] == pytest.approx(0, abs=1e-9)
+    assert s["core_sensitivity_method"] == "occlusion" and s["core_sensitivity"] == pytest.approx(0, abs=1e-9)
     assert any("no gradients" in note for note in s["notes"])
     use = s["core_use_vs_null"]
     assert use["answered_by"] == "ring_dimming" and use["answer"] == "yes"

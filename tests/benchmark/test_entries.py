@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.entries import (ENTRY_SCHEMA, FOLD_COLUMNS, Entry, Score, dataset_provenance,
-                               load_entries, load_entry, make_entry, schema_problems, slugify,
+from benchmark.entries import (ENTRY_SCHEMA, FOLD_COLUMNS, Entry, Score, core_sensitivity,
+                               dataset_provenance, load_entries, load_entry, make_entry, schema_problems, slugify,
                                validate_entry, write_entry)
 from benchmark.core.errors import EntryError
 from benchmark.metrics import score
@@ -172,3 +172,16 @@ def test_load_entries_of_several_folders_may_share_slugs(entry, tmp_path):
     both = load_entries([tmp_path / "a", tmp_path / "b"])
     assert [e.source.parent.name for e in both] == ["a", "b"] and both[0] == both[1]
     assert load_entries(tmp_path / "a" / "reference-cnn.json") == [entry]  # a single file
+
+
+@pytest.mark.parametrize("diagnostics, expected", [
+    ({"core_sensitivity": 0.4, "core_sensitivity_gradient": 0.9}, 0.4),
+    ({"core_sensitivity_ratio": 0.3, "core_sensitivity_method": "occlusion"}, 0.3),
+    ({"core_sensitivity_occlusion": 0.2, "core_sensitivity_gradient": 0.9}, 0.2),
+    ({"core_sensitivity": None, "core_sensitivity_ratio": None}, None),
+    ({"core_sensitivity_gradient": 0.9}, None),
+    (None, None),
+])
+def test_core_sensitivity_reads_the_one_key_and_the_legacy_ones(diagnostics, expected):
+    # Files written before core_sensitivity was the one key kept it under _ratio/_occlusion.
+    assert core_sensitivity(diagnostics) == expected

@@ -63,3 +63,15 @@ def test_refusals():
         trivial.make_model({"kind": "mean"}).save("unused")
     with pytest.raises(ClusterMassError, match="targets"):
         trivial.make_model({"kind": "mean"}).fit(FoldData(np.zeros((2, 4, 4)), None, None))
+
+
+def test_saved_parameters_keep_their_bytes_and_a_nan_fit_is_refused(tmp_path):
+    model = trivial.make_model({"kind": "total_counts"}).fit(counts_sample(40, 9))
+    model.save(tmp_path / "good")
+    # Fitted-model files are fingerprinted: finite values keep json.dumps's bytes, no newline.
+    assert (tmp_path / "good" / trivial.PARAMS_FILE).read_text() == \
+        json.dumps(model.params, indent=2, sort_keys=True)
+    model.params["b"] = float("nan")
+    with pytest.raises(ClusterMassError, match=r"trivial_params.json holds NaN .* at b"):
+        model.save(tmp_path / "bad")
+    assert not (tmp_path / "bad" / trivial.PARAMS_FILE).exists()

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from benchmark import sandbox
-from benchmark.core.errors import SubmissionError
+from benchmark.core.errors import ClusterMassError, SubmissionError
 from submissions import POWER_LAW as HONEST
 from submissions import POWER_LAW_PREDICT
 
@@ -224,3 +224,12 @@ atexit.register(lambda: ({overwrite.replace(';', ',')}))
 """
     with pytest.raises(SubmissionError, match=match):
         run(tmp_path, fold, tamper)
+
+
+def test_the_config_reaches_the_child_as_strict_json(tmp_path, fold):
+    sandbox.write_fold_inputs(tmp_path / "ok", *fold, config={"rate": 0.5}, seed=3)
+    text = (tmp_path / "ok" / "in" / "config.json").read_text()
+    assert json.loads(text) == {"rate": 0.5, "random_seed": 3}
+    with pytest.raises(ClusterMassError, match=r"config holds NaN .* at rate"):
+        sandbox.write_fold_inputs(tmp_path / "bad", *fold, config={"rate": float("nan")}, seed=3)
+    assert not (tmp_path / "bad").exists()

@@ -22,8 +22,9 @@ from benchmark.dataset.loader import ClusterMassDataset
 from benchmark.entries import load_entry, validate_entry
 from benchmark.evaluate import evaluate_predictions
 from benchmark.metrics import summarize
-from benchmark.training import (FoldData, _with_testsets, find_testsets, fold_dir,
-                                run_code_entry, train_baselines)
+from benchmark.testsets_scoring import find_testsets
+from benchmark.training import (FoldData, _with_testsets, fold_dir, run_code_entry,
+                                train_baselines)
 from fakes import write_fake_dataset
 from submissions import POWER_LAW
 

@@ -314,3 +314,43 @@ def test_hardware_names_the_gpus_tensorflow_sees():
     text = _hardware()
     assert f"CPU x{os.cpu_count()}" in text
     assert ("GPU:" in text) == bool(gpus)
+
+
+NAN_SUMMARY = '''
+"""A model whose training summary holds an undefined validation loss (no validation epoch)."""
+import numpy as np
+
+
+class NoValidation:
+    def __init__(self, config):
+        self.training_summary = {"best_val_loss": float("nan"), "loss": float("inf"),
+                                 "n_params": np.int64(1), "device": object()}
+
+    def fit(self, train, val):
+        self.mean = float(np.mean(train.y))
+
+    def predict(self, data):
+        return np.full(len(data.images), self.mean)
+
+
+def make_model(config):
+    return NoValidation(config)
+'''
+
+
+def _strict_loads(text: str):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not strict JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_run_records_with_a_nan_metric_are_strict_json(dataset, tmp_path):
+    path = tmp_path / "no_validation.py"
+    path.write_text(NAN_SUMMARY)
+    out = tmp_path / "out"
+    run_entry(str(path), dataset, out, folds=[0], progress=False)
+    record = _strict_loads((fold_dir(out, 0) / "fold.json").read_text())
+    assert record["training"]["best_val_loss"] is None and record["training"]["loss"] is None
+    assert record["training"]["n_params"] == 1
+    assert record["training"]["device"].startswith("<object object")
+    assert _strict_loads((out / "run.json").read_text())["n_params"] == 1

@@ -17,7 +17,7 @@ EVIL = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
 @pytest.fixture(scope="module")
 def entries_dir(fake_dataset, tmp_path_factory):
     d = tmp_path_factory.mktemp("entries")
-    diag = {"core_sensitivity": 0.05, "core_sensitivity_ratio": 0.05, "core_sensitivity_method": "gradient",
+    diag = {"core_sensitivity": 0.05, "core_sensitivity_method": "gradient",
             "n_images": 4,
             "r_edges_r500c": [0, 0.1, 0.2, 0.5, 1.0],
             "deepdream": {"iter1": {"mean": [0, 0.01, 0.2, 0.3], "std": [0, 0.01, 0.1, 0.1]},

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.core.io import (atomic_directory, atomic_path, dumps_json, json_safe, write_bytes,
-                               write_json, write_text)
+from benchmark.core.errors import ClusterMassError
+from benchmark.core.io import (atomic_directory, atomic_path, dumps_json, json_safe,
+                               nonfinite_paths, refuse_nonfinite, write_bytes, write_json,
+                               write_text)
 
 
 def test_write_bytes_and_text_create_parents(tmp_path):
@@ -65,3 +67,22 @@ def test_write_json_is_strict_sorted_and_newline_terminated(tmp_path):
     assert text == '{\n  "a": [\n    1.5\n  ],\n  "b": null\n}\n'
     assert json.loads(text) == {"a": [1.5], "b": None}
     assert dumps_json({"b": 1, "a": 2}, indent=None, sort_keys=False) == '{"b": 1, "a": 2}\n'
+
+
+def test_json_safe_default_turns_foreign_values_into_json():
+    assert json_safe({"x": [object]}, default=lambda v: v.__name__) == {"x": ["object"]}
+    assert dumps_json({"t": complex(1, 2), "n": math.nan}, indent=None, default=str) == \
+        '{"n": null, "t": "(1+2j)"}\n'
+
+
+def test_nonfinite_paths_name_every_nan_and_infinity():
+    value = {"a": {"b": [1.0, math.nan]}, "c": np.array([np.inf, 2.0]), "d": "nan", "e": 3}
+    assert nonfinite_paths(value) == ["a.b[1]", "c[0]"]
+    assert nonfinite_paths({"a": [1, 2.5], "b": None}) == []
+    assert nonfinite_paths(math.nan) == ["(the value itself)"]
+
+
+def test_refuse_nonfinite_names_what_and_where():
+    refuse_nonfinite({"a": 1.0}, "the fit")
+    with pytest.raises(ClusterMassError, match=r"the fit holds NaN or infinite numbers at a\[0\]"):
+        refuse_nonfinite({"a": [np.float32("nan")]}, "the fit")

@@ -269,3 +269,36 @@ def test_finished_clusters_of_a_killed_make_data_are_reused(tmp_path, datalad_en
         assert (root / name).read_bytes() == (reference / name).read_bytes(), name
     assert git(root, "status", "--porcelain") == ""
     assert not stash.exists()
+
+
+
+def test_a_release_hashes_no_image_and_fingerprints_once(generated, tmp_path, monkeypatch):
+    import shutil
+
+    from benchmark.dataset import archive, release as release_module
+
+    # A dataset of its own: a first release of a new tag, away from the session's store.
+    own = tmp_path / "data" / PRESET
+    ensure_dataset(PRESET, own, generate_cmd=FAKE_CMD)
+    reads = []
+    for module in (release_module, archive):
+        def counted(path, _original=module.sha256_file, _module=module.__name__):
+            reads.append((_module, Path(path).name))
+            return _original(path)
+        monkeypatch.setattr(module, "sha256_file", counted)
+    release_module.release(own, tmp_path / "store", "v2.0", preset=PRESET,
+                           expected_path=tmp_path / "expected.json", archive_dir=tmp_path / "a")
+    assert [name for _, name in reads if name.endswith(".h5")] == []  # digests from the keys
+    # One fingerprint per run (tag message and record): catalog.csv hashed once for it.
+    assert reads.count(("benchmark.dataset.release", "catalog.csv")) == 1
+    monkeypatch.undo()
+    recorded = json.loads((tmp_path / "expected.json").read_text())["presets"][PRESET]
+    assert recorded["fingerprint"][:16] in git(own, "tag", "-n1", "v2.0")
+    # Nothing lost: the manifest from the keys is the one hashing every file gives ...
+    name = "clustermass-fake-v2.0.tar.gz"
+    hashed = archive.write_archive(own, tmp_path / "b" / name)
+    assert (tmp_path / "a" / name).read_bytes() == hashed.read_bytes()
+    # ... and the fingerprint is the one of a plain copy, every image hashed.
+    plain = tmp_path / "plain"
+    shutil.copytree(own, plain, ignore=shutil.ignore_patterns(".git*", ".datalad"))
+    assert recorded["fingerprint"] == content_fingerprint(plain) == content_fingerprint(generated)
