@@ -1262,7 +1262,9 @@ def _predict_testsets(directory: Path, testsets, model, truth_cols, seed: int, k
         if has_testset(directory, ts):
             continue
         data = _testset_fold_data(ts, truth_cols)
-        pred, _ = _predict(model, data)
+        # a model reading files of the dataset it predicts (lx_truth's source lists) reads the set's
+        bound = model.for_dataset(ts.dataset.root) if hasattr(model, "for_dataset") else model
+        pred, _ = _predict(bound, data)
         write_testset(directory, ts, pred, data.aux["image_id"].to_numpy(), seed, k)
 
 

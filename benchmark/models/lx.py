@@ -65,6 +65,8 @@ IllustrisTNG: H0 = 67.74, Omega_m = 0.3089), the one the mocks were made with.
 """
 from __future__ import annotations
 
+import copy
+
 import hashlib
 import json
 from functools import lru_cache
@@ -397,6 +399,16 @@ class LXModel:
         n_masked = int(lx_sky.maskable(sources).sum()) if len(sources) else 0
         self.last_masked_per_image = n_masked / max(len(images), 1)
         return RadialProfiles(lx_sky.fill_masked(images, masks))
+
+    def for_dataset(self, root) -> "LXModel":
+        """This fitted model reading the true source lists of the dataset at ``root``: the
+        harness rebinds a truth variant to each extra test set it predicts, whose images
+        reuse the parent's image ids but not its sources."""
+        if self.config["point_sources"] != "truth":
+            return self
+        bound = copy.copy(self)
+        bound.config = {**self.config, "sources_dataset_dir": str(root)}
+        return bound
 
     def _true_sources(self, aux) -> pd.DataFrame:
         """True point sources of the images of ``aux`` as a detection-like table; an image id

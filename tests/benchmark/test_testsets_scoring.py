@@ -198,3 +198,40 @@ def test_the_leaderboard_shows_hidden_and_shift_columns(parent, tmp_path, monkey
     assert f"{entry.score.testset('shifted').ratio:.2f}" in page
     markdown = next(site.glob("*.md")).read_text()
     assert "## Hidden set and shift track" in markdown
+
+
+class _SourceReadingModel:
+    """A fitted model that, like lx_truth, reads files of the dataset it predicts."""
+
+    def __init__(self, root):
+        self.root = str(root)
+
+    def for_dataset(self, root):
+        return _SourceReadingModel(root)
+
+    def predict(self, data):
+        # the answer depends on which dataset's files the model reads
+        return np.full(len(data.aux), 14.0 if self.root.endswith("shifted") else 13.0)
+
+
+def test_a_model_reading_dataset_files_reads_the_test_set_s_own(parent, tmp_path, no_hidden):
+    """lx_truth masks true point sources read from the dataset's files; on a test set (same
+    image ids as the parent, other sources) it must read the set's files, not the parent's."""
+    from benchmark.training import _predict_testsets
+
+    (ts,) = find_testsets(parent)
+    _predict_testsets(tmp_path, [ts], _SourceReadingModel(parent), (), 0, 0)
+    pred = pd.read_csv(tmp_path / "testset_shifted.csv")
+    assert (pred["log10_m500c_pred"] == 14.0).all()
+
+
+def test_lx_truth_rebinds_its_source_lists_and_keeps_its_fit(tmp_path):
+    from benchmark.models.lx import LXModel
+
+    model = LXModel({"r500c_source": "truth", "point_sources": "truth", "sources_dataset_dir": "a"})
+    model.params = {"a": 1.0, "b": 2.0}
+    bound = model.for_dataset(tmp_path)
+    assert bound.config["sources_dataset_dir"] == str(tmp_path) and bound.params is model.params
+    assert model.config["sources_dataset_dir"] == "a"  # the fitted model is left as it was
+    detect = LXModel({"point_sources": "detect"})
+    assert detect.for_dataset(tmp_path) is detect
