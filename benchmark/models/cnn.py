@@ -521,6 +521,28 @@ def _progress_callback(max_epochs: int, steps_per_epoch: int, desc: str):
     return TqdmFold()
 
 
+def _epoch_clock():
+    """A callback whose ``seconds`` lists each epoch's wall time: training steps, validation
+    pass and the callbacks before it in the list (the first epoch also traces the graphs)."""
+    import time
+
+    keras = _keras()
+
+    class EpochClock(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+            self.start = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.start)
+
+    return EpochClock()
+
+
 # ----------------------------------------------------------------------------- the recipe
 
 class KerasRegressor:
@@ -600,6 +622,8 @@ class KerasRegressor:
             steps = math.ceil(n_train / batch)
             callbacks.append(_progress_callback(int(cfg["max_epochs"]), steps,
                                                 cfg.get("progress_desc", "training")))
+        clock = _epoch_clock()  # last, so an epoch's time includes the other callbacks' work
+        callbacks.append(clock)
         history = self.keras_model.fit(train_ds, validation_data=val_ds,
                                        epochs=int(cfg["max_epochs"]), callbacks=callbacks,
                                        shuffle=False, verbose=0)  # tf.data shuffles
@@ -613,6 +637,7 @@ class KerasRegressor:
             "stopped_early": len(hist.get("loss", [])) < int(cfg["max_epochs"]),
             "history": hist,
             "n_params": int(self.keras_model.count_params()),
+            "epoch_seconds": [round(t, 3) for t in clock.seconds],
             "reproducibility": reproducibility(bool(cfg["deterministic"])),
         }
 
