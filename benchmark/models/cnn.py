@@ -75,11 +75,14 @@ Schedule (and why)
   horizontal flip then a random multiple of 90 degrees) every epoch. The cluster sits at
   the image centre (63.5, 63.5), which these maps keep fixed, and they do not resample
   pixels (counts stay integers, no interpolation); arbitrary-angle rotation would.
-* input pipeline: tf.data over index batches gathered from images held in memory as
-  non-trainable variables, augmentation on whole batches, ``prefetch(AUTOTUNE)``, so the
-  input never starves the 2 cores (and no second copy of the images is made by a shuffle
-  buffer). Under op determinism the map runs serially and without prefetch (variable
-  reads are stateful); measured 1-2% slower per CPU-second.
+* input pipeline: tf.data over index batches read from images held in memory as
+  non-trainable variables (no second copy of the images, not even by a shuffle buffer),
+  ``prefetch(AUTOTUNE)``. Under op determinism the map runs serially and without prefetch
+  (variable reads are stateful), so it sits on every training step's path: one gather of
+  single pixels reads a batch and applies each image's symmetry at once (a table of the
+  8 pixel permutations). The former ``tf.reverse``/``tf.image.rot90``/``tf.where`` over
+  whole batches, same draws and same bits, cost ~3x the CPU (~10% of an epoch) and, on a
+  loaded machine, about half the epoch's wall time (``make bench``).
 * float32, TensorFlow defaults: measured XLA 3-5x slower and mixed precision no
   faster here.
 
@@ -522,8 +525,10 @@ def _progress_callback(max_epochs: int, steps_per_epoch: int, desc: str):
 
 
 def _epoch_clock():
-    """A callback whose ``seconds`` lists each epoch's wall time: training steps, validation
-    pass and the callbacks before it in the list (the first epoch also traces the graphs)."""
+    """A callback timing each epoch: ``seconds`` (wall) and ``cpu_seconds`` (CPU time of the
+    whole process: what the epoch cost, whatever else loads the machine). An epoch is its
+    training steps, its validation pass and the callbacks before this one in the list; the
+    first epoch also traces the graphs."""
     import time
 
     keras = _keras()
@@ -532,13 +537,15 @@ def _epoch_clock():
         def __init__(self):
             super().__init__()
             self.seconds: list[float] = []
-            self.start = 0.0
+            self.cpu_seconds: list[float] = []
+            self.start = (0.0, 0.0)
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
+            self.start = (time.perf_counter(), time.process_time())
 
         def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.start)
+            self.seconds.append(time.perf_counter() - self.start[0])
+            self.cpu_seconds.append(time.process_time() - self.start[1])
 
     return EpochClock()
 
@@ -638,6 +645,7 @@ class KerasRegressor:
             "history": hist,
             "n_params": int(self.keras_model.count_params()),
             "epoch_seconds": [round(t, 3) for t in clock.seconds],
+            "epoch_cpu_seconds": [round(t, 3) for t in clock.cpu_seconds],
             "reproducibility": reproducibility(bool(cfg["deterministic"])),
         }
 
