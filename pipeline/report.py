@@ -48,6 +48,7 @@ from benchmark.core.io import dumps_json, write_json, write_text
 from pipeline.icm import icm_statistics
 from pipeline.lx_scatter import decomposition_markdown, lx_scatter_decomposition, with_drawn_quantities
 from pipeline.observation import Observation
+from pipeline.sky import HALO_OBSERVABLES
 
 logger = logging.getLogger(__name__)
 
@@ -135,14 +136,8 @@ OBSERVABLES = (
     Observable("cxb_resolved_fraction_05_2", "share of the 0.5-2 keV CXB in sources > 2e-17 erg/s/cm^2",
                0.70, 0.86, "Kim+ 2007 ChaMP+CDF (78%); Hickox & Markevitch 2006 (unresolved part)"),
     # the line-of-sight haloes (pipeline.sky.halo_statistics over SOXS's whole light cone)
-    *(Observable(key, label, low, high, source) for key, label, low, high, source in (
-        ("los_halo_density_3e15_deg2", "line-of-sight groups/clusters per deg^2 with S(0.5-2 keV) > 3e-15",
-         25.0, 45.0, "Finoguenov+ 2007 (COSMOS: 72 in 2.1 deg^2)"),
-        ("los_halo_density_4e14_deg2", "line-of-sight groups/clusters per deg^2 with S(0.5-2 keV) > 3.9e-14",
-         1.6, 2.5, "Collins+ 1997 (2.0 +0.4 -0.3); Rosati+ 1998"),
-        ("los_halo_cxb_share_05_2", "share of the 0.5-2 keV CXB in groups and clusters", 0.05, 0.10,
-         "Soltan+ 2002; Moretti+ 2003 (CXB 7.53e-12 erg/s/cm^2/deg^2)"),
-    )),
+    *(Observable(key, label, low, high, source)
+      for key, label, _, _, low, high, source in HALO_OBSERVABLES),
     Observable("background_rate_chip_cts_s", "blank-sky rate per ACIS-I chip, 0.3-10 keV (particle + sky) [cts/s]",
                0.2, 0.4, "Markevitch, ACIS background (quiescent FI ~0.3 cts/s/chip); Hickox & Markevitch 2006"),
 )

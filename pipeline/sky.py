@@ -505,45 +505,48 @@ def halo_fluxes(params=None, apec=None) -> np.ndarray:
     return em * _halo_per_em(mass, z, params, energy_band, apec)
 
 
-#: The observed extended X-ray sources the light cone is calibrated on: (key, flux limit or
-#: None for the intensity share, target, low, high, source). Surveys give total 0.5-2 keV fluxes.
+#: The observed extended X-ray sources the light cone is calibrated on: (key, label, flux limit
+#: or None for the intensity share, target, low, high, source). Surveys give total 0.5-2 keV
+#: fluxes. The report shows these rows (pipeline.report.OBSERVABLES).
 HALO_OBSERVABLES = (
-    ("los_halo_density_3e15_deg2", 3e-15, 34.0, 25.0, 45.0,
-     "Finoguenov+ 2007 COSMOS: 72 groups and clusters in 2.1 deg^2 above 3e-15"),
-    ("los_halo_density_4e14_deg2", 3.9e-14, 2.0, 1.6, 2.5,
-     "Collins+ 1997 (2.0 +0.4 -0.3 deg^-2 above 3.9e-14); Rosati+ 1998 RDCS"),
-    ("los_halo_cxb_share_05_2", None, 0.075, 0.05, 0.10,
-     "Soltan+ 2002 (5-10% of the soft CXB in clusters); Moretti+ 2003 CXB 7.53e-12 erg/s/cm^2/deg^2"),
+    ("los_halo_density_3e15_deg2", "line-of-sight groups/clusters per deg^2 with S(0.5-2 keV) > 3e-15",
+     3e-15, 34.0, 25.0, 45.0, "Finoguenov+ 2007 (COSMOS: 72 in 2.1 deg^2)"),
+    ("los_halo_density_4e14_deg2", "line-of-sight groups/clusters per deg^2 with S(0.5-2 keV) > 3.9e-14",
+     3.9e-14, 2.0, 1.6, 2.5, "Collins+ 1997 (2.0 +0.4 -0.3); Rosati+ 1998"),
+    ("los_halo_cxb_share_05_2", "share of the 0.5-2 keV CXB in groups and clusters",
+     None, 0.075, 0.05, 0.10, "Soltan+ 2002 (5-10%); Moretti+ 2003 (CXB 7.53e-12 erg/s/cm^2/deg^2)"),
 )
 #: Total 0.5-2 keV CXB intensity, erg s^-1 cm^-2 deg^-2 (Moretti et al. 2003).
 CXB_05_2_CGS_DEG2 = 7.53e-12
 
 
-def halo_statistics(params=None) -> dict:
-    """The light cone's :data:`HALO_OBSERVABLES` under ``params`` (its whole 100 deg^2)."""
-    flux = halo_fluxes(params)
+def _halo_observables(flux: np.ndarray) -> dict:
+    """:data:`HALO_OBSERVABLES` of light-cone fluxes ``flux`` spread over its 100 deg^2."""
     area = (CATALOG_FOV_ARCMIN / 60.0) ** 2
-    out = {}
-    for key, limit, *_ in HALO_OBSERVABLES:
-        out[key] = (float(flux.sum()) / area / CXB_05_2_CGS_DEG2 if limit is None
-                    else float(np.sum(flux > limit)) / area)
-    return out
+    return {key: (float(flux.sum()) / area / CXB_05_2_CGS_DEG2 if limit is None
+                  else float(np.sum(flux > limit)) / area)
+            for key, _, limit, *_ in HALO_OBSERVABLES}
+
+
+def halo_statistics(params=None) -> dict:
+    """The light cone's :data:`HALO_OBSERVABLES` under ``params``."""
+    return _halo_observables(halo_fluxes(params))
 
 
 def fit_halo_lx_scale(params=None, grid=np.round(np.arange(0.05, 1.5001, 0.01), 2)) -> float:
     """The ``sky_halo_lx_scale`` on ``grid`` that best matches :data:`HALO_OBSERVABLES`: least
-    squares in ln(measured / target), each scaled by ln(high / low) / 2 of its range."""
+    squares in ln(measured / target), each scaled by ln(high / low) / 2 of its range (a count
+    of zero counts as half a halo, so that its logarithm stays finite)."""
     from pipeline.population import PopulationParams
 
     base = dataclasses.replace(PopulationParams() if params is None else params, sky_halo_lx_scale=1.0)
     flux = halo_fluxes(base)
-    area = (CATALOG_FOV_ARCMIN / 60.0) ** 2
+    floor = 0.5 / (CATALOG_FOV_ARCMIN / 60.0) ** 2
     cost = np.zeros(len(grid))
-    for key, limit, target, low, high, _ in HALO_OBSERVABLES:
-        for i, a in enumerate(grid):
-            value = (a * float(flux.sum()) / area / CXB_05_2_CGS_DEG2 if limit is None
-                     else max(float(np.sum(a * flux > limit)), 0.5) / area)
-            cost[i] += (np.log(value / target) / (0.5 * np.log(high / low))) ** 2
+    for i, a in enumerate(grid):
+        measured = _halo_observables(a * flux)
+        for key, _, _, target, low, high, _ in HALO_OBSERVABLES:
+            cost[i] += (np.log(max(measured[key], floor) / target) / (0.5 * np.log(high / low))) ** 2
     return float(grid[int(np.argmin(cost))])
 
 

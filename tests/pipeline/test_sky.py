@@ -175,7 +175,7 @@ def test_default_halo_scale_is_the_fit_and_meets_the_observed_counts():
     params = PopulationParams()
     assert sky.fit_halo_lx_scale(params) == pytest.approx(params.sky_halo_lx_scale)
     calibrated = sky.halo_statistics(params)
-    for key, _, _, low, high, _ in sky.HALO_OBSERVABLES:
+    for key, _, _, _, low, high, _ in sky.HALO_OBSERVABLES:
         assert low <= calibrated[key] <= high, key
     raw = sky.halo_statistics(PopulationParams(sky_halo_lx_scale=1.0))
     assert raw["los_halo_density_4e14_deg2"] > 2 * calibrated["los_halo_density_4e14_deg2"]
