@@ -60,6 +60,15 @@ __all__ = ["Limits", "SandboxUnavailable", "probe", "write_fold_inputs", "run_fo
 logger = logging.getLogger(__name__)
 
 CHILD_SCRIPT = Path(__file__).with_name("sandbox_child.py")
+#: The reference Keras recipe (``benchmark.models.cnn.KerasRegressor``) and its whole import
+#: closure, shown read-only under :data:`RECIPE_ROOT` so that a module that defines only
+#: ``build_keras_model(input_shape)`` trains with the recipe inside the sandbox. Nothing else
+#: of the harness is mounted (``tests/benchmark/test_sandbox.py`` lists what the child sees).
+RECIPE_MODULES = ("__init__.py", "core/__init__.py", "core/errors.py", "core/io.py",
+                  "dataset/__init__.py", "dataset/normalisation.py", "models/__init__.py",
+                  "models/cnn.py")
+RECIPE_ROOT = "/runner/recipe"
+_PACKAGE_DIR = Path(__file__).resolve().parent
 #: Auxiliary columns a sandboxed submission sees (``image_id`` becomes a token).
 SANDBOX_AUX_COLUMNS = ("redshift", "pixel_arcsec")
 _GIB = 1 << 30
@@ -89,8 +98,20 @@ paper_url), or the module alone. The module defines
 
     make_model(config) -> model
 
-config: dict with "random_seed" (int, chosen by the harness: 1000 * seed + fold) and
-"image" (npix, pixel_arcsec, fov_arcmin, band_kev, exposure_ks of the dataset).
+config: dict with "random_seed" (int, chosen by the harness: 1000 * seed + fold),
+"image" (npix, pixel_arcsec, fov_arcmin, band_kev, exposure_ks of the dataset) and
+"keras_recipe" (the reference recipe's schedule for this dataset; see below).
+
+or, for a Keras network trained the way the reference CNN is,
+
+    build_keras_model(input_shape) -> keras.Model (one linear output)
+
+input_shape is (npix, npix, 1), the images as standardised log10(1 + counts); the output
+is the standardised log10 M500c (both standardised on the training fold). The
+harness's recipe (benchmark.models.cnn.KerasRegressor, shown read-only in the sandbox)
+compiles it (Adam, MSE), augments with flips and 90-degree rotations, early-stops on the
+validation fold with the schedule in config["keras_recipe"] (max_epochs, patience, ...),
+seeds everything from random_seed and predicts; its gradients give the diagnostics.
 
     model.fit(train, val) -> model
     model.predict(test) -> 1-d array of log10 M500c [Msun], one finite float per image
@@ -209,6 +230,8 @@ def bwrap_argv(submission_dir: Path, scratch: Path, env: dict[str, str]) -> list
              "--ro-bind", str(CHILD_SCRIPT), "/runner/child.py",
              "--bind", str(scratch), "/scratch",
              "--chdir", "/scratch"]
+    for module in RECIPE_MODULES:
+        argv += ["--ro-bind", str(_PACKAGE_DIR / module), f"{RECIPE_ROOT}/benchmark/{module}"]
     for key, value in sorted(env.items()):
         argv += ["--setenv", key, value]
     return argv
@@ -473,7 +496,7 @@ class FoldSession:
             env = {**env, "HOME": home, "MPLCONFIGDIR": home, "KERAS_HOME": home,
                    "XDG_CACHE_HOME": home}
         else:
-            argv = bwrap_argv(stage, self.scratch, env)
+            argv = bwrap_argv(stage, self.scratch, {**env, "PYTHONPATH": RECIPE_ROOT})
             argv += [sys.executable, "/runner/child.py", f"/submission/{self.module_path.name}",
                      "/scratch", *mode]
         for sub in ("req", "resp"):

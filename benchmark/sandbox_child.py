@@ -64,9 +64,23 @@ def load_submission(path: Path):
     module = importlib.util.module_from_spec(spec)
     sys.modules["submission"] = module
     spec.loader.exec_module(module)
-    if not callable(getattr(module, "make_model", None)):
-        raise TypeError(f"{path.name} defines no make_model(config)")
+    if not (callable(getattr(module, "make_model", None))
+            or callable(getattr(module, "build_keras_model", None))):
+        raise TypeError(f"{path.name} defines neither make_model(config) nor "
+                        "build_keras_model(input_shape)")
     return module
+
+
+def make_model(module, config: dict):
+    """The submission's model: its own ``make_model``, else its Keras network trained with
+    the reference recipe (mounted read-only; the schedule comes in ``keras_recipe``)."""
+    if callable(getattr(module, "make_model", None)):
+        return module.make_model(config)
+    from benchmark.models.cnn import KerasRegressor
+
+    recipe = {k: v for k, v in config.items() if k != "keras_recipe"}
+    recipe.update(config.get("keras_recipe") or {})
+    return KerasRegressor(recipe, builder=module.build_keras_model)
 
 
 def predict_with_sigma(model, data: FoldData):
@@ -163,7 +177,7 @@ def main(module_path: str, scratch: str, mode: str = "") -> int:
     out.mkdir(exist_ok=True)
     try:
         module = load_submission(Path(module_path))
-        model = module.make_model(config)
+        model = make_model(module, config)
         model.fit(load_part(scratch, "train"), load_part(scratch, "val"))
         predictions, sigma = predict_with_sigma(model, load_part(scratch, "test"))
         info = model_info(model)

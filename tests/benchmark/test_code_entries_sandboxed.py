@@ -229,3 +229,24 @@ def test_the_entry_of_a_code_submission_says_its_diagnostics_ran_sandboxed(datas
     diagnostics = load_entry(entry_path).diagnostics
     assert diagnostics["has_gradient"] and "deepdream" in diagnostics
     assert any("never left its sandbox" in note for note in diagnostics["notes"])
+
+
+KERAS_BUILDER = """
+import keras
+
+def build_keras_model(input_shape):
+    x = keras.Input(input_shape)
+    h = keras.layers.Conv2D(2, 3, strides=4, activation="relu")(x)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(x, keras.layers.Dense(1)(h))
+"""
+
+
+def test_a_keras_network_alone_trains_with_the_recipe_of_the_datasets_preset(dataset, tmp_path):
+    from benchmark.models.cnn import training_schedule
+
+    preds = run_code_entry(module(tmp_path, KERAS_BUILDER), dataset, tmp_path / "run",
+                           seeds=(0,), folds=[2], progress=False, preset="ci")
+    assert len(preds) > 0 and np.all(np.isfinite(preds["log10_m500c_pred"]))
+    record = json.loads((fold_dir(tmp_path / "run", 2, 0) / "fold.json").read_text())
+    assert record["config"]["keras_recipe"] == training_schedule("ci")

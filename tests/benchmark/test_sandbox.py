@@ -186,6 +186,44 @@ def test_a_keras_submission_trains_inside_the_sandbox(tmp_path, fold):
     assert len(pred) == 6 and np.all(np.isfinite(pred["log10_m500c_pred"]))
 
 
+KERAS_BUILDER = """
+import json, os
+import keras
+
+def build_keras_model(input_shape):
+    x = keras.Input(input_shape)
+    h = keras.layers.Conv2D(2, 3, activation="relu")(x)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(x, keras.layers.Dense(1)(h))
+
+os.makedirs("/scratch/out", exist_ok=True)
+json.dump({"runner": sorted(os.listdir("/runner")),
+           "recipe": sorted(os.path.relpath(os.path.join(d, f), "/runner/recipe/benchmark")
+                            for d, _, files in os.walk("/runner/recipe/benchmark") for f in files)},
+          open("/scratch/out/mounts.json", "w"))
+"""
+
+
+def test_a_build_keras_model_module_trains_with_the_recipe_inside_the_sandbox(tmp_path, fold):
+    """The recipe's modules are the only harness code the child sees, and they suffice."""
+    scratch = tmp_path / "scratch"
+    recipe = {"max_epochs": 1, "patience": 1, "lr_patience": 1, "batch_size": 4}
+    tokens = sandbox.write_fold_inputs(scratch, *fold, config={"keras_recipe": recipe}, seed=3)
+    sandbox.run_fold(submit(tmp_path, KERAS_BUILDER), scratch,
+                     limits=sandbox.Limits(memory_gib=8))
+    pred = sandbox.read_fold_predictions(scratch, tokens)
+    assert len(pred) == 6 and np.all(np.isfinite(pred["log10_m500c_pred"]))
+    mounts = json.loads((scratch / "out" / "mounts.json").read_text())
+    assert mounts == {"runner": ["child.py", "recipe"], "recipe": sorted(sandbox.RECIPE_MODULES)}
+    info = sandbox.read_model_info(scratch)
+    assert info["has_gradient"] and info["normalisation"]["transform"]
+
+
+def test_a_module_with_neither_entry_point_fails_with_one_clear_error(tmp_path, fold):
+    with pytest.raises(SubmissionError, match="neither make_model.*nor build_keras_model"):
+        run(tmp_path, fold, "x = 1\n")
+
+
 def test_a_bare_module_is_copied_alone(tmp_path, fold):
     """A module lying beside a dataset does not bring the dataset into the sandbox."""
     (tmp_path / "submission").mkdir()
