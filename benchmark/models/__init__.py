@@ -1,7 +1,10 @@
 """Baseline entries of the benchmark, each a module following the harness's model protocol.
 
 ``make_model(config) -> model`` with ``fit(train, val)`` and ``predict(data)``, plus
-``load_model(directory)``. :data:`BASELINES` maps entry names to (module, config); the
+``load_model(directory)``. Optional: ``for_dataset(root) -> model``, for a fitted model that
+reads files of the dataset it predicts (``lx_truth``'s true source lists): the harness calls
+it before predicting an extra test set (shift sets, the hidden set), whose images reuse the
+parent's image ids but not its files; a model without it predicts every set as it is. :data:`BASELINES` maps entry names to (module, config); the
 harness (:mod:`benchmark.training`) resolves names through it.
 
 * ``reference``   -- the reference CNN (:mod:`benchmark.models.cnn`: the study's layer

@@ -94,6 +94,19 @@ def test_predict_never_reads_the_targets(fitted, fold):
     np.testing.assert_array_equal(model.predict(hidden), pred)
 
 
+def test_a_model_rebound_to_its_own_dataset_predicts_the_same(fitted, fold):
+    """The optional ``for_dataset(root)`` hook returns a fitted model of the same kind, and
+    leaves the original bound where it was."""
+    _, model, _, pred = fitted
+    if not hasattr(model, "for_dataset"):
+        pytest.skip("no for_dataset hook: the harness predicts every test set with the model")
+    before = dict(getattr(model, "config", {}))
+    bound = model.for_dataset(_SOURCES_DIR[0])
+    assert type(bound) is type(model)
+    np.testing.assert_array_equal(bound.predict(fold[2]), pred)
+    assert dict(getattr(model, "config", {})) == before
+
+
 def test_bad_input_is_a_clustermass_error(fitted, fold, tmp_path):
     name, _, _, _ = fitted
     train, val, test = fold
