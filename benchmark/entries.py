@@ -5,8 +5,8 @@ predictions beside it as ``<slug>.predictions.csv``. The schema (:data:`ENTRY_SC
 is a JSON-Schema-like dict checked by a small validator of our own
 (:func:`validate_entry`; no extra dependency), supporting ``type`` (incl. "null"),
 ``properties``, ``required``, ``additionalProperties``, ``items``, ``enum``, ``pattern``,
-``minimum``, ``maximum``, ``minLength``, ``maxLength``, ``minItems`` (``additionalProperties``
-may be a schema for the other keys' values) and ``format:
+``minimum``, ``maximum``, ``minLength``, ``maxLength``, ``minItems``, ``maxItems``
+(``additionalProperties`` may be a schema for the other keys' values) and ``format:
 date-time`` (ISO 8601 UTC ``YYYY-MM-DDTHH:MM:SSZ``).
 
 A valid entry is an :class:`Entry` with its harness scores as a :class:`Score`: the
@@ -120,6 +120,9 @@ _TESTSET = {
                            "scatter_frac": _NUM_OR_NULL, "bias_dex": _NUM_OR_NULL}}},
         **{k: _NUM_OR_NULL for k in ("scatter_frac_mean", "scatter_frac_std", "bias_dex_mean",
                                      "bias_dex_std", "in_domain_scatter_frac_mean", "ratio")},
+        # 68% bootstrap intervals over clusters (absent in entries written before them)
+        **{k: {"type": ["array", "null"], "minItems": 2, "maxItems": 2, "items": _NUM_OR_NULL}
+           for k in ("scatter_frac_ci68", "ratio_ci68")},
     },
 }
 _STATS = {
@@ -287,6 +290,8 @@ def schema_problems(value, schema: dict = ENTRY_SCHEMA, path: str = "$") -> list
     if isinstance(value, list):
         if "minItems" in schema and len(value) < schema["minItems"]:
             problems.append(f"{path}: fewer than {schema['minItems']} items")
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            problems.append(f"{path}: more than {schema['maxItems']} items")
         if "items" in schema:
             for i, item in enumerate(value):
                 problems += schema_problems(item, schema["items"], f"{path}[{i}]")
@@ -370,8 +375,10 @@ class TestSetScore:
     ``scatter_frac`` and ``bias_dex`` are the mean over the fold models (every seed and fold)
     of each model's scatter (ln 10 x Gaussian sigma, as the headline) and mean bias (dex) on
     all the set's images, ``*_std`` their spread; ``ratio`` is ``scatter_frac`` over the
-    same models' mean in-domain scatter. ``scored`` is False for an entry that no fold
-    model of the harness predicted (uploaded predictions), with the ``reason``.
+    same models' mean in-domain scatter. ``scatter_frac_ci68`` and ``ratio_ci68`` are their
+    68% intervals from a bootstrap over the set's and the parent's clusters (None in entries
+    written before them, or without a bootstrap). ``scored`` is False for an entry that no
+    fold model of the harness predicted (uploaded predictions), with the ``reason``.
     """
 
     __test__ = False  # not a pytest class
@@ -389,6 +396,8 @@ class TestSetScore:
     bias_dex_std: float | None
     in_domain_scatter_frac: float | None
     ratio: float | None
+    scatter_frac_ci68: tuple[float, float] | None = None
+    ratio_ci68: tuple[float, float] | None = None
 
     @classmethod
     def from_json(cls, d: Mapping) -> "TestSetScore":
@@ -401,7 +410,9 @@ class TestSetScore:
                    bias_dex=_number(d.get("bias_dex_mean")),
                    bias_dex_std=_number(d.get("bias_dex_std")),
                    in_domain_scatter_frac=_number(d.get("in_domain_scatter_frac_mean")),
-                   ratio=_number(d.get("ratio")))
+                   ratio=_number(d.get("ratio")),
+                   scatter_frac_ci68=_interval(d.get("scatter_frac_ci68")),
+                   ratio_ci68=_interval(d.get("ratio_ci68")))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,6 +30,9 @@ per-fold statistics come from the same resamples; the bootstrap is vectorised: a
 resample is a matrix of cluster multiplicities, and every statistic is computed from
 cumulative weights over the sorted eps of each group (histograms are the bins of the
 full sample; Gaussian fits of all resamples are one batched Levenberg-Marquardt solve).
+The same bootstrap serves other scorers through :func:`cluster_multiplicities`,
+:func:`bootstrap_scatter` and :func:`ci68` (the shift track's intervals,
+:func:`benchmark.testsets_scoring.score_testsets`).
 
 Uncertainty track (:func:`score_uncertainty`; ``uncertainty`` is null for point
 predictions): predictions may carry a Gaussian ``log10_m500c_sigma`` or the quantiles
@@ -83,6 +86,9 @@ __all__ = [
     "summarize_uncertainty",
     "image_scores",
     "bootstrap_uncertainty",
+    "cluster_multiplicities",
+    "bootstrap_scatter",
+    "ci68",
     "UNC_BOOT_KEYS",
     "score_uncertainty",
 ]
@@ -332,9 +338,26 @@ def summarize(eps) -> dict:
 # Vectorised bootstrap
 # ---------------------------------------------------------------------------------------
 
-def _cluster_multiplicities(fold_of_cluster: np.ndarray, n_boot: int,
-                            rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, n_clusters) draws with replacement of clusters within each fold."""
+def cluster_multiplicities(fold_of_cluster: np.ndarray, n_boot: int,
+                           rng: np.random.Generator) -> np.ndarray:
+    """How often each resample of a bootstrap over clusters draws each cluster.
+
+    Clusters are drawn with replacement within each fold, so every resample keeps the
+    number of clusters of every fold (one fold for all: a plain bootstrap over clusters).
+
+    Parameters
+    ----------
+    fold_of_cluster : (n_clusters,) int array
+        The group (fold) of each cluster; resampling happens within groups.
+    n_boot : int
+        Number of resamples.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    (n_boot, n_clusters) int32 array
+        Multiplicities; row ``b`` is resample ``b``.
+    """
     mult = np.zeros((n_boot, len(fold_of_cluster)), dtype=np.int32)
     for f in np.unique(fold_of_cluster):
         cols = np.flatnonzero(fold_of_cluster == f)
@@ -413,6 +436,47 @@ def _boot_group(eps: np.ndarray, cpos: np.ndarray, mult: np.ndarray, point: dict
     for dex, frac in _DEX_TO_FRAC.items():
         out[frac] = LN10 * out[dex]
     return out
+
+
+def ci68(samples) -> list:
+    """The 68% interval of bootstrap samples: ``[16th, 84th]`` percentiles.
+
+    Non-finite samples are left out; ``[nan, nan]`` when none is finite.
+    """
+    s = np.asarray(samples, dtype=float)
+    s = s[np.isfinite(s)]
+    if len(s) == 0:
+        return [math.nan, math.nan]
+    lo, hi = np.percentile(s, [16, 84])
+    return [float(lo), float(hi)]
+
+
+def bootstrap_scatter(eps, cluster_pos, mult) -> np.ndarray:
+    """Gaussian-fit scatter fraction (``scatter_gauss_frac``) of every bootstrap resample.
+
+    Parameters
+    ----------
+    eps : (n,) array
+        Residuals of one set of images (dex).
+    cluster_pos : (n,) int array
+        Column of ``mult`` (the cluster) of each image; the images may be a subset (e.g.
+        one fold) of the clusters that ``mult`` resamples.
+    mult : (B, n_clusters) int array
+        Cluster multiplicities of the resamples (:func:`cluster_multiplicities`).
+
+    Returns
+    -------
+    (B,) array
+        ln(10) x sigma of the best-fit Gaussian per resample, with the histogram bins of
+        the full set (as :func:`score` does); NaN everywhere when the set's own fit is
+        undefined (fewer than 10 images).
+    """
+    eps = np.asarray(eps, dtype=float)
+    point = summarize(eps)
+    if not math.isfinite(point["sigma_gauss_dex"]):
+        return np.full(mult.shape[0], math.nan)
+    boot = _boot_group(eps, np.asarray(cluster_pos), mult, point, fit_gaussian(eps)["edges"])
+    return boot["scatter_gauss_frac"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -601,7 +665,7 @@ def bootstrap_uncertainty(gauss_by_seed: dict, truth: np.ndarray, cpos: np.ndarr
         for k in UNC_BOOT_KEYS:
             sums = np.bincount(cpos, weights=per_image[k], minlength=mult.shape[1])
             boot[k] += (mult @ sums) * weight / len(gauss_by_seed)
-    return {k: _ci(boot[k]) for k in UNC_BOOT_KEYS}
+    return {k: ci68(boot[k]) for k in UNC_BOOT_KEYS}
 
 
 def _mean_unc(per_seed: list[dict]) -> dict:
@@ -808,15 +872,6 @@ def _std(vals) -> float:
     return float(np.std(vals, ddof=1))
 
 
-def _ci(samples: np.ndarray) -> list:
-    s = np.asarray(samples, dtype=float)
-    s = s[np.isfinite(s)]
-    if len(s) == 0:
-        return [math.nan, math.nan]
-    lo, hi = np.percentile(s, [16, 84])
-    return [float(lo), float(hi)]
-
-
 def _best_worst(values: dict, key: str) -> dict:
     folds = [f for f, v in values.items() if math.isfinite(v)]
     if not folds:
@@ -890,7 +945,7 @@ def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
     fold_mean_ci = {k: [math.nan, math.nan] for k in STAT_KEYS}
     mult = None
     if n_boot and n_boot > 0:
-        mult = _cluster_multiplicities(fold_of_cluster, int(n_boot),
+        mult = cluster_multiplicities(fold_of_cluster, int(n_boot),
                                        np.random.default_rng(rng_seed))
         boot_pooled = {k: np.zeros(n_boot) for k in STAT_KEYS}
         boot_folds = {k: np.zeros((n_boot, len(scored))) for k in STAT_KEYS}
@@ -907,8 +962,8 @@ def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
                                  fit_gaussian(e[sel])["edges"])
                 for k in STAT_KEYS:
                     boot_folds[k][:, j] += bf[k] / len(seeds)
-        pooled_ci = {k: _ci(boot_pooled[k]) for k in STAT_KEYS}
-        fold_mean_ci = {k: _ci(boot_folds[k].mean(axis=1)) for k in STAT_KEYS}
+        pooled_ci = {k: ci68(boot_pooled[k]) for k in STAT_KEYS}
+        fold_mean_ci = {k: ci68(boot_folds[k].mean(axis=1)) for k in STAT_KEYS}
 
     fold_rows = []
     for f in scored:

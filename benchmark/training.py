@@ -1168,7 +1168,8 @@ def write_baseline_entry(name: str, predictions: pd.DataFrame, dataset, run_dir,
     metadata : dict, optional
         Extra metadata (e.g. ``kind="code"``, ``code``, ``authors``).
     n_boot : int
-        Bootstrap resamples of :func:`benchmark.metrics.score`.
+        Bootstrap resamples of :func:`benchmark.metrics.score` and of the test sets'
+        intervals (:func:`benchmark.testsets_scoring.score_testsets`).
 
     Returns
     -------
@@ -1182,7 +1183,8 @@ def write_baseline_entry(name: str, predictions: pd.DataFrame, dataset, run_dir,
     metrics = score(predictions, ds.catalog, ds.splits, n_boot=n_boot)
     testsets = find_testsets(ds)
     if testsets:
-        metrics["testsets"] = score_testsets(run_dir, ds, predictions, testsets)
+        metrics["testsets"] = score_testsets(run_dir, ds, predictions, testsets,
+                                             n_boot=n_boot)
     meta = _entry_metadata(name, run)
     meta.update(metadata or {})
     baseline = meta.get("kind") == "baseline"

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from scipy.optimize import curve_fit
 
 from benchmark.core.errors import ClusterMassError
-from benchmark.metrics import (LN10, STAT_KEYS, _boot_group, _cluster_multiplicities,
-                               fit_gaussian, fit_gaussian_batch, gaussian_binning, quantile,
-                               score, summarize)
+from benchmark.metrics import (LN10, STAT_KEYS, _boot_group, bootstrap_scatter, ci68,
+                               cluster_multiplicities, fit_gaussian, fit_gaussian_batch,
+                               gaussian_binning, quantile, score, summarize)
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def test_vectorised_bootstrap_equals_explicit_resampling(small):
     clusters, cpos = np.unique(cat["cluster_id"].to_numpy(), return_inverse=True)
     fold_of_cluster = np.zeros(len(clusters), int)
     fold_of_cluster[cpos] = cat["fold"].to_numpy()
-    mult = _cluster_multiplicities(fold_of_cluster, 15, np.random.default_rng(0))
+    mult = cluster_multiplicities(fold_of_cluster, 15, np.random.default_rng(0))
     # Stratified: each fold keeps its number of clusters in every resample.
     for f in range(10):
         assert (mult[:, fold_of_cluster == f].sum(axis=1) == (fold_of_cluster == f).sum()).all()
@@ -213,6 +213,38 @@ def test_vectorised_bootstrap_equals_explicit_resampling(small):
         assert boot["sigma_gauss_dex"][b] == pytest.approx(abs(popt[2]), rel=1e-4)
         thr = 3 * boot["sigma_gauss_dex"][b]
         assert boot["outlier_frac"][b] == pytest.approx(np.mean(np.abs(res) > thr), abs=1e-12)
+
+
+def test_bootstrap_scatter_equals_explicit_resampling(small):
+    cat, _ = small
+    rng = np.random.default_rng(9)
+    eps = rng.normal(-0.02, 0.07, len(cat))
+    clusters, cpos = np.unique(cat["cluster_id"].to_numpy(), return_inverse=True)
+    mult = cluster_multiplicities(np.zeros(len(clusters), int), 6, np.random.default_rng(3))
+    assert (mult.sum(axis=1) == len(clusters)).all()  # one group: all clusters, any mix
+    mult = np.vstack([np.ones(len(clusters), mult.dtype), mult])  # row 0: the sample itself
+    # One fold's images with the multiplicities of every cluster, as the shift track uses it.
+    sel = cat["fold"].to_numpy() == 2
+    for e, pos in ((eps, cpos), (eps[sel], cpos[sel])):
+        boot = bootstrap_scatter(e, pos, mult)
+        assert boot.shape == (7,)
+        assert boot[0] == pytest.approx(summarize(e)["scatter_gauss_frac"], rel=1e-4)
+        edges = fit_gaussian(e)["edges"]
+        centers = (edges[:-1] + edges[1:]) / 2
+        for b in range(len(mult)):
+            res = np.repeat(e, mult[b, pos])  # the resample, written out image by image
+            counts = np.histogram(res, edges)[0].astype(float)
+            popt, _ = curve_fit(lambda x, a, m, s: a * np.exp(-0.5 * ((x - m) / s) ** 2),
+                                centers, counts, p0=[counts.max(), np.median(res), 0.07])
+            # The full sample's bins (summarize() would bin each resample anew).
+            assert boot[b] == pytest.approx(LN10 * abs(popt[2]), rel=1e-4)
+
+
+def test_bootstrap_scatter_is_undefined_where_the_fit_is():
+    mult = cluster_multiplicities(np.zeros(3, int), 4, np.random.default_rng(0))
+    assert np.isnan(bootstrap_scatter(np.full(6, 0.1), np.arange(6) % 3, mult)).all()
+    assert np.isnan(ci68(np.full(4, np.nan))).all()
+    assert ci68(np.arange(101.0)) == [16.0, 84.0]
 
 
 def test_seeds_mean_and_std(small):
@@ -315,7 +347,7 @@ def test_uncertainty_bootstrap_equals_explicit_resampling(small):
     clusters, cpos = np.unique(cat["cluster_id"].to_numpy(), return_inverse=True)
     fold_of_cluster = np.zeros(len(clusters), int)
     fold_of_cluster[cpos] = cat["fold"].to_numpy()
-    mult = _cluster_multiplicities(fold_of_cluster, 50, np.random.default_rng(2))
+    mult = cluster_multiplicities(fold_of_cluster, 50, np.random.default_rng(2))
     ci = bootstrap_uncertainty(gauss, truth, cpos, mult)
     assert set(ci) == set(UNC_BOOT_KEYS)
 

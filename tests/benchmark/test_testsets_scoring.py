@@ -22,19 +22,19 @@ from benchmark.dataset.loader import ClusterMassDataset
 from benchmark.entries import load_entry, validate_entry
 from benchmark.evaluate import evaluate_predictions
 from benchmark.metrics import summarize
-from benchmark.testsets_scoring import find_testsets
+from benchmark.testsets_scoring import find_testsets, score_testsets, write_testset
 from benchmark.training import (FoldData, _with_testsets, fold_dir, run_code_entry,
                                 train_baselines)
 from fakes import write_fake_dataset
 from submissions import POWER_LAW
 
 
-def add_fake_testset(parent, name="shifted", seed=11, hidden_root=None):
+def add_fake_testset(parent, name="shifted", seed=11, hidden_root=None, n_clusters=6):
     """A fake test set made for ``parent``: in ``parent/testsets/<name>`` or, with
     ``hidden_root``, as the hidden set ``hidden_root/<preset>``."""
     card = json.loads((parent / CARD_NAME).read_text())
     root = (hidden_root / card["preset"]) if hidden_root else parent / "testsets" / name
-    write_fake_dataset(root, n_clusters=6, n_epochs=1, seed=seed, n_folds=3)
+    write_fake_dataset(root, n_clusters=n_clusters, n_epochs=1, seed=seed, n_folds=3)
     tcard = json.loads((root / CARD_NAME).read_text())
     tcard["testset"] = {"name": name, "kind": "hidden" if hidden_root else "shift",
                         "change": "new fake clusters",
@@ -87,6 +87,8 @@ def test_a_baseline_is_scored_on_the_test_set_and_round_trips(parent, tmp_path, 
     assert ts.scatter_frac == pytest.approx(np.mean(scatters))
     assert ts.scatter_frac_std == pytest.approx(np.std(scatters, ddof=1))
     assert ts.ratio == pytest.approx(ts.scatter_frac / ts.in_domain_scatter_frac)
+    lo, hi = ts.ratio_ci68
+    assert 0 < lo < hi and ts.scatter_frac_ci68[0] < ts.scatter_frac_ci68[1]
     assert validate_entry(entry.to_json()) == entry  # the typed entry round-trips
 
 
@@ -198,6 +200,77 @@ def test_the_leaderboard_shows_hidden_and_shift_columns(parent, tmp_path, monkey
     assert f"{entry.score.testset('shifted').ratio:.2f}" in page
     markdown = next(site.glob("*.md")).read_text()
     assert "## Hidden set and shift track" in markdown
+
+
+# ------------------------------------------------------------- the ratio's interval
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """A parent of 60 clusters (36 images per test fold) with a 42-cluster shift set, the
+    size of the real sets, so that the intervals are narrow enough to tell 1 from 2."""
+    root = write_fake_dataset(tmp_path_factory.mktemp("wide") / "data", n_clusters=60,
+                              n_epochs=2, seed=5)
+    add_fake_testset(root, name="wide", seed=6, n_clusters=42)
+    ds = ClusterMassDataset(root)
+    (ts,) = find_testsets(ds, hidden_root=tmp_path_factory.mktemp("no-hidden"))
+    return ds, ts
+
+
+def _gaussian_eps(n, sigma, rng):
+    """n residuals that follow N(0, sigma) exactly in their quantiles, in random order: the
+    same distribution for every set, without the luck of a random draw."""
+    from scipy.stats import norm
+
+    return rng.permutation(sigma * norm.ppf((np.arange(n) + 0.5) / n))
+
+
+def _fake_run(run, ds, ts, set_sigma, parent_sigma=0.05, seed=0):
+    """Out-of-fold predictions of ten fold models with Gaussian errors on the parent, and
+    their predictions of the set, written as the harness writes them (no training)."""
+    rng = np.random.default_rng(seed)
+    cat, tcat = ds.catalog, ts.dataset.catalog
+    pred = cat["log10_m500c"].to_numpy().copy()
+    for k in range(ds.splits.n_folds):
+        test = ds.fold_indices(k)["test"]
+        pred[test] += _gaussian_eps(len(test), parent_sigma, rng)
+        directory = fold_dir(run, k, 0)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_testset(directory, ts, tcat["log10_m500c"].to_numpy()
+                      + _gaussian_eps(len(tcat), set_sigma, rng), tcat["image_id"], 0, k)
+    return pd.DataFrame({"image_id": cat["image_id"], "log10_m500c_pred": pred, "seed": 0})
+
+
+def test_the_ratio_interval_contains_1_for_the_parent_s_spread_and_not_for_twice_it(
+        wide, tmp_path):
+    ds, ts = wide
+    same = score_testsets(tmp_path / "same", ds, _fake_run(tmp_path / "same", ds, ts, 0.05),
+                          [ts])["wide"]
+    lo, hi = same["ratio_ci68"]
+    assert lo < 1 < hi and hi - lo < 0.4
+    s_lo, s_hi = same["scatter_frac_ci68"]
+    assert s_lo < same["scatter_frac_mean"] < s_hi
+    double = score_testsets(tmp_path / "double", ds,
+                            _fake_run(tmp_path / "double", ds, ts, 0.10), [ts])["wide"]
+    assert double["ratio"] == pytest.approx(2, rel=0.15)
+    assert double["ratio_ci68"][0] > 1.5
+    # Without a bootstrap: no intervals, the point figures unchanged.
+    plain = score_testsets(tmp_path / "double", ds,
+                           _fake_run(tmp_path / "double", ds, ts, 0.10), [ts], n_boot=0)["wide"]
+    assert plain["ratio_ci68"] is None and plain["scatter_frac_ci68"] is None
+    assert plain["ratio"] == double["ratio"]
+
+
+def test_the_ratio_interval_is_deterministic(wide, tmp_path):
+    ds, ts = wide
+    run = tmp_path / "run"
+    predictions = _fake_run(run, ds, ts, 0.07)
+    first = score_testsets(run, ds, predictions, [ts], n_boot=200)["wide"]
+    again = score_testsets(run, ds, predictions, [ts], n_boot=200)["wide"]
+    assert first["ratio_ci68"] == again["ratio_ci68"]
+    assert first["scatter_frac_ci68"] == again["scatter_frac_ci68"]
+    json.dumps(first, allow_nan=False)  # JSON-safe as written into the entry
+    other = score_testsets(run, ds, predictions, [ts], n_boot=200, rng_seed=1)["wide"]
+    assert other["ratio_ci68"] != first["ratio_ci68"]
 
 
 class _SourceReadingModel:
