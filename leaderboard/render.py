@@ -264,7 +264,9 @@ SHIFT_DEFINITIONS = (
     "share, exposure, redshift). Shifted scatter and bias: mean ± std over the fold models "
     "(every seed and fold) of each model's scatter (ln 10 x Gaussian sigma) and mean bias "
     "(dex) on the set; ratio: shifted scatter over the same models' in-domain per-fold "
-    "scatter (1 = no loss; 1.4 = 40% worse). Worst shift: the set with the largest ratio."
+    "scatter (1 = no loss; 1.4 = 40% worse), in brackets its 68% interval from a bootstrap "
+    "over the set's clusters and, independently, the parent's (a set has ~40 clusters, so "
+    "ratios near 1 are within sampling). Worst shift: the set with the largest ratio."
 )
 
 
@@ -279,7 +281,8 @@ def _testset_cells(e: Entry) -> dict:
     for t in e.score.testsets:
         cell = {"scored": t.scored, "reason": t.reason, "scatter": t.scatter_frac,
                 "scatter_std": t.scatter_frac_std, "bias": t.bias_dex,
-                "bias_std": t.bias_dex_std, "ratio": t.ratio, "change": t.change,
+                "bias_std": t.bias_dex_std, "ratio": t.ratio, "ratio_ci": t.ratio_ci68,
+                "change": t.change,
                 "n_images": t.n_images}
         if t.hidden:
             out["hidden"] = cell
@@ -288,8 +291,19 @@ def _testset_cells(e: Entry) -> dict:
     if out["hidden"] is None and _prediction_only(e):
         out["hidden"] = {"scored": False, "reason": "uploaded predictions: no fold models"}
     ratios = [(c["ratio"], n) for n, c in out["shift"].items() if c["ratio"] is not None]
-    out["worst_shift"] = max(ratios) if ratios else None
+    if ratios:
+        ratio, name = max(ratios)
+        out["worst_shift"] = (ratio, name, out["shift"][name]["ratio_ci"])
+    else:
+        out["worst_shift"] = None
     return out
+
+
+def _ratio_text(ratio: float | None, ci=None) -> str:
+    """A shift ratio with its 68% interval, as plain text: ``1.25 (1.10-1.41)``."""
+    if ratio is None:
+        return ""
+    return f"{ratio:.2f}" + ("" if ci is None else f" ({ci[0]:.2f}-{ci[1]:.2f})")
 
 
 def _hidden_text(cell) -> tuple[str, float | None]:
@@ -382,7 +396,8 @@ def _index_html(rows: list[dict], dataset_info: dict) -> str:
         hidden_txt, hidden_sort = _hidden_text(r.get("hidden"))
         shifted = r.get("worst_shift")
         shift_txt = ("" if shifted is None else
-                     f'{shifted[0]:.2f} <span class="muted">({esc(shifted[1])})</span>')
+                     f'{esc(_ratio_text(shifted[0], shifted[2]))} '
+                     f'<span class="muted">({esc(shifted[1])})</span>')
 
         trs.append(
             "<tr>"
@@ -752,16 +767,17 @@ def _shift_html(row: dict) -> str:
                         f'{esc(c.get("change") or "")}</td><td colspan="3" class="text">not '
                         f'scored: {esc(c.get("reason") or "")}</td></tr>')
             continue
-        ratio_txt = "" if c["ratio"] is None else f"{c['ratio']:.2f}"
+        ratio_sort = "" if c["ratio"] is None else esc(f"{c['ratio']:.6g}")
         body.append(
             f'<tr><td class="text">{esc(name)}</td><td class="text">{esc(c.get("change") or "")}'
             f'</td><td>{pm(c["scatter"], c["scatter_std"], _pct)}</td>'
             f'<td>{pm(c["bias"], c["bias_std"], lambda v: f"{v:+.3f}")}</td>'
-            f'<td>{ratio_txt}</td></tr>')
+            f'<td data-sort="{ratio_sort}">{esc(_ratio_text(c["ratio"], c.get("ratio_ci")))}'
+            '</td></tr>')
     return ('<h2>Shift track and hidden set</h2><table class="sortable" id="shift"><thead><tr>'
             '<th class="text" data-type="text">set</th><th class="text" data-type="text">what '
             'changes</th><th data-type="number">scatter</th><th data-type="number">bias (dex)'
-            '</th><th data-type="number">ratio to in-domain</th></tr></thead>'
+            '</th><th data-type="number">ratio to in-domain (68% interval)</th></tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table><p class="muted">{esc(SHIFT_DEFINITIONS)}</p>')
 
 
@@ -888,7 +904,8 @@ def _markdown_shift(rows: list[dict]) -> list[str]:
                 parts.append(f"{md_escape(name)} not scored")
                 continue
             bias = "" if c["bias"] is None else f", bias {c['bias']:+.3f}"
-            ratio = "" if c["ratio"] is None else f", ratio {c['ratio']:.2f}"
+            ratio = ("" if c["ratio"] is None else
+                     f", ratio {md_escape(_ratio_text(c['ratio'], c.get('ratio_ci')))}")
             parts.append(f"{md_escape(name)} {_pct(c['scatter'])}{bias}{ratio}")
         lines.append(f"- {md_escape(r['name'])}: " + "; ".join(parts))
     lines += ["", SHIFT_DEFINITIONS, ""]

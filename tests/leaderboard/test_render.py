@@ -266,3 +266,46 @@ def test_uncertainty_intervals_reach_the_entry_page(fake_dataset, tmp_path):
     page = (site.parent / "entries/unc.html").read_text()
     assert "68% interval (bootstrap over clusters)" in page
     assert f"{lo:.4f}–{hi:.4f}" in page
+
+
+def _shift_set(name, ratio, **extra):
+    """A ``metrics.testsets`` member as score_testsets writes it (``extra``: the intervals,
+    absent from entries written before them)."""
+    return {"name": name, "kind": "shift", "change": "less <b>exposure</b>", "status": "scored",
+            "reason": None, "n_images": 126, "n_models": 10, "scatter_frac_mean": 0.1 * ratio,
+            "scatter_frac_std": 0.01, "bias_dex_mean": 0.0, "bias_dex_std": 0.001,
+            "in_domain_scatter_frac_mean": 0.1, "ratio": ratio, **extra}
+
+
+def test_shift_ratios_show_their_interval_and_old_entries_render(fake_dataset, tmp_path):
+    from benchmark.entries import load_entry
+
+    d = write_entries(tmp_path / "entries", fake_dataset,
+                      [("new", "New", 0.05, None), ("old", "Old", 0.08, None)])
+    sets = {"new": {"exposure": _shift_set("exposure", 1.25, scatter_frac_ci68=[0.11, 0.14],
+                                           ratio_ci68=[1.1, 1.41]),
+                    "physics": _shift_set("physics", 0.97, scatter_frac_ci68=None,
+                                          ratio_ci68=None)},
+            # written before the intervals: no such keys at all
+            "old": {"exposure": _shift_set("exposure", 1.6), "z": _shift_set("z", 1.3)}}
+    for slug, members in sets.items():
+        doc = json.loads((d / f"{slug}.json").read_text())
+        doc["metrics"]["testsets"] = members
+        (d / f"{slug}.json").write_text(json.dumps(doc))
+    old = load_entry(d / "old.json").score.testset("exposure")
+    assert old.ratio == 1.6 and old.ratio_ci68 is None and old.scatter_frac_ci68 is None
+    assert load_entry(d / "new.json").score.testset("exposure").ratio_ci68 == (1.1, 1.41)
+    site = render_site(d, fake_dataset, tmp_path / "site")
+    rows = re.findall(r"<tr>(.*?)</tr>", site.read_text().split("<tbody>")[1])
+    # Worst shift: the interval beside the point ratio, sorted by the point ratio.
+    assert '<td data-sort="1.25">1.25 (1.10-1.41) <span class="muted">(exposure)</span>' in rows[0]
+    assert '<td data-sort="1.6">1.60 <span class="muted">(exposure)</span>' in rows[1]
+    page = (site.parent / "entries/new.html").read_text()
+    assert '<td data-sort="1.25">1.25 (1.10-1.41)</td>' in page
+    assert '<td data-sort="0.97">0.97</td>' in page
+    assert "68% interval from a bootstrap over the set&#x27;s clusters" in page
+    assert "less &lt;b&gt;exposure&lt;/b&gt;" in page
+    assert '<td data-sort="1.3">1.30</td>' in (site.parent / "entries/old.html").read_text()
+    md = (site.parent / "LEADERBOARD.md").read_text()
+    assert "exposure 12.5%, bias +0.000, ratio 1.25 \\(1.10\\-1.41\\)" in md
+    assert "exposure 16.0%, bias +0.000, ratio 1.60;" in md
