@@ -52,7 +52,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -61,6 +60,7 @@ import pandas as pd
 
 from benchmark.core.errors import ClusterMassError
 from benchmark.core.io import atomic_path, json_safe, write_text
+from benchmark.dataset.loader import as_dataset
 from benchmark.dataset.normalisation import TRANSFORM
 from benchmark.entries import load_entry, write_entry
 
@@ -952,17 +952,6 @@ def _lx_control(ds, catalog, k: int, out_dir, max_train_images: int, seed: int):
 # --------------------------------------------------------------------------------------
 # dataset plumbing
 # --------------------------------------------------------------------------------------
-def _open_dataset(dataset):
-    if isinstance(dataset, (str, os.PathLike)):
-        from benchmark.dataset.loader import ClusterMassDataset
-
-        return ClusterMassDataset(dataset)
-    for attr in ("catalog", "card", "images", "fold_indices"):
-        if not hasattr(dataset, attr):
-            raise DiagnosticsError(
-                f"dataset has no attribute {attr!r}; pass a benchmark.dataset.ClusterMassDataset or its root path"
-            )
-    return dataset
 
 
 def _pixel_arcsec(ds) -> float:
@@ -1084,7 +1073,7 @@ def run_diagnostics(
     unknown = [c for c in controls if c not in CONTROLS]
     if unknown:
         raise DiagnosticsError(f"unknown controls {unknown}; choose from {', '.join(CONTROLS)}")
-    ds = _open_dataset(dataset)
+    ds = as_dataset(dataset)
     load_predictor = load_predictor or _default_loader
     catalog = ds.catalog.reset_index(drop=True)
     pixel_arcsec = _pixel_arcsec(ds)
@@ -1179,7 +1168,7 @@ def diagnose_in_sandbox(predictor, dataset, k: int) -> None:
     Only the main batch needs the model: the null and L_X controls run here, and the
     random-weights control needs a network the harness cannot see (skipped, with a note).
     """
-    ds = _open_dataset(dataset)
+    ds = as_dataset(dataset)
     catalog = ds.catalog.reset_index(drop=True)
     idx, _, counts, r500c_pix = _fold_images(ds, catalog, k, 8, 0)
     if idx.size:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.core.errors import ClusterMassError
-from benchmark.dataset.loader import ClusterMassDataset
+from benchmark.dataset.loader import as_dataset
 from benchmark.dataset.normalisation import (
     fit_normalisation,
     standardise_images,
@@ -53,13 +53,6 @@ __all__ = ["PARTS", "FoldSplit", "fold_normalisation", "iterate_batches", "squar
 PARTS = ("train", "val", "test")
 
 
-def _as_dataset(dataset) -> ClusterMassDataset:
-    if isinstance(dataset, ClusterMassDataset):
-        return dataset
-    if isinstance(dataset, (str, Path)):
-        return ClusterMassDataset(dataset)
-    raise ClusterMassError(f"expected a ClusterMassDataset or a dataset folder, got "
-                           f"{type(dataset).__name__}: pass ClusterMassDataset('data/<preset>').")
 
 
 def _check_part(part: str) -> str:
@@ -85,7 +78,7 @@ def fold_normalisation(dataset, k: int) -> dict:
     dict
         See :func:`benchmark.dataset.normalisation.fit_normalisation`.
     """
-    ds = _as_dataset(dataset)
+    ds = as_dataset(dataset)
     train = ds.fold_indices(k)["train"]
     sub = ds.catalog.iloc[train]
     return fit_normalisation(ds.images(indices=train), sub["log10_m500c"].to_numpy(),
@@ -140,7 +133,7 @@ class FoldSplit:
 
     def __init__(self, dataset, k: int, part: str, *, normalise: bool = True,
                  normalisation: dict | None = None):
-        ds = _as_dataset(dataset)
+        ds = as_dataset(dataset)
         self.k = int(k)
         self.part = _check_part(part)
         self.indices = ds.fold_indices(self.k)[part]

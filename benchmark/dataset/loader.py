@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.core.errors import DatasetError, format_problems
+from benchmark.core.errors import ClusterMassError, DatasetError, format_problems
 from benchmark.dataset.card import DatasetCard, read_card
 from benchmark.dataset.checker import sha256_file
 from benchmark.dataset.layout import CATALOG_COLUMNS, CATALOG_NAME, INT_COLUMNS, NPIX, SPLITS_NAME
@@ -267,8 +267,22 @@ class ClusterMassDataset:
         })
 
 
+#: What the harness, the loaders and the diagnostics read of a dataset object.
+DATASET_ATTRIBUTES = ("root", "catalog", "card", "images", "fold_indices")
+
+
 def as_dataset(dataset) -> "ClusterMassDataset":
-    """``dataset`` itself, or the :class:`ClusterMassDataset` in the folder it names."""
+    """``dataset`` itself, or the :class:`ClusterMassDataset` in the folder it names.
+
+    Anything else must offer the dataset's interface (:data:`DATASET_ATTRIBUTES`), so that a
+    wrong argument fails here, with one message, rather than deep inside a caller.
+    """
     if isinstance(dataset, (str, os.PathLike)):
         return ClusterMassDataset(dataset)
+    missing = [a for a in DATASET_ATTRIBUTES if not hasattr(dataset, a)]
+    if missing:
+        raise ClusterMassError(
+            f"expected a ClusterMassDataset or a dataset folder, got {type(dataset).__name__} "
+            f"(it lacks {', '.join(missing)}): pass ClusterMassDataset('data/<preset>') or the "
+            "folder's path.")
     return dataset

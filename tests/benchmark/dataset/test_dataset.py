@@ -157,3 +157,11 @@ def test_images_any_order_and_repeats(fake_dataset):
     np.testing.assert_array_equal(got, every[rows])
     np.testing.assert_array_equal(ds.images(indices=rows[::-1]), every[rows[::-1]])
     assert ds.images([]).shape == (0, 128, 128)
+
+
+def test_as_dataset_names_what_a_wrong_argument_lacks():
+    from benchmark.core.errors import ClusterMassError
+    from benchmark.dataset.loader import as_dataset
+
+    with pytest.raises(ClusterMassError, match="got dict .*lacks root, catalog, card, images"):
+        as_dataset({"catalog": None})
