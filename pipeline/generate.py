@@ -310,7 +310,9 @@ def write_cluster_file(path: Path, counts: np.ndarray, views: list[dict], attrs:
             "image_id", data=np.array([v["image_id"] for v in views], dtype=h5py.string_dtype()),
             track_times=False,
         )
-        h5.create_dataset("views", data=json.dumps(views, sort_keys=True), dtype=h5py.string_dtype(), track_times=False)
+        # Strict JSON: a NaN in a view's truth is a bug upstream, not something to store.
+        h5.create_dataset("views", data=json.dumps(views, sort_keys=True, allow_nan=False),
+                          dtype=h5py.string_dtype(), track_times=False)
         if sources is not None:
             from benchmark.dataset.layout import SOURCES_DATASET
             from benchmark.dataset.sources import SOURCE_UNITS, sources_array
@@ -354,7 +356,7 @@ def run_tasks(plan: Plan, todo: list[int], out_dir: Path, workers: int, schedule
         if timings_log is not None:
             line = {"utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "workers": workers, **result}
             with open(timings_log, "a") as log:
-                log.write(json.dumps(line, sort_keys=True) + "\n")
+                log.write(json.dumps(line, sort_keys=True, allow_nan=False) + "\n")
 
     if workers <= 1 and not scheduler:
         for cid in todo:

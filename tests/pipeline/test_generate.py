@@ -124,3 +124,13 @@ def test_dask_two_workers_with_a_killed_worker_give_identical_bytes(serial_datas
     assert killed, "no worker was killed: the run finished before the test could act"
     assert digests(out) == digests(serial_dataset)
     assert len(pd.read_csv(out / "catalog.csv")) == 30
+
+
+def test_a_view_with_a_nan_is_refused_and_leaves_no_file(tmp_path):
+    from pipeline.generate import write_cluster_file
+
+    path = tmp_path / "cluster_0003.h5"
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        write_cluster_file(path, np.zeros((1, 8, 8), np.int32),
+                           [{"image_id": "c0003_e0_x", "lx_cex_erg_s": float("nan")}], {}, h5py)
+    assert list(tmp_path.iterdir()) == []
