@@ -43,6 +43,7 @@ from pathlib import Path
 from benchmark.core import settings
 from benchmark.core.errors import DatasetError
 from benchmark.core.io import write_json
+from benchmark.core.simd import numpy_simd_level, simd_family
 from benchmark.dataset.archive import (archive_name, extract_verified, fetch_archive,
                                        is_archive_source, write_archive)
 from benchmark.dataset.card import read_card
@@ -383,11 +384,23 @@ def check_fingerprint(dataset_root, preset: str, expected_path=None) -> str:
             f"(version {entry.get('version')}):\n"
             f"  regenerated content fingerprint: {found}\n"
             f"  recorded content fingerprint:    {recorded} ({path.name})\n"
+            + _family_note(entry.get("numpy_simd")) +
             "Same code and preset should give the same bytes: compare the catalog.csv and "
             "image checksums with the recorded release (`make data "
             f"DATASET_SOURCE=...` fetches it), or check the package versions in the dataset card.")
     return (f"preset {preset!r}: {_rel(root)} is byte-identical to the recorded version "
             f"{entry.get('version')} (content fingerprint {found})")
+
+
+def _family_note(recorded_level: str | None) -> str:
+    """A line for a fingerprint mismatch when the recording machine's NumPy kernels were of
+    another CPU family than this one's (:mod:`benchmark.core.simd`), else nothing."""
+    if not recorded_level or simd_family(recorded_level) == simd_family():
+        return ""
+    return (f"  recorded with NumPy's {simd_family(recorded_level)} kernels ({recorded_level}); "
+            f"this machine runs its {simd_family()} kernels ({numpy_simd_level()}): their "
+            "float64 results differ in the last bits, so bytes agree within a CPU family only "
+            "(see benchmark/core/simd.py for NumPy's switch).\n")
 
 
 def record_expected_version(dataset_root, preset: str, release_info: dict | None = None,
@@ -426,6 +439,8 @@ def record_expected_version(dataset_root, preset: str, release_info: dict | None
         "n_images": card.n_images,
         "fingerprint": fingerprint or content_fingerprint(root),
         "fingerprint_format": FINGERPRINT_FORMAT,
+        # bytes agree within a CPU family of NumPy's kernels only (benchmark.core.simd)
+        "numpy_simd": numpy_simd_level(),
     }
     if release_info:
         entry["release"] = dict(release_info)

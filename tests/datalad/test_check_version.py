@@ -94,3 +94,25 @@ def test_check_version_command(two_generations, expected, tmp_path, capsys):
     assert main(["check-version", "--preset", "ci", "--dataset", str(second)]) == 2
     err = capsys.readouterr().err
     assert "0" * 64 in err and content_fingerprint(second) in err
+
+
+def test_the_record_names_numpys_kernel_level_and_a_mismatch_across_families_says_so(
+        two_generations, expected, tmp_path):
+    from benchmark.core.simd import numpy_simd_level, simd_family
+
+    first, _ = two_generations
+    entry = record_expected_version(first, "ci")
+    assert entry["numpy_simd"] == numpy_simd_level()
+    other_level = "AVX512_ICL" if simd_family() != "AVX-512" else "X86_V3"
+    data = json.loads(expected.read_text())
+    data["presets"]["ci"].update(fingerprint="0" * 64, numpy_simd=other_level)
+    expected.write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=f"recorded with NumPy's {simd_family(other_level)} "
+                                           f"kernels \\({other_level}\\); this machine runs its "
+                                           f"{simd_family()} kernels"):
+        check_fingerprint(first, "ci")
+    data["presets"]["ci"]["numpy_simd"] = numpy_simd_level()  # same family: no such line
+    expected.write_text(json.dumps(data))
+    with pytest.raises(DatasetError) as err:
+        check_fingerprint(first, "ci")
+    assert "kernels" not in str(err.value)
