@@ -26,7 +26,7 @@ def fake_dataset(tmp_path_factory):
 
 def test_published_reference_ranks_by_occlusion_with_gradient_beside():
     # Written before both figures were stored side by side: they come from its detail.
-    cells = _core_figures(load_entry(PUBLISHED / "full" / "reference.json"))
+    cells = _core_figures(load_entry(PUBLISHED / "full-0.1.0" / "reference.json"))
     assert cells["core_method"] == "occlusion"
     assert cells["core_ratio"] == pytest.approx(0.723, abs=1e-3)
     assert cells["core_gradient"] == pytest.approx(0.309, abs=1e-3)

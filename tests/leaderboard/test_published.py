@@ -25,7 +25,9 @@ def test_published_entries_load_strictly_with_predictions_for_every_image(folder
         score = e.entry.score
         assert score.complete and score.document["n_folds"] == 10
         assert e.predictions is not None and len(e.predictions) == score.n_images, e.problems
-        assert e.entry.dataset["name"] == f"clustermass-{folder.name}"
+        preset, version = folder.name.rsplit("-", 1)  # folders are named <preset>-<version>
+        assert e.entry.dataset["name"] == f"clustermass-{preset}"
+        assert e.entry.dataset["version"] == version
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
