@@ -6,7 +6,8 @@ package ``bubblewrap``) with:
 
 - no network (all namespaces unshared) and a new session; the child dies with the harness;
 - read-only views of the submission folder, the Python environment (the virtualenv and
-  the interpreter it was made from) and the system's libraries; nothing else of the host:
+  the interpreter it was made from), the system's libraries and the reference Keras recipe's
+  eight modules (:data:`RECIPE_MODULES`, code only); nothing else of the host:
   no ``data/``, ``results/``, repository, home folder or ``../shared``;
 - a private scratch folder (``/scratch``) holding only what the fold allows
   (:func:`write_fold_inputs`): training and validation images with their targets and the
@@ -149,7 +150,8 @@ The harness trains every fold (fold k tests, fold k+1 validates, the others trai
 seeds it chooses (0, 1, 2: a ranked code entry needs three), each in its own process inside
 a bubblewrap sandbox: no network; read-only views of the submission folder and the Python
 environment (numpy, pandas, scipy, tensorflow/keras, astropy, ...); a private scratch folder
-as the working directory and HOME; no view of the dataset, results, repository, home folder
+as the working directory and HOME; no view of the dataset, results, repository (beyond the
+recipe's modules for build_keras_model), home folder
 or anything else of the host. Limits per fold: {memory:g} GiB of address space, {cpu} s of
 CPU time, {wall:g} s of wall time; a submission that fails or passes a limit gets one clear
 error naming it, and nothing is scored. What the module prints is logged.
@@ -493,8 +495,9 @@ class FoldSession:
             argv = [sys.executable, str(CHILD_SCRIPT), str(stage / self.module_path.name),
                     str(self.scratch), *mode]
             home = str(self.scratch / "home")
+            # The recipe from the harness's own tree, as the sandbox mounts it.
             env = {**env, "HOME": home, "MPLCONFIGDIR": home, "KERAS_HOME": home,
-                   "XDG_CACHE_HOME": home}
+                   "XDG_CACHE_HOME": home, "PYTHONPATH": str(_PACKAGE_DIR.parent)}
         else:
             argv = bwrap_argv(stage, self.scratch, {**env, "PYTHONPATH": RECIPE_ROOT})
             argv += [sys.executable, "/runner/child.py", f"/submission/{self.module_path.name}",

@@ -1,10 +1,11 @@
 """The child side of a sandboxed fold: runs a code submission on what the fold allows.
 
 Usage: ``child.py MODULE SCRATCH [--serve]``. This file runs *inside* the sandbox
-(:mod:`benchmark.sandbox`) as a plain script: it imports nothing of the project (the project
-is not visible there), only NumPy, pandas and the submission. It reads
-``SCRATCH/in/{train,val,test}.npz`` and ``SCRATCH/in/config.json``, calls
-``make_model(config)``, ``fit(train, val)`` and ``predict(test)`` (and ``predict_sigma(test)``
+(:mod:`benchmark.sandbox`) as a plain script: it imports NumPy, pandas and the submission,
+and of the project only the reference Keras recipe, for a submission that defines
+``build_keras_model`` alone (its modules, :data:`benchmark.sandbox.RECIPE_MODULES`, are the
+only ones mounted). It reads ``SCRATCH/in/{train,val,test}.npz`` and
+``SCRATCH/in/config.json``, calls ``make_model(config)``, ``fit(train, val)`` and ``predict(test)`` (and ``predict_sigma(test)``
 when the model has one), and writes ``SCRATCH/out/predictions.npy`` (one float per test
 image, in the order of ``test.npz``), ``SCRATCH/out/sigma.npy`` when the model gives sigmas,
 and ``SCRATCH/out/model.json`` (whether the model has gradients, its input normalisation).

@@ -571,7 +571,7 @@ def _code_spec(path: Path) -> ModelSpec:
 def run_code_entry(path, dataset, out_dir, seeds=CODE_SEEDS, folds=range(10),
                    config: dict | None = None, progress: bool = True, limits=None,
                    unsandboxed: bool = False, folder=None, diagnose=None, jobs: int = 1,
-                   scheduler: str | None = None, preset: str | None = None) -> pd.DataFrame:
+                   scheduler: str | None = None, schedule: str | None = None) -> pd.DataFrame:
     """Train a code submission fold by fold, each fold and seed in its own sandboxed child.
 
     The harness never imports the submission: every fold's child (see
@@ -605,10 +605,10 @@ def run_code_entry(path, dataset, out_dir, seeds=CODE_SEEDS, folds=range(10),
     scheduler : str, optional
         Address of a running Dask scheduler to send the fold tasks to instead (default: the
         setting ``DASK_SCHEDULER``, as generation; empty: none).
-    preset : str, optional
-        Whose training schedule the reference recipe follows for a module that defines only
-        ``build_keras_model`` (sent to every child as ``config["keras_recipe"]``); default:
-        the dataset's preset.
+    schedule : str, optional
+        The training schedule (:data:`benchmark.models.cnn.TRAINING_PRESETS`) the reference
+        recipe follows for a module that defines only ``build_keras_model`` (sent to every
+        child as ``config["keras_recipe"]``); default: that of the dataset's preset.
 
     Returns
     -------
@@ -616,7 +616,7 @@ def run_code_entry(path, dataset, out_dir, seeds=CODE_SEEDS, folds=range(10),
         ``image_id, log10_m500c_pred, seed`` as :func:`run_entry`.
     """
     from benchmark import sandbox
-    from benchmark.models.cnn import TRAINING_PRESETS, training_schedule
+    from benchmark.models.cnn import check_schedule, training_schedule
     from benchmark.core.settings import current
 
     path = Path(path).expanduser().resolve()
@@ -632,9 +632,9 @@ def run_code_entry(path, dataset, out_dir, seeds=CODE_SEEDS, folds=range(10),
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     folds = _checked_folds(ds, folds)
-    preset = preset or ds.card.get("preset")
-    base = {**(config or {}), "image": dict(ds.card.get("image", {})),
-            "keras_recipe": training_schedule(preset if preset in TRAINING_PRESETS else None)}
+    # The dataset's own preset, not the command line's: they differ with --dataset.
+    recipe = training_schedule(check_schedule(schedule) if schedule else ds.card.get("preset"))
+    base = {**(config or {}), "image": dict(ds.card.get("image", {})), "keras_recipe": recipe}
     limits = limits or sandbox.Limits()
     testsets = find_testsets(ds)
     job = {"spec": spec, "path": path, "limits": limits, "unsandboxed": unsandboxed,
@@ -1136,7 +1136,7 @@ def evaluate_code_submission(path, dataset_dir, results_dir, seeds=CODE_SEEDS, p
     preds = run_code_entry(path, ds, run_dir, seeds=seeds, folds=range(ds.splits.n_folds),
                            config=config, progress=progress, limits=limits,
                            unsandboxed=unsandboxed, folder=folder, diagnose=diagnose,
-                           jobs=jobs, preset=preset)
+                           jobs=jobs)
     ranked = tuple(sorted(set(int(s) for s in seeds))) == CODE_SEEDS
     notes = [] if ranked else [f"not ranked: trained on seeds {sorted(set(seeds))}; a ranked "
                                f"code entry is trained on the harness's seeds {list(CODE_SEEDS)}"]

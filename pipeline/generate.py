@@ -26,7 +26,7 @@ import pandas as pd
 
 from benchmark.core import settings
 from benchmark.core.errors import ClusterMassError
-from benchmark.core.io import atomic_path, write_bytes, write_text
+from benchmark.core.io import atomic_path, refuse_nonfinite, write_bytes, write_text
 from benchmark.dataset.card import write_card
 from benchmark.dataset.croissant import write_croissant
 from benchmark.dataset.checker import check_dataset
@@ -298,6 +298,7 @@ def write_cluster_file(path: Path, counts: np.ndarray, views: list[dict], attrs:
                        sources: list[dict] | None = None) -> None:
     """Write one cluster's images (and, with a sky, its true sources); the file appears under
     its name only when complete."""
+    refuse_nonfinite(views, f"the views of {path.name}")  # before anything is written
     with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=False) as h5:
         npix = counts.shape[-1]
         data = h5.create_dataset(
@@ -310,7 +311,6 @@ def write_cluster_file(path: Path, counts: np.ndarray, views: list[dict], attrs:
             "image_id", data=np.array([v["image_id"] for v in views], dtype=h5py.string_dtype()),
             track_times=False,
         )
-        # Strict JSON: a NaN in a view's truth is a bug upstream, not something to store.
         h5.create_dataset("views", data=json.dumps(views, sort_keys=True, allow_nan=False),
                           dtype=h5py.string_dtype(), track_times=False)
         if sources is not None:

@@ -242,11 +242,20 @@ def build_keras_model(input_shape):
 """
 
 
-def test_a_keras_network_alone_trains_with_the_recipe_of_the_datasets_preset(dataset, tmp_path):
+def test_a_keras_network_alone_trains_with_the_recipe(dataset, tmp_path):
     from benchmark.models.cnn import training_schedule
 
     preds = run_code_entry(module(tmp_path, KERAS_BUILDER), dataset, tmp_path / "run",
-                           seeds=(0,), folds=[2], progress=False, preset="ci")
+                           seeds=(0,), folds=[2], progress=False, schedule="ci")
     assert len(preds) > 0 and np.all(np.isfinite(preds["log10_m500c_pred"]))
     record = json.loads((fold_dir(tmp_path / "run", 2, 0) / "fold.json").read_text())
     assert record["config"]["keras_recipe"] == training_schedule("ci")
+
+
+def test_the_recipe_schedule_defaults_to_the_datasets_preset(dataset, tmp_path):
+    from benchmark.models.cnn import training_schedule
+
+    run_code_entry(weighted(tmp_path), dataset, tmp_path / "run", seeds=(0,), folds=[3],
+                   progress=False)
+    record = json.loads((fold_dir(tmp_path / "run", 3, 0) / "fold.json").read_text())
+    assert record["config"]["keras_recipe"] == training_schedule(dataset.card.get("preset"))

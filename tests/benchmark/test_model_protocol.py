@@ -94,17 +94,22 @@ def test_predict_never_reads_the_targets(fitted, fold):
     np.testing.assert_array_equal(model.predict(hidden), pred)
 
 
-def test_a_model_rebound_to_its_own_dataset_predicts_the_same(fitted, fold):
-    """The optional ``for_dataset(root)`` hook returns a fitted model of the same kind, and
-    leaves the original bound where it was."""
+def test_a_model_rebound_to_a_copy_of_its_dataset_predicts_the_same(fitted, fold, tmp_path):
+    """The optional ``for_dataset(root)`` hook returns a fitted model of the same kind that
+    reads the other folder, and leaves the original bound where it was."""
+    import shutil
+
     _, model, _, pred = fitted
     if not hasattr(model, "for_dataset"):
         pytest.skip("no for_dataset hook: the harness predicts every test set with the model")
+    copy = shutil.copytree(_SOURCES_DIR[0], tmp_path / "copy")
     before = dict(getattr(model, "config", {}))
-    bound = model.for_dataset(_SOURCES_DIR[0])
+    bound = model.for_dataset(copy)
     assert type(bound) is type(model)
     np.testing.assert_array_equal(bound.predict(fold[2]), pred)
     assert dict(getattr(model, "config", {})) == before
+    if before.get("sources_dataset_dir"):  # a model that reads the dataset reads the copy now
+        assert bound.config["sources_dataset_dir"] == str(copy)
 
 
 def test_bad_input_is_a_clustermass_error(fitted, fold, tmp_path):

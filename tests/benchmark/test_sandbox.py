@@ -271,3 +271,36 @@ def test_the_config_reaches_the_child_as_strict_json(tmp_path, fold):
     with pytest.raises(ClusterMassError, match=r"config holds NaN .* at rate"):
         sandbox.write_fold_inputs(tmp_path / "bad", *fold, config={"rate": float("nan")}, seed=3)
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_recipe_modules_are_the_whole_import_closure_of_the_keras_recipe():
+    """The list the sandbox mounts, checked against what models/cnn.py imports of the project
+    (at module level and inside functions), followed recursively."""
+    import ast
+    from pathlib import Path
+
+    package = Path(sandbox.__file__).resolve().parent
+
+    def module_file(name: str) -> str:
+        rel = Path(*name.split(".")[1:])
+        return str(rel / "__init__.py") if (package / rel).is_dir() else f"{rel}.py"
+
+    def project_imports(path: Path) -> set[str]:
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        return {n for n in names if n == "benchmark" or n.startswith("benchmark.")}
+
+    seen, todo = set(), ["benchmark.models.cnn"]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):  # a module's packages run their __init__ too
+            rel = "__init__.py" if i == 1 else module_file(".".join(parts[:i]))
+            if rel not in seen:
+                seen.add(rel)
+                todo.extend(project_imports(package / rel))
+    assert seen == set(sandbox.RECIPE_MODULES)

@@ -130,7 +130,7 @@ def test_a_view_with_a_nan_is_refused_and_leaves_no_file(tmp_path):
     from pipeline.generate import write_cluster_file
 
     path = tmp_path / "cluster_0003.h5"
-    with pytest.raises(ValueError, match="not JSON compliant"):
+    with pytest.raises(ClusterMassError, match="views of cluster_0003.h5 .*lx_cex_erg_s"):
         write_cluster_file(path, np.zeros((1, 8, 8), np.int32),
                            [{"image_id": "c0003_e0_x", "lx_cex_erg_s": float("nan")}], {}, h5py)
     assert list(tmp_path.iterdir()) == []
