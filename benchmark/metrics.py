@@ -86,6 +86,7 @@ __all__ = [
     "summarize_uncertainty",
     "image_scores",
     "bootstrap_uncertainty",
+    "cluster_groups",
     "cluster_multiplicities",
     "bootstrap_scatter",
     "ci68",
@@ -337,6 +338,31 @@ def summarize(eps) -> dict:
 # ---------------------------------------------------------------------------------------
 # Vectorised bootstrap
 # ---------------------------------------------------------------------------------------
+
+def cluster_groups(cluster_ids, folds=None) -> tuple[np.ndarray, np.ndarray]:
+    """The bootstrap's units: each image's cluster (a column of the multiplicities) and each
+    cluster's fold.
+
+    Parameters
+    ----------
+    cluster_ids : (n,) array
+        The cluster of each image.
+    folds : (n,) int array, optional
+        The fold of each image (all views of a cluster share one); default: one group.
+
+    Returns
+    -------
+    cluster_pos : (n,) int array
+        Column of each image's cluster, clusters in sorted order.
+    fold_of_cluster : (n_clusters,) int array
+        For :func:`cluster_multiplicities`.
+    """
+    clusters, cluster_pos = np.unique(np.asarray(cluster_ids), return_inverse=True)
+    fold_of_cluster = np.zeros(len(clusters), dtype=np.int64)
+    if folds is not None:
+        fold_of_cluster[cluster_pos] = np.asarray(folds)
+    return cluster_pos, fold_of_cluster
+
 
 def cluster_multiplicities(fold_of_cluster: np.ndarray, n_boot: int,
                            rng: np.random.Generator) -> np.ndarray:
@@ -928,9 +954,7 @@ def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
     gauss_by_seed = predictive_gaussians(pred, cat)
     seeds = list(eps_by_seed)
     cid = cat["cluster_id"].to_numpy()
-    clusters, cpos = np.unique(cid, return_inverse=True)
-    fold_of_cluster = np.zeros(len(clusters), dtype=np.int64)
-    fold_of_cluster[cpos] = fold
+    cpos, fold_of_cluster = cluster_groups(cid, fold)
 
     # Point estimates, per seed.
     per_seed_pooled, per_seed_folds = [], []
@@ -1004,7 +1028,7 @@ def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
         "metrics_version": METRICS_VERSION,
         "definitions": DEFINITIONS,
         "n_images": int(len(cat)),
-        "n_clusters": int(len(clusters)),
+        "n_clusters": int(len(fold_of_cluster)),
         "n_folds": int(splits.n_folds),
         "splits_sha256": splits.sha256(),
         "folds_scored": scored,

@@ -206,14 +206,12 @@ class _InDomain:
     @functools.cached_property
     def boot(self) -> np.ndarray | None:
         """(n_boot,) mean in-domain scatter per resample, or None without a bootstrap."""
-        from benchmark.metrics import bootstrap_scatter, cluster_multiplicities
+        from benchmark.metrics import bootstrap_scatter, cluster_groups, cluster_multiplicities
 
         if not self._n_boot or self.mean is None:
             return None
         cat = self._ds.catalog
-        clusters, cpos = np.unique(cat["cluster_id"].to_numpy(), return_inverse=True)
-        fold_of_cluster = np.zeros(len(clusters), dtype=np.int64)
-        fold_of_cluster[cpos] = cat["fold"].to_numpy()
+        cpos, fold_of_cluster = cluster_groups(cat["cluster_id"], cat["fold"])
         # Within folds, as benchmark.metrics.score's fold_mean_ci: each model's test fold
         # keeps its clusters' number, and every seed's model of a fold sees the same draws.
         mult = cluster_multiplicities(fold_of_cluster, self._n_boot,
@@ -234,16 +232,15 @@ def _set_intervals(ts: ExtraTestSet, eps_by_model: list[np.ndarray], in_domain: 
                    n_boot: int, seed: np.random.SeedSequence) -> dict:
     """68% intervals of a set's mean scatter and of its ratio, from a bootstrap over the
     set's clusters (one group) independent of the parent's."""
-    from benchmark.metrics import bootstrap_scatter, cluster_multiplicities
+    from benchmark.metrics import bootstrap_scatter, cluster_groups, cluster_multiplicities
 
     if not n_boot or not eps_by_model:
         return {"scatter_frac_ci68": None, "ratio_ci68": None}
-    cpos = np.unique(ts.dataset.catalog["cluster_id"].to_numpy(), return_inverse=True)[1]
+    cpos, one_group = cluster_groups(ts.dataset.catalog["cluster_id"])
     # A fresh generator per set: a set's interval depends on that set alone, not on which
     # other sets were found before it. The same draws for every model, as for every seed of
     # an entry in benchmark.metrics.score.
-    mult = cluster_multiplicities(np.zeros(cpos.max() + 1, dtype=np.int64), n_boot,
-                                  np.random.default_rng(seed))
+    mult = cluster_multiplicities(one_group, n_boot, np.random.default_rng(seed))
     shifted = np.mean([bootstrap_scatter(eps, cpos, mult) for eps in eps_by_model], axis=0)
     parent = in_domain.boot
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -14,7 +14,7 @@ from scipy.optimize import curve_fit
 
 from benchmark.core.errors import ClusterMassError
 from benchmark.metrics import (LN10, STAT_KEYS, _boot_group, bootstrap_scatter, ci68,
-                               cluster_multiplicities, fit_gaussian, fit_gaussian_batch,
+                               cluster_groups, cluster_multiplicities, fit_gaussian, fit_gaussian_batch,
                                gaussian_binning, quantile, score, summarize)
 
 
@@ -190,9 +190,7 @@ def test_vectorised_bootstrap_equals_explicit_resampling(small):
     cat, splits = small
     rng = np.random.default_rng(7)
     eps = rng.normal(0.01, 0.08, len(cat)) + rng.standard_t(3, len(cat)) * 0.01
-    clusters, cpos = np.unique(cat["cluster_id"].to_numpy(), return_inverse=True)
-    fold_of_cluster = np.zeros(len(clusters), int)
-    fold_of_cluster[cpos] = cat["fold"].to_numpy()
+    cpos, fold_of_cluster = cluster_groups(cat["cluster_id"], cat["fold"])
     mult = cluster_multiplicities(fold_of_cluster, 15, np.random.default_rng(0))
     # Stratified: each fold keeps its number of clusters in every resample.
     for f in range(10):
@@ -219,10 +217,11 @@ def test_bootstrap_scatter_equals_explicit_resampling(small):
     cat, _ = small
     rng = np.random.default_rng(9)
     eps = rng.normal(-0.02, 0.07, len(cat))
-    clusters, cpos = np.unique(cat["cluster_id"].to_numpy(), return_inverse=True)
-    mult = cluster_multiplicities(np.zeros(len(clusters), int), 6, np.random.default_rng(3))
-    assert (mult.sum(axis=1) == len(clusters)).all()  # one group: all clusters, any mix
-    mult = np.vstack([np.ones(len(clusters), mult.dtype), mult])  # row 0: the sample itself
+    cpos, one_group = cluster_groups(cat["cluster_id"])
+    n_clusters = len(one_group)
+    mult = cluster_multiplicities(one_group, 6, np.random.default_rng(3))
+    assert (mult.sum(axis=1) == n_clusters).all()  # one group: all clusters, any mix
+    mult = np.vstack([np.ones(n_clusters, mult.dtype), mult])  # row 0: the sample itself
     # One fold's images with the multiplicities of every cluster, as the shift track uses it.
     sel = cat["fold"].to_numpy() == 2
     for e, pos in ((eps, cpos), (eps[sel], cpos[sel])):
@@ -344,9 +343,7 @@ def test_uncertainty_bootstrap_equals_explicit_resampling(small):
     truth = cat["log10_m500c"].to_numpy()
     gauss = {s: (truth + rng.normal(0, 0.06, len(cat)), rng.uniform(0.03, 0.09, len(cat)))
              for s in (0, 1)}
-    clusters, cpos = np.unique(cat["cluster_id"].to_numpy(), return_inverse=True)
-    fold_of_cluster = np.zeros(len(clusters), int)
-    fold_of_cluster[cpos] = cat["fold"].to_numpy()
+    cpos, fold_of_cluster = cluster_groups(cat["cluster_id"], cat["fold"])
     mult = cluster_multiplicities(fold_of_cluster, 50, np.random.default_rng(2))
     ci = bootstrap_uncertainty(gauss, truth, cpos, mult)
     assert set(ci) == set(UNC_BOOT_KEYS)
@@ -404,3 +401,10 @@ def test_uncertainty_scores_follow_the_residuals_alignment(small):
     a = score(_with_sigma(cat, mu, sigma), cat, splits, n_boot=20)["uncertainty"]
     b = score(shuffled, cat, splits, n_boot=20)["uncertainty"]
     assert a == b  # row order of the submission does not matter
+
+
+def test_cluster_groups_give_each_image_its_cluster_and_each_cluster_its_fold():
+    cpos, folds = cluster_groups(["c7", "c2", "c7", "c9"], [3, 1, 3, 0])
+    assert cpos.tolist() == [1, 0, 1, 2]  # clusters sorted: c2, c7, c9
+    assert folds.tolist() == [1, 3, 0]
+    assert cluster_groups(["b", "a", "b"])[1].tolist() == [0, 0]  # one group
