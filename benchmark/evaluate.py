@@ -125,7 +125,7 @@ def evaluate_submission(path, dataset_dir, results_dir, seeds=None, preset=None,
             seeds=tuple(seeds) if seeds else CODE_SEEDS, preset=preset,
             unsandboxed=unsandboxed, metadata=code_metadata(path),
             folder=Path(path) if Path(path).is_dir() else None, overwrite=overwrite,
-            diagnose=diagnose_in_sandbox, jobs=jobs))
+            diagnose=diagnose_in_sandbox, jobs=jobs, n_boot=n_boot))
     entry = evaluate_predictions(path, None, dataset_dir, entries_dir, n_boot=n_boot,
                                  overwrite=overwrite)
     return entries_dir / f"{entry.slug}.json"

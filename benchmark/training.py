@@ -1109,13 +1109,13 @@ def evaluate_code_submission(path, dataset_dir, results_dir, seeds=CODE_SEEDS, p
                              config: dict | None = None, progress: bool = True, limits=None,
                              unsandboxed: bool = False, metadata: dict | None = None,
                              folder=None, overwrite: bool = False, diagnose=None,
-                             jobs: int = 1) -> Path:
+                             jobs: int = 1, n_boot: int = 1000) -> Path:
     """Train a code submission fold by fold in the sandbox and write its entry.
 
     The entry is named after ``metadata["name"]``, else the submission folder, else the
     module. It is trusted only when every fold ran in the sandbox, and ranked only when it
     was trained on the harness's seeds (:data:`CODE_SEEDS`). ``diagnose`` and ``jobs`` as
-    :func:`run_code_entry`.
+    :func:`run_code_entry`; ``n_boot`` as :func:`write_baseline_entry`.
     """
     from benchmark.models import BASELINES
 
@@ -1146,7 +1146,7 @@ def evaluate_code_submission(path, dataset_dir, results_dir, seeds=CODE_SEEDS, p
                 "trusted": not unsandboxed, "ranked": ranked, "notes": "; ".join(notes) or None,
                 "sandbox": "none (--unsandboxed)" if unsandboxed else "bubblewrap"}
     return write_baseline_entry(name, preds, ds, run_dir, Path(results_dir) / "entries",
-                                metadata=metadata)
+                                metadata=metadata, n_boot=n_boot)
 
 
 def write_baseline_entry(name: str, predictions: pd.DataFrame, dataset, run_dir,

@@ -98,8 +98,9 @@ def test_a_submission_may_not_take_a_baseline_name(dataset, tmp_path):
 def test_unsandboxed_entries_say_so_and_are_not_trusted(dataset, tmp_path):
     sub = submit(tmp_path / "local", POWER_LAW)
     entry = load_entry(evaluate_submission(sub / "model.py", dataset.root, tmp_path / "results",
-                                           seeds=(0,), unsandboxed=True))
+                                           seeds=(0,), unsandboxed=True, n_boot=25))
     assert not entry.trusted
+    assert entry.score.document["n_boot"] == 25  # the caller's bootstrap size reaches the scoring
     assert entry.metadata["sandbox"] == "none (--unsandboxed)"
     assert "not trusted" in entry.metadata["notes"]
 
