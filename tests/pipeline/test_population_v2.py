@@ -1,5 +1,6 @@
-"""Population version 2 (dataset 0.2.0): each ingredient against its switch, and version 1
-reproducing the published 0.1.0 data byte for byte."""
+"""Population versions 2 and 3 (datasets 0.2.0, 0.3.0): each ingredient against its switch,
+version 3's recalibrated cool cores against version 2's, and version 1 reproducing the
+published 0.1.0 data byte for byte."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,7 @@ from pipeline.observation import Observation
 from pipeline.population import (
     REFERENCES_V2, PopulationParams, fgas_mean, fgas_scatter_ln, make_population, t500_mean_kev,
 )
-from pipeline.report import observables_table, table_markdown
+from pipeline.report import observables_table, population_checks, table_markdown, truth_table
 
 #: SHA-256 digests of the ``ci`` dataset made by the code before population version 2
 #: existed (commit dcd7928, 2026-12-02): its catalog file, and the list of its cluster files
@@ -87,14 +88,17 @@ def test_version_1_ci_dataset_is_byte_identical_to_0_1_0(tmp_path):
 
 
 def test_dataset_version_follows_the_population_version():
-    assert load_preset("ci").population.version == 2
-    assert load_preset("ci").dataset.version == "0.2.0"
+    assert load_preset("ci").population.version == 3
+    assert load_preset("ci").dataset.version == "0.3.0"
+    assert load_preset("ci", population={"version": 2}).dataset.version == "0.2.0"
     assert load_preset("ci", dataset={"version": "9.9.9"}).dataset.version == "9.9.9"
 
 
 def test_bad_version_and_switches_get_one_clear_error():
-    with pytest.raises(ClusterMassError, match="version = 3 is unknown"):
-        PopulationParams(version=3)
+    with pytest.raises(ClusterMassError, match="version = 4 is unknown"):
+        PopulationParams(version=4)
+    with pytest.raises(ClusterMassError, match="cc_rc2_frac = 0 must be > 0"):
+        PopulationParams(cc_rc2_frac=0)
     with pytest.raises(ClusterMassError, match="hydrostatic_bias"):
         PopulationParams(hydrostatic_bias=-0.1)
     with pytest.raises(ClusterMassError, match="cc_floor = 'yes' must be true or false"):
@@ -218,3 +222,28 @@ def test_a_card_without_population_version_is_version_1():
     v1 = make_population(config.population, config.dataset.master_seed, config.observation)
     assert drawn.to_csv(index=False) == v1.to_csv(index=False)
     assert "cc_floor" in load_preset("ci").resolved_parameters()["population"]
+
+
+def test_version_3_widens_the_cool_cores_and_nothing_else():
+    """Version 3 is version 2 with a wider compact cool-core component (CC_RC2_FRAC): the
+    same draws, the cool cores brighter in total L_X and alike outside 0.15 R500c."""
+    assert PopulationParams(version=2).cc_rc2_frac == 0.04
+    assert PopulationParams().cc_rc2_frac == 0.06
+    assert PopulationParams(version=2, cc_rc2_frac=0.06) == dataclasses.replace(
+        PopulationParams(), version=2)  # an explicit value overrides the version's
+    v2 = make_population(PopulationParams(version=2, n_clusters=16, n_epochs=2), 7)
+    v3 = make_population(PopulationParams(n_clusters=16, n_epochs=2), 7)
+    assert (v3["population_version"] == 3).all() and (v2["population_version"] == 2).all()
+    for col in ("log10_m500c", "gas_fraction", "cool_core", "merger", "rc_frac", "beta"):
+        np.testing.assert_array_equal(v2[col].to_numpy(), v3[col].to_numpy())
+    cc = v3["cool_core"].to_numpy() == 1
+    assert cc.sum() >= 4 and (v3["cc_rc2_frac"][cc] > v2["cc_rc2_frac"][cc]).all()
+    t2, t3 = truth_table(v2, Observation(), npix=32), truth_table(v3, Observation(), npix=32)
+    in_cc = t3.merge(v3[["cluster_id", "epoch", "cool_core"]])["cool_core"].to_numpy() == 1
+    gain_total = np.log10(t3["lx_total_erg_s"] / t2["lx_total_erg_s"]).to_numpy()
+    gain_cex = np.log10(t3["lx_cex_erg_s"] / t2["lx_cex_erg_s"]).to_numpy()
+    assert np.median(gain_total[in_cc]) > 0.05  # the cores' luminosity, where it was lost
+    assert np.abs(gain_total[~in_cc]).max() < 1e-9  # other epochs are untouched
+    assert np.median(np.abs(gain_cex[in_cc])) < np.median(gain_total[in_cc]) / 2
+    checks2, checks3 = population_checks(v2, t2), population_checks(v3, t3)
+    assert checks3["lx_total_offset_dex_cool_core"] > checks2["lx_total_offset_dex_cool_core"]
