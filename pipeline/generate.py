@@ -27,6 +27,7 @@ import pandas as pd
 from benchmark.core import settings
 from benchmark.core.errors import ClusterMassError
 from benchmark.core.io import atomic_path, refuse_nonfinite, write_bytes, write_text
+from benchmark.core.simd import numpy_simd_level, simd_family
 from benchmark.dataset.card import write_card
 from benchmark.dataset.croissant import write_croissant
 from benchmark.dataset.checker import check_dataset
@@ -279,7 +280,9 @@ def render_cluster(config: Config, rows: list[dict], out_dir: str, fingerprint: 
     sources = sky_sources(views)
     write_cluster_file(path, np.stack(images), views, attrs, h5py, sources=sources)
     timings["write"] += time.perf_counter() - start
-    return {"cluster_id": cluster_id, "n_views": len(views), "timings": dict(timings)}
+    # the worker's NumPy kernels decide the last bits of what it wrote (benchmark.core.simd)
+    return {"cluster_id": cluster_id, "n_views": len(views), "timings": dict(timings),
+            "numpy_simd": numpy_simd_level()}
 
 
 def sky_sources(views: list[dict]) -> list[dict] | None:
@@ -332,9 +335,11 @@ def read_views(path: Path) -> list[dict]:
 
 
 def run_tasks(plan: Plan, todo: list[int], out_dir: Path, workers: int, scheduler: str | None, progress: bool,
-              timings_log: Path | None = None) -> dict:
-    """Render the clusters in ``todo``, serially or on Dask; return summed stage timings.
+              timings_log: Path | None = None) -> tuple[dict, list[str]]:
+    """Render the clusters in ``todo``, serially or on Dask.
 
+    Returns the summed stage timings and the NumPy kernel levels the rendering processes ran
+    (one per CPU family, normally; :func:`simd_levels_note` says when they mixed).
     With ``timings_log``, one JSON line per finished cluster (its stage seconds) is appended
     there as it finishes, so an interrupted run still tells where its time went.
     """
@@ -344,12 +349,14 @@ def run_tasks(plan: Plan, todo: list[int], out_dir: Path, workers: int, schedule
         int(cid): rows.to_dict("records") for cid, rows in plan.population.groupby("cluster_id")
     }
     timings: dict[str, float] = defaultdict(float)
+    levels: set[str] = set()
     total_views = plan.n_views
     done_views = total_views - sum(len(rows_by_cluster[c]) * len(PROJECTIONS) for c in todo)
     bar = tqdm(total=total_views, initial=done_views, unit="view", desc="mocks", disable=not progress,
                dynamic_ncols=True)
 
     def collect(result):
+        levels.add(result["numpy_simd"])
         for stage, seconds in result["timings"].items():
             timings[stage] += seconds
         bar.update(result["n_views"])
@@ -373,7 +380,21 @@ def run_tasks(plan: Plan, todo: list[int], out_dir: Path, workers: int, schedule
         ):
             collect(result)
     bar.close()
-    return dict(timings)
+    return dict(timings), sorted(levels)
+
+
+def simd_levels_note(levels: list[str]) -> str | None:
+    """A warning when the clusters were rendered by processes of more than one CPU family of
+    NumPy's kernels (workers on other machines): such a dataset's bytes match neither
+    family's regeneration. None when they agree."""
+    families = sorted({simd_family(level) for level in levels})
+    if len(families) <= 1:
+        return None
+    return (f"the clusters were rendered with NumPy kernels of several CPU families "
+            f"({', '.join(families)}: levels {', '.join(levels)}); their last bits differ, so "
+            "this dataset matches no single machine's regeneration byte for byte. Render on "
+            "workers of one family, or set NPY_DISABLE_CPU_FEATURES on the wider ones "
+            "(benchmark/core/simd.py)")
 
 
 def assemble_catalog(plan: Plan, out_dir: Path, folds: dict[int, int]) -> pd.DataFrame:
@@ -512,7 +533,10 @@ def generate(config: Config, out_dir: Path, workers: int = 1, scheduler: str | N
         logger.info("resuming: %d of %d clusters already complete", skipped, len(plan.cluster_ids))
     if timings_log is not None:
         Path(timings_log).parent.mkdir(parents=True, exist_ok=True)
-    timings = run_tasks(plan, todo, out_dir, workers, scheduler, progress, timings_log)
+    timings, levels = run_tasks(plan, todo, out_dir, workers, scheduler, progress, timings_log)
+    mixed = simd_levels_note(levels)
+    if mixed:
+        logger.warning(mixed)
 
     splits_bytes = splits.to_json()
     write_bytes(out_dir / "splits.json", splits_bytes)
@@ -520,12 +544,24 @@ def generate(config: Config, out_dir: Path, workers: int = 1, scheduler: str | N
     catalog = assemble_catalog(plan, out_dir, folds)
     write_text(out_dir / "catalog.csv", catalog.to_csv(index=False, lineterminator="\n"))
     card = dataset_card(plan, catalog, hashlib.sha256(splits_bytes).hexdigest())
+    card["numpy_simd"] = {"process": numpy_simd_level(),
+                          "workers": sorted(set(levels) | set(_recorded_worker_levels(out_dir)))}
     write_card(out_dir, card)
     check_dataset(out_dir)
     write_croissant(out_dir, card)
     if progress:
         log_timings(timings, len(todo) * len(PROJECTIONS) * config_epochs(plan), time.perf_counter() - start)
     return out_dir
+
+
+def _recorded_worker_levels(out_dir: Path) -> list[str]:
+    """The NumPy levels a finished earlier run recorded in the card: a rerun that renders
+    nothing (or only what an interruption left) keeps what rendered the rest."""
+    try:
+        card = json.loads((Path(out_dir) / "dataset_card.json").read_text())
+        return list((card.get("numpy_simd") or {}).get("workers") or [])
+    except (OSError, ValueError, AttributeError):
+        return []
 
 
 def take_back_finished(plan: Plan, resume_dir: Path, out_dir: Path) -> None:

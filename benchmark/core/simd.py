@@ -8,10 +8,10 @@ one family, not across families (measured: the ``ci`` preset's catalog and image
 between an AVX-512 and an AVX2 machine, and on one AVX2 machine between its AVX2 kernels and
 the baseline ones forced with ``NPY_DISABLE_CPU_FEATURES=X86_V3``).
 
-``make release`` records the level of the machine that records (run it where the data were
-made; Dask workers of another CPU family would make other bytes) beside each content
-fingerprint and
-``clustermass check-version`` names both families when bytes differ. NumPy's own switch,
+Generation records the levels its rendering processes ran (the card's ``numpy_simd``; Dask
+workers of several families are warned about, since their dataset matches no single
+machine's regeneration), ``make release`` records that level beside each content
+fingerprint, and ``clustermass check-version`` names both families when bytes differ. NumPy's own switch,
 ``NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR"`` set before Python starts, makes an
 AVX-512 machine run the AVX2 kernels.
 """

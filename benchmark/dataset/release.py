@@ -57,6 +57,7 @@ __all__ = [
     "check_expected_version",
     "check_fingerprint",
     "content_fingerprint",
+    "rendering_simd_level",
     "annexed_sha256",
     "record_expected_version",
     "release",
@@ -392,6 +393,18 @@ def check_fingerprint(dataset_root, preset: str, expected_path=None) -> str:
             f"{entry.get('version')} (content fingerprint {found})")
 
 
+def rendering_simd_level(card) -> str:
+    """The NumPy kernel level that made a dataset's bytes: its rendering workers' as the card
+    records them (``numpy_simd.workers``; several joined by ``+`` when they mixed), else, for
+    a card without them, this process's."""
+    workers = list((card.get("numpy_simd") or {}).get("workers") or [])
+    if not workers:
+        return numpy_simd_level()
+    if len({simd_family(level) for level in workers}) == 1:
+        return workers[-1]
+    return "+".join(workers)
+
+
 def _family_note(recorded_level: str | None) -> str:
     """A line for a fingerprint mismatch when the recording machine's NumPy kernels were of
     another CPU family than this one's (:mod:`benchmark.core.simd`), else nothing."""
@@ -440,7 +453,7 @@ def record_expected_version(dataset_root, preset: str, release_info: dict | None
         "fingerprint": fingerprint or content_fingerprint(root),
         "fingerprint_format": FINGERPRINT_FORMAT,
         # bytes agree within a CPU family of NumPy's kernels only (benchmark.core.simd)
-        "numpy_simd": numpy_simd_level(),
+        "numpy_simd": rendering_simd_level(card),
     }
     if release_info:
         entry["release"] = dict(release_info)

@@ -18,7 +18,9 @@ from benchmark.dataset.loader import ClusterMassDataset
 from benchmark.core.errors import ClusterMassError
 from benchmark.dataset.checker import check_dataset
 from pipeline.config import load_preset
-from pipeline.generate import cluster_path, generate
+from benchmark.core.simd import numpy_simd_level
+from benchmark.dataset.release import rendering_simd_level
+from pipeline.generate import cluster_path, generate, simd_levels_note
 
 SMALL = {"population": {"n_clusters": 10, "n_epochs": 1}}  # the size of conftest's serial_dataset
 SMALL_ARGS = ["--set", "population.n_clusters=10", "--set", "population.n_epochs=1"]
@@ -134,3 +136,18 @@ def test_a_view_with_a_nan_is_refused_and_leaves_no_file(tmp_path):
         write_cluster_file(path, np.zeros((1, 8, 8), np.int32),
                            [{"image_id": "c0003_e0_x", "lx_cex_erg_s": float("nan")}], {}, h5py)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_card_records_the_numpy_kernels_that_rendered_it(serial_dataset):
+    card = json.loads((serial_dataset / "dataset_card.json").read_text())
+    assert card["numpy_simd"] == {"process": numpy_simd_level(), "workers": [numpy_simd_level()]}
+    assert rendering_simd_level(card) == numpy_simd_level()  # what a release records
+
+
+def test_workers_of_two_cpu_families_are_named_and_recorded_as_such():
+    assert simd_levels_note(["X86_V3"]) is None
+    note = simd_levels_note(["AVX512_SPR", "X86_V3"])
+    assert "AVX512_SPR" in note and "X86_V3" in note and "NPY_DISABLE_CPU_FEATURES" in note
+    mixed = {"numpy_simd": {"workers": ["AVX512_SPR", "X86_V3"]}}
+    assert rendering_simd_level(mixed) == "AVX512_SPR+X86_V3"
+    assert rendering_simd_level({}) == numpy_simd_level()  # a card from before the record
