@@ -361,7 +361,44 @@ def _page(title: str, body: str, root: str) -> str:
     )
 
 
-def _index_html(rows: list[dict], dataset_info: dict) -> str:
+def _pdf_overlay_figure(board: list[LoadedEntry]) -> tuple[str, str] | None:
+    """The study's figure for the whole board: every entry's error PDF (unit area) with its
+    best-fit Gaussian (dashed, same colour), in ranking order, oracles marked."""
+    curves = []
+    for le in sorted(board, key=lambda le: (le.row.get("scatter_frac") is None,
+                                            le.row.get("scatter_frac") or 0.0)):
+        pdf = le.entry.score.section("pdf")
+        edges, counts = _nums(pdf.get("bin_edges_dex") or []), _nums(pdf.get("counts") or [])
+        widths = np.diff(edges)
+        total = np.nansum(counts * widths) if len(counts) == len(widths) else 0.0
+        if len(edges) < 2 or not total > 0:
+            continue
+        gauss = pdf.get("gauss") or {}
+        curves.append((le, edges, counts / total, _num(gauss.get("mu_dex")), _num(gauss.get("sigma_dex"))))
+    if not curves:
+        return None
+    lo = max(-0.6, min(float(c[1][0]) for c in curves))
+    hi = min(0.6, max(float(c[1][-1]) for c in curves))
+    top = max(float(np.nanmax(c[2])) for c in curves) * 1.1
+    ax = Axes((lo, hi), (0, top), width=720, height=420, title="Error PDFs of all entries",
+              ylabel="probability density (1/dex)", xlabel="ε = log10 M_pred − log10 M_true (dex)")
+    xs = np.linspace(lo, hi, 300)
+    for i, (le, edges, density, mu, sig) in enumerate(curves):
+        color = COLORS[i % len(COLORS)]
+        scatter = le.row.get("scatter_frac")
+        label = (le.entry.name[:40] + (" (oracle)" if le.row.get("oracle") else "")
+                 + ("" if scatter is None else f": {_pct(scatter)}"))
+        ax.step_hist(edges, density, color, 1.2, label=label)
+        if mu is not None and sig and sig > 0:
+            ax.line(xs, np.exp(-0.5 * ((xs - mu) / sig) ** 2) / (sig * math.sqrt(2 * math.pi)), color, 1, "4,3")
+    ax.vline(0)
+    return (ax.to_svg(),
+            "Each entry's out-of-fold error PDF (all images, normalised to unit area) and, dashed in "
+            "the same colour, its best-fit Gaussian, whose width is the scatter of the table (the "
+            "study's figure, for every entry at once). Oracles are the physical floor.")
+
+
+def _index_html(rows: list[dict], dataset_info: dict, figure: tuple[str, str] | None = None) -> str:
     head = [("#", "number", "rank"), ("Entry", "text", "name"), ("Scatter (Gauss, ln10 σ)", "number", "scatter"),
             ("Hidden", "number", "hidden"), ("Worst shift (ratio)", "number", "shift"),
             ("Bias (dex)", "number", "bias"), ("Fold scatter mean ± std", "number", "fold"),
@@ -433,6 +470,8 @@ def _index_html(rows: list[dict], dataset_info: dict) -> str:
         "floor: they sort with every column but take no rank. "
         "Click a column header to sort.</p>"
     )
+    if figure:
+        body += f'<h2>Error PDFs</h2><figure>{figure[0]}<figcaption>{esc(figure[1])}</figcaption></figure>'
     return _page("clustermass leaderboard", body, "")
 
 
@@ -985,6 +1024,6 @@ def render_site(entries_dir, dataset, out_dir="leaderboard/site", *, strict: boo
         pngs = _copy_diag_pngs(le, out / "entries" / le.slug)
         write_text(out / "entries" / f"{le.slug}.html", _entry_html(le, le.row, pngs))
         rows.append(le.row)
-    index = write_text(out / "index.html", _index_html(rows, info))
+    index = write_text(out / "index.html", _index_html(rows, info, _pdf_overlay_figure(board)))
     write_text(out / "LEADERBOARD.md", _markdown(rows, info))
     return index

@@ -309,3 +309,14 @@ def test_shift_ratios_show_their_interval_and_old_entries_render(fake_dataset, t
     md = (site.parent / "LEADERBOARD.md").read_text()
     assert "exposure 12.5%, bias +0.000, ratio 1.25 \\(1.10\\-1.41\\)" in md
     assert "exposure 16.0%, bias +0.000, ratio 1.60;" in md
+
+
+def test_index_overlays_every_entry_error_pdf_with_its_gaussian(site):
+    figure = site.read_text().split("<h2>Error PDFs</h2>")[1]
+    assert "<title>Error PDFs of all entries</title>" in figure
+    # Per entry a histogram and its dashed Gaussian, in the entry's colour; and the zero line.
+    assert figure.count("<polyline") == 2 * 3 + 1
+    assert figure.count('stroke-dasharray="4,3"') == 3
+    legend = re.findall(r'font-size="10" fill="#222">([^<]*)</text>', figure)
+    assert legend[0].startswith(esc("CNN " + EVIL)[:40]) and legend[-1].startswith("training mean")
+    assert "<script>window" not in figure and "<img src=x" not in figure
