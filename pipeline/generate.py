@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core import settings
-from benchmark.core.errors import ClusterMassError
+from benchmark.core.errors import ClusterMassError, DatasetError
 from benchmark.core.io import atomic_path, refuse_nonfinite, write_bytes, write_text
-from benchmark.core.simd import numpy_simd_level, simd_family
-from benchmark.dataset.card import write_card
+from benchmark.core.simd import numpy_simd_level, simd_families
+from benchmark.dataset.card import read_card, write_card
 from benchmark.dataset.croissant import write_croissant
 from benchmark.dataset.checker import check_dataset
 from benchmark.dataset.layout import CATALOG_COLUMNS, LAYOUT_VERSION
@@ -387,7 +387,7 @@ def simd_levels_note(levels: list[str]) -> str | None:
     """A warning when the clusters were rendered by processes of more than one CPU family of
     NumPy's kernels (workers on other machines): such a dataset's bytes match neither
     family's regeneration. None when they agree."""
-    families = sorted({simd_family(level) for level in levels})
+    families = simd_families(levels)
     if len(families) <= 1:
         return None
     return (f"the clusters were rendered with NumPy kernels of several CPU families "
@@ -558,9 +558,8 @@ def _recorded_worker_levels(out_dir: Path) -> list[str]:
     """The NumPy levels a finished earlier run recorded in the card: a rerun that renders
     nothing (or only what an interruption left) keeps what rendered the rest."""
     try:
-        card = json.loads((Path(out_dir) / "dataset_card.json").read_text())
-        return list((card.get("numpy_simd") or {}).get("workers") or [])
-    except (OSError, ValueError, AttributeError):
+        return list((read_card(out_dir).get("numpy_simd") or {}).get("workers") or [])
+    except DatasetError:  # no card yet (a first or interrupted run) or not a valid one
         return []
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import platform
 
-__all__ = ["numpy_simd_level", "simd_family", "FAMILIES"]
+__all__ = ["numpy_simd_level", "simd_family", "simd_families", "FAMILIES"]
 
 #: NumPy's x86 dispatch targets by family, from the widest down; other machines are their own
 #: family (``<machine>:<level>``).
@@ -47,3 +47,9 @@ def simd_family(level: str | None = None, machine: str | None = None) -> str:
             if level in targets:
                 return family
     return f"{machine}:{level}"
+
+
+def simd_families(levels) -> list[str]:
+    """The distinct families of ``levels`` (sorted): more than one means bytes made by those
+    processes agree with no single machine's."""
+    return sorted({simd_family(level) for level in levels})

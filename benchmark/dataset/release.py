@@ -43,7 +43,7 @@ from pathlib import Path
 from benchmark.core import settings
 from benchmark.core.errors import DatasetError
 from benchmark.core.io import write_json
-from benchmark.core.simd import numpy_simd_level, simd_family
+from benchmark.core.simd import numpy_simd_level, simd_families, simd_family
 from benchmark.dataset.archive import (archive_name, extract_verified, fetch_archive,
                                        is_archive_source, write_archive)
 from benchmark.dataset.card import read_card
@@ -400,7 +400,7 @@ def rendering_simd_level(card) -> str:
     workers = list((card.get("numpy_simd") or {}).get("workers") or [])
     if not workers:
         return numpy_simd_level()
-    if len({simd_family(level) for level in workers}) == 1:
+    if len(simd_families(workers)) == 1:
         return workers[-1]
     return "+".join(workers)
 
