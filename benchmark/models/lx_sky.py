@@ -504,10 +504,23 @@ def _stamp_masks(masks, image, x, y, radius, half):
     masks[image[k], ys[k, r].astype(np.int64), xs[k, c].astype(np.int64)] = True
 
 
+#: Images per block of :func:`fill_masked`. A ring mean over a whole training fold (6,312
+#: images at 128 px) allocates ~1 GB temporaries per step, and on VMs that fault fresh memory
+#: in lazily it took 3-18 s per call; blocks of this size reuse the allocator's memory and
+#: give the same bits (each image's rings are summed alone, in pixel order, either way).
+FILL_BLOCK = 128
+
+
 def fill_masked(images, masks) -> np.ndarray:
     """Masked pixels replaced by the mean of the unmasked pixels of their ring."""
-    images = _check_images(images)
-    masks = np.broadcast_to(np.asarray(masks, bool), images.shape)
+    if np.ndim(images) == 2:
+        images = np.asarray(images)[None]
+    masks = np.broadcast_to(np.asarray(masks, bool), np.shape(images))
     if not masks.any():
-        return images
-    return np.where(masks, _ring_mean(images, ~masks), images)
+        return _check_images(images)
+    filled = np.empty(np.shape(images), dtype=np.float64)
+    for start in range(0, len(images), FILL_BLOCK):
+        block = slice(start, start + FILL_BLOCK)
+        part = _check_images(images[block])
+        filled[block] = np.where(masks[block], _ring_mean(part, ~masks[block]), part)
+    return filled
