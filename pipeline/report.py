@@ -67,7 +67,7 @@ TARGETS = {
 }
 
 #: Figures measured on the population of version 1 (the 0.1.0 datasets; command in the
-#: module docstring, with ``--set version=1`` now that version 2 is the default).
+#: module docstring, with ``--set version=1`` now that a later version is the default).
 CALIBRATION: dict = {
     "n_views": 7896, "npix": 64, "master_seed": 20190521,
     "lx_cex_slope": 1.424, "lx_total_slope": 1.648,
@@ -209,7 +209,8 @@ def table_markdown(table: list[dict]) -> str:
 
 
 #: Population version 2 on the same views, measured on 2026-12-02 with
-#: ``python -m pipeline.report --npix 64 --out DIR`` (107 s); core figures from the 1D gas
+#: ``python -m pipeline.report --npix 64 --out DIR`` (107 s when version 2 was the default; 127 s
+#: in a later run with ``--set version=2``); core figures from the 1D gas
 #: model of each cool-core epoch (:func:`core_statistics`).  The floors remove the
 #: unphysical cores but also most of the cool cores' total-L_X boost: the total L_X scatter
 #: falls below the REXCESS-like range and core excision gains little (18.8% vs 15.0%).
