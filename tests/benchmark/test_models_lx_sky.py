@@ -193,6 +193,27 @@ def test_detections_are_cached_per_image():
     np.testing.assert_allclose(again[again["image"] == 1]["x_pix"], first["x_pix"])
 
 
+def test_true_sources_lookup_matches_a_merge(monkeypatch):
+    """The grouped lookup gives what a merge on image ids gives: duplicates at every
+    position, unknown ids and faint or extended sources left out, rows image by image."""
+    table = pd.DataFrame({
+        "view_index": [0, 0, 1, 2, 2, 2], "image_id": ["b", "b", "a", "c", "c", "c"],
+        "kind": ["point", "point", "point", "halo", "point", "point"],
+        "x_pix": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "y_pix": [7.0, 8.0, 9.0, 10.0, 11.0, 12.0],
+        "expected_counts": [5.0, 0.5, 5.0, 5.0, 5.0, 5.0], "flux_cgs": 1e-14, "redshift": np.nan})
+    monkeypatch.setattr(lx, "true_sources_table", lambda root: table)
+    lx._maskable_sources.cache_clear()
+    model = LXModel({"point_sources": "truth", "sources_dataset_dir": "lookup-test"})
+    got = model._true_sources(pd.DataFrame({"image_id": ["c", "zz", "b", "c"]}))
+    assert got["image"].tolist() == [0, 0, 2, 3, 3]
+    assert got["x_pix"].tolist() == [5.0, 6.0, 1.0, 5.0, 6.0]
+    assert got["y_pix"].tolist() == [11.0, 12.0, 7.0, 11.0, 12.0]
+    monkeypatch.setattr(lx, "true_sources_table", lambda root: table.iloc[:0])
+    lx._maskable_sources.cache_clear()
+    assert model._true_sources(pd.DataFrame({"image_id": ["a"]})).empty
+    lx._maskable_sources.cache_clear()
+
+
 def test_truth_variant_masks_the_true_point_sources(tmp_path):
     """point_sources = 'truth' reads the dataset's /sources and masks the point sources only."""
     import h5py
