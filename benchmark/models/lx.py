@@ -331,10 +331,10 @@ class _SourcesByImage:
         """A detection-like table (image, x_pix, y_pix) of the images ``image_ids`` (an id
         that appears several times gets its sources at every position), rows image by
         image, each image's sources in the dataset's order."""
-        where = self.image_ids.get_indexer(np.asarray(image_ids).astype(str))
         if not len(self.counts):  # population version 1: no sources anywhere
             return pd.DataFrame({"image": np.zeros(0, np.int64), "x_pix": np.zeros(0),
                                  "y_pix": np.zeros(0)})
+        where = self.image_ids.get_indexer(np.asarray(image_ids).astype(str))
         counts = np.where(where >= 0, self.counts[where], 0)
         image = np.repeat(np.arange(len(where), dtype=np.int64), counts)
         first = np.repeat(self.starts[where] - (np.cumsum(counts) - counts), counts)
