@@ -54,7 +54,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from benchmark.core.errors import SubmissionError, format_problems
+from benchmark.core.errors import DatasetError, SubmissionError, format_problems
 from benchmark.core.io import json_safe
 # The prediction columns are defined once, with the submission format (a sibling this module
 # may import: the layers contract lists them as non-independent); re-exported here.
@@ -464,6 +464,11 @@ def _boot_group(eps: np.ndarray, cpos: np.ndarray, mult: np.ndarray, point: dict
     return out
 
 
+def _boot_own_bins(eps: np.ndarray, cpos: np.ndarray, mult: np.ndarray, point: dict) -> dict:
+    """:func:`_boot_group` with the histogram bins of the group's own full sample."""
+    return _boot_group(eps, cpos, mult, point, fit_gaussian(eps)["edges"])
+
+
 def ci68(samples) -> list:
     """The 68% interval of bootstrap samples: ``[16th, 84th]`` percentiles.
 
@@ -501,7 +506,7 @@ def bootstrap_scatter(eps, cluster_pos, mult) -> np.ndarray:
     point = summarize(eps)
     if not math.isfinite(point["sigma_gauss_dex"]):
         return np.full(mult.shape[0], math.nan)
-    boot = _boot_group(eps, np.asarray(cluster_pos), mult, point, fit_gaussian(eps)["edges"])
+    boot = _boot_own_bins(eps, np.asarray(cluster_pos), mult, point)
     return boot["scatter_gauss_frac"]
 
 
@@ -886,9 +891,14 @@ def _mean_over_seeds(per_seed: list[dict], keys=None) -> dict:
     """Mean of each statistic over seeds (NaN when a seed has none)."""
     out = {"n_images": per_seed[0]["n_images"]}
     for k in STAT_KEYS if keys is None else keys:
-        vals = np.array([d[k] for d in per_seed], dtype=float)
-        out[k] = float(np.mean(vals)) if np.all(np.isfinite(vals)) else math.nan
+        out[k] = _finite_mean([d[k] for d in per_seed])
     return out
+
+
+def _finite_mean(vals) -> float:
+    """The mean, or NaN unless every value is finite."""
+    vals = np.asarray(vals, dtype=float)
+    return float(np.mean(vals)) if np.all(np.isfinite(vals)) else math.nan
 
 
 def _std(vals) -> float:
@@ -906,6 +916,173 @@ def _best_worst(values: dict, key: str) -> dict:
     best, worst = min(folds, key=keyf), max(folds, key=keyf)
     return {"best": values[best], "best_fold": int(best),
             "worst": values[worst], "worst_fold": int(worst)}
+
+
+_SCORED_CATALOG_COLUMNS = ("image_id", "cluster_id", "log10_m500c", "redshift", "cool_core",
+                           "merger")
+
+
+def _check_catalog_columns(catalog: pd.DataFrame) -> None:
+    miss = [c for c in _SCORED_CATALOG_COLUMNS if c not in catalog.columns]
+    if miss:
+        raise DatasetError(f"catalog lacks columns {miss}")
+
+
+def _scored_rows(catalog: pd.DataFrame, splits,
+                 folds=None) -> tuple[list[int], pd.DataFrame, np.ndarray]:
+    """The scored folds (all by default), the catalog rows of their test images and the fold
+    of each row."""
+    fold_all = splits.folds_of(catalog["cluster_id"].to_numpy())
+    scored = list(range(splits.n_folds)) if folds is None else sorted({int(f) for f in folds})
+    for f in scored:
+        splits._check_k(f)
+    keep = np.isin(fold_all, scored)
+    return scored, catalog[keep].reset_index(drop=True), fold_all[keep]
+
+
+def _summaries_per_seed(eps_by_seed: dict, fold: np.ndarray,
+                        scored: list[int]) -> tuple[list[dict], list[dict]]:
+    """Per seed, :func:`summarize` of all scored images, and of each fold's (fold -> dict)."""
+    pooled, by_fold = [], []
+    for eps in eps_by_seed.values():
+        pooled.append(summarize(eps))
+        by_fold.append({f: summarize(eps[fold == f]) for f in scored})
+    return pooled, by_fold
+
+
+def _cluster_draws(fold_of_cluster: np.ndarray, n_boot: int,
+                   rng_seed: int) -> np.ndarray | None:
+    """:func:`cluster_multiplicities` of ``n_boot`` resamples; None when ``n_boot`` is 0."""
+    if not (n_boot and n_boot > 0):
+        return None
+    return cluster_multiplicities(fold_of_cluster, int(n_boot),
+                                  np.random.default_rng(rng_seed))
+
+
+def _boot_over_seeds(eps_by_seed: dict, per_seed_pooled: list[dict],
+                     per_seed_folds: list[dict], fold: np.ndarray, scored: list[int],
+                     cpos: np.ndarray, mult: np.ndarray, n_boot: int) -> tuple[dict, dict]:
+    """Bootstrap distributions of the pooled (B,) and per-fold (B, n_folds) statistics.
+
+    Every seed sees the same resamples and a resample's value is the mean over seeds, as
+    the point estimates are. ``n_boot`` is :func:`score`'s own, not ``len(mult)``, so that
+    a non-integer one is still refused (``np.zeros``).
+    """
+    n_seeds = len(eps_by_seed)
+    boot_pooled = {k: np.zeros(n_boot) for k in STAT_KEYS}
+    boot_folds = {k: np.zeros((n_boot, len(scored))) for k in STAT_KEYS}
+    for eps, point, point_folds in zip(eps_by_seed.values(), per_seed_pooled, per_seed_folds):
+        b = _boot_own_bins(eps, cpos, mult, point)
+        for k in STAT_KEYS:
+            boot_pooled[k] += b[k] / n_seeds
+        for j, f in enumerate(scored):
+            sel = fold == f
+            # The fold's own clusters, resampled within the fold by the same draws.
+            bf = _boot_own_bins(eps[sel], cpos[sel], mult, point_folds[f])
+            for k in STAT_KEYS:
+                boot_folds[k][:, j] += bf[k] / n_seeds
+    return boot_pooled, boot_folds
+
+
+def _no_intervals() -> dict:
+    return {k: [math.nan, math.nan] for k in STAT_KEYS}
+
+
+def _bootstrap_intervals(mult: np.ndarray | None, n_boot: int, eps_by_seed: dict,
+                         per_seed_pooled: list[dict], per_seed_folds: list[dict],
+                         fold: np.ndarray, scored: list[int],
+                         cpos: np.ndarray) -> tuple[dict, dict]:
+    """68% intervals of the pooled statistics and of their means over folds (NaN when
+    ``mult`` is None: no bootstrap)."""
+    if mult is None:
+        return _no_intervals(), _no_intervals()
+    boot_pooled, boot_folds = _boot_over_seeds(eps_by_seed, per_seed_pooled, per_seed_folds,
+                                               fold, scored, cpos, mult, n_boot)
+    return ({k: ci68(boot_pooled[k]) for k in STAT_KEYS},
+            {k: ci68(boot_folds[k].mean(axis=1)) for k in STAT_KEYS})
+
+
+def _fold_table(fold_stats: dict, cluster_ids: np.ndarray, fold: np.ndarray) -> list[dict]:
+    """One row per scored fold: the fold, its number of clusters and its statistics."""
+    return [{"fold": int(f), "n_clusters": int(len(np.unique(cluster_ids[fold == f]))),
+             **stats} for f, stats in fold_stats.items()]
+
+
+def _fold_summary(fold_stats: dict, fold_mean_ci: dict) -> dict:
+    """Per statistic: mean and std over folds, the best and worst fold, and the 68% interval
+    of the mean over folds."""
+    out = {}
+    for k in STAT_KEYS:
+        vals = {f: stats[k] for f, stats in fold_stats.items()}
+        arr = np.array(list(vals.values()), dtype=float)
+        out[k] = {"mean": _finite_mean(arr), "std": _std(arr), **_best_worst(vals, k),
+                  "mean_ci68": fold_mean_ci[k]}
+    return out
+
+
+def _seed_summary(seeds: list, per_seed_pooled: list[dict], per_seed_folds: list[dict]) -> dict:
+    """The pooled statistics of every seed and their spread over seeds (pooled and of the
+    mean over folds)."""
+    return {
+        "n_seeds": len(seeds),
+        "per_seed": [{"seed": s, **d} for s, d in zip(seeds, per_seed_pooled)],
+        "std": {k: _std([d[k] for d in per_seed_pooled]) for k in STAT_KEYS},
+        "fold_mean_std": {k: _std([np.mean([stats[k] for stats in d.values()])
+                                   for d in per_seed_folds])
+                          for k in STAT_KEYS},
+    }
+
+
+def _split_by(eps_by_seed: dict, values: np.ndarray) -> dict:
+    """Statistics (mean over seeds) of the images of each value of a categorical column."""
+    return {str(int(v)): _mean_over_seeds([summarize(eps[values == v])
+                                           for eps in eps_by_seed.values()])
+            for v in np.unique(values)}
+
+
+def _pdf(eps: np.ndarray, seed: int) -> dict:
+    """The histogram of one seed's eps and its Gaussian fit (the study's figure)."""
+    fit = fit_gaussian(eps)
+    return {"seed": seed, "bin_edges_dex": fit["edges"],
+            "counts": [int(c) for c in fit["counts"]],
+            "gauss": {"amplitude": fit["amplitude"], "mu_dex": fit["mu_dex"],
+                      "sigma_dex": fit["sigma_dex"]}}
+
+
+def _headline(pooled: dict, pooled_ci: dict, gauss_over_folds: dict) -> dict:
+    """The numbers a leaderboard shows: pooled Gaussian-fit scatter and mean bias, with
+    ``gauss_over_folds`` the fold summary of ``scatter_gauss_frac``."""
+    g = gauss_over_folds
+    return {
+        "scatter_frac": pooled["scatter_gauss_frac"],
+        "scatter_frac_ci68": pooled_ci["scatter_gauss_frac"],
+        "scatter_frac_fold_mean": g["mean"],
+        "scatter_frac_fold_std": g["std"],
+        "scatter_frac_best_fold": g["best"],
+        "scatter_frac_worst_fold": g["worst"],
+        "bias_dex": pooled["bias_mean_dex"],
+        "bias_dex_ci68": pooled_ci["bias_mean_dex"],
+        "label": "scatter_frac = ln(10) x sigma of the best-fit Gaussian to eps (pooled); "
+                 "bias in dex",
+    }
+
+
+def _result_head(splits, scored: list[int], seeds: list, n_images: int, n_clusters: int,
+                 n_boot: int, rng_seed: int) -> dict:
+    """The keys that open :func:`score`'s result: what was scored, and how."""
+    return {
+        "metrics_version": METRICS_VERSION,
+        "definitions": DEFINITIONS,
+        "n_images": int(n_images),
+        "n_clusters": int(n_clusters),
+        "n_folds": int(splits.n_folds),
+        "splits_sha256": splits.sha256(),
+        "folds_scored": scored,
+        "complete": len(scored) == splits.n_folds,
+        "seeds": seeds,
+        "n_boot": int(n_boot or 0),
+        "rng_seed": int(rng_seed),
+    }
 
 
 def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
@@ -939,131 +1116,44 @@ def score(pred: pd.DataFrame, catalog: pd.DataFrame, splits, n_boot: int = 1000,
         None for point predictions), ``by_cool_core``, ``by_merger``, ``pdf``,
         ``headline``.
     """
-    need = ["image_id", "cluster_id", "log10_m500c", "redshift", "cool_core", "merger"]
-    miss = [c for c in need if c not in catalog.columns]
-    if miss:
-        from benchmark.core.errors import DatasetError
-        raise DatasetError(f"catalog lacks columns {miss}")
-    fold_all = splits.folds_of(catalog["cluster_id"].to_numpy())
-    scored = list(range(splits.n_folds)) if folds is None else sorted({int(f) for f in folds})
-    for f in scored:
-        splits._check_k(f)
-    cat = catalog[np.isin(fold_all, scored)].reset_index(drop=True)
-    fold = fold_all[np.isin(fold_all, scored)]
+    _check_catalog_columns(catalog)
+    scored, cat, fold = _scored_rows(catalog, splits, folds)
     eps_by_seed = residuals(pred, cat)
     gauss_by_seed = predictive_gaussians(pred, cat)
     seeds = list(eps_by_seed)
     cid = cat["cluster_id"].to_numpy()
     cpos, fold_of_cluster = cluster_groups(cid, fold)
 
-    # Point estimates, per seed.
-    per_seed_pooled, per_seed_folds = [], []
-    for s in seeds:
-        per_seed_pooled.append(summarize(eps_by_seed[s]))
-        per_seed_folds.append({f: summarize(eps_by_seed[s][fold == f]) for f in scored})
+    per_seed_pooled, per_seed_folds = _summaries_per_seed(eps_by_seed, fold, scored)
     pooled = _mean_over_seeds(per_seed_pooled)
     fold_stats = {f: _mean_over_seeds([d[f] for d in per_seed_folds]) for f in scored}
-
     # Bootstrap over clusters (within folds), averaged over seeds per resample.
-    pooled_ci = {k: [math.nan, math.nan] for k in STAT_KEYS}
-    fold_mean_ci = {k: [math.nan, math.nan] for k in STAT_KEYS}
-    mult = None
-    if n_boot and n_boot > 0:
-        mult = cluster_multiplicities(fold_of_cluster, int(n_boot),
-                                       np.random.default_rng(rng_seed))
-        boot_pooled = {k: np.zeros(n_boot) for k in STAT_KEYS}
-        boot_folds = {k: np.zeros((n_boot, len(scored))) for k in STAT_KEYS}
-        for si, s in enumerate(seeds):
-            e = eps_by_seed[s]
-            b = _boot_group(e, cpos, mult, per_seed_pooled[si],
-                            fit_gaussian(e)["edges"])
-            for k in STAT_KEYS:
-                boot_pooled[k] += b[k] / len(seeds)
-            for j, f in enumerate(scored):
-                sel = fold == f
-                # The fold's own clusters, resampled within the fold by the same draws.
-                bf = _boot_group(e[sel], cpos[sel], mult, per_seed_folds[si][f],
-                                 fit_gaussian(e[sel])["edges"])
-                for k in STAT_KEYS:
-                    boot_folds[k][:, j] += bf[k] / len(seeds)
-        pooled_ci = {k: ci68(boot_pooled[k]) for k in STAT_KEYS}
-        fold_mean_ci = {k: ci68(boot_folds[k].mean(axis=1)) for k in STAT_KEYS}
-
-    fold_rows = []
-    for f in scored:
-        sel = fold == f
-        fold_rows.append({"fold": int(f), "n_clusters": int(len(np.unique(cid[sel]))),
-                          **fold_stats[f]})
-    fold_summary = {}
-    for k in STAT_KEYS:
-        vals = {f: fold_stats[f][k] for f in scored}
-        arr = np.array(list(vals.values()), dtype=float)
-        fold_summary[k] = {
-            "mean": float(arr.mean()) if np.all(np.isfinite(arr)) else math.nan,
-            "std": _std(arr), **_best_worst(vals, k), "mean_ci68": fold_mean_ci[k]}
-
-    seed_summary = {
-        "n_seeds": len(seeds),
-        "per_seed": [{"seed": s, **d} for s, d in zip(seeds, per_seed_pooled)],
-        "std": {k: _std([d[k] for d in per_seed_pooled]) for k in STAT_KEYS},
-        "fold_mean_std": {k: _std([np.mean([d[f][k] for f in scored]) for d in per_seed_folds])
-                          for k in STAT_KEYS},
-    }
+    mult = _cluster_draws(fold_of_cluster, n_boot, rng_seed)
+    pooled_ci, fold_mean_ci = _bootstrap_intervals(mult, n_boot, eps_by_seed, per_seed_pooled,
+                                                   per_seed_folds, fold, scored, cpos)
+    fold_summary = _fold_summary(fold_stats, fold_mean_ci)
 
     logm = cat["log10_m500c"].to_numpy(dtype=float)
     z = cat["redshift"].to_numpy(dtype=float)
     mass_edges = _bin_edges(logm, N_MASS_BINS)
     z_edges = _bin_edges(z, N_REDSHIFT_BINS)
-
-    def split_by(col):
-        vals = cat[col].to_numpy()
-        return {str(int(v)): _mean_over_seeds([summarize(e[vals == v])
-                                               for e in eps_by_seed.values()])
-                for v in np.unique(vals)}
-
-    first = eps_by_seed[seeds[0]]
-    fit = fit_gaussian(first)
-    g = fold_summary["scatter_gauss_frac"]
     result = {
-        "metrics_version": METRICS_VERSION,
-        "definitions": DEFINITIONS,
-        "n_images": int(len(cat)),
-        "n_clusters": int(len(fold_of_cluster)),
-        "n_folds": int(splits.n_folds),
-        "splits_sha256": splits.sha256(),
-        "folds_scored": scored,
-        "complete": len(scored) == splits.n_folds,
-        "seeds": seeds,
-        "n_boot": int(n_boot or 0),
-        "rng_seed": int(rng_seed),
+        **_result_head(splits, scored, seeds, len(cat), len(fold_of_cluster), n_boot,
+                       rng_seed),
         "pooled": pooled,
         "pooled_ci68": pooled_ci,
-        "folds": fold_rows,
+        "folds": _fold_table(fold_stats, cid, fold),
         "fold_summary": fold_summary,
-        "seed_summary": seed_summary,
+        "seed_summary": _seed_summary(seeds, per_seed_pooled, per_seed_folds),
         "mass_bins": {"variable": "log10_m500c", "edges": mass_edges,
                       "bins": _binned(eps_by_seed, logm, mass_edges)},
         "redshift_bins": {"variable": "redshift", "edges": z_edges,
                           "bins": _binned(eps_by_seed, z, z_edges)},
         "uncertainty": (None if gauss_by_seed is None else score_uncertainty(
             gauss_by_seed, logm, fold, mass_edges, uncertainty_kind(pred), cpos, mult)),
-        "by_cool_core": split_by("cool_core"),
-        "by_merger": split_by("merger"),
-        "pdf": {"seed": seeds[0], "bin_edges_dex": fit["edges"],
-                "counts": [int(c) for c in fit["counts"]],
-                "gauss": {"amplitude": fit["amplitude"], "mu_dex": fit["mu_dex"],
-                          "sigma_dex": fit["sigma_dex"]}},
-        "headline": {
-            "scatter_frac": pooled["scatter_gauss_frac"],
-            "scatter_frac_ci68": pooled_ci["scatter_gauss_frac"],
-            "scatter_frac_fold_mean": g["mean"],
-            "scatter_frac_fold_std": g["std"],
-            "scatter_frac_best_fold": g["best"],
-            "scatter_frac_worst_fold": g["worst"],
-            "bias_dex": pooled["bias_mean_dex"],
-            "bias_dex_ci68": pooled_ci["bias_mean_dex"],
-            "label": "scatter_frac = ln(10) x sigma of the best-fit Gaussian to eps (pooled); "
-                     "bias in dex",
-        },
+        "by_cool_core": _split_by(eps_by_seed, cat["cool_core"].to_numpy()),
+        "by_merger": _split_by(eps_by_seed, cat["merger"].to_numpy()),
+        "pdf": _pdf(eps_by_seed[seeds[0]], seeds[0]),
+        "headline": _headline(pooled, pooled_ci, fold_summary["scatter_gauss_frac"]),
     }
     return json_safe(result)
