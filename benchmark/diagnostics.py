@@ -1069,64 +1069,32 @@ def run_diagnostics(
         shares, ``outliers``, ``controls``, ``relative_to_null``, ``core_use_vs_null``,
         ``notes``, ``images``, ``settings``, ``plots`` (file names relative to plot_dir).
     """
-    controls = tuple(controls)
-    unknown = [c for c in controls if c not in CONTROLS]
-    if unknown:
-        raise DiagnosticsError(f"unknown controls {unknown}; choose from {', '.join(CONTROLS)}")
+    controls = _checked_controls(controls)
     ds = as_dataset(dataset)
     load_predictor = load_predictor or _default_loader
     catalog = ds.catalog.reset_index(drop=True)
     pixel_arcsec = _pixel_arcsec(ds)
-    folds = [int(k) for k in folds]
-    if not folds:
-        raise DiagnosticsError("no folds given; pass folds=range(10) or a subset")
-    if n_clusters_per_fold < 1:
-        raise DiagnosticsError("n_clusters_per_fold must be at least 1")
+    folds = _checked_fold_choice(folds, n_clusters_per_fold)
     kw = dict(step_size=step_size, input_step_size=input_step_size, n_iter=n_iter, ring_dimming=ring_dimming,
               outlier_r500c=outlier_r500c)
     batches, rows = [], []
     ctl: dict[str, list] = {c: [] for c in controls}
     notes: list[str] = []
     for k in folds:
-        idx, rows_k, counts, r500c_pix = _fold_images(ds, catalog, k, n_clusters_per_fold, seed)
-        if idx.size == 0:
+        fold = _diagnose_fold(ds, catalog, k, out_dir, load_predictor, controls, ctl, kw, n_clusters_per_fold,
+                              lx_train_images, seed)
+        if fold is None:
             continue
-        predictor = load_predictor(out_dir, k)
-        batches.append(diagnose_predictor(predictor, counts, _aux_for(predictor, ds, idx),
-                                          r500c_pix, **kw))
-        if getattr(predictor, "sandboxed", False) and _SANDBOX_NOTE not in notes:
-            notes.append(_SANDBOX_NOTE)
-        space = batches[-1].get("input_space", input_space_of(predictor))
-        for name in controls:
-            if name == "null":
-                other, source = NullLogPredictor(space), None
-            elif name == "random_weights":
-                other, source = random_weights_predictor(predictor, seed + k), None
-            else:
-                other, source = _lx_control(ds, catalog, k, out_dir, lx_train_images, seed + k)
-            if other is None:
-                ctl[name] = None
-                continue
-            if ctl[name] is not None:
-                ctl[name].append(diagnose_predictor(other, counts, _aux_for(other, ds, idx),
-                                                    r500c_pix, input_space=space, **kw))
-            if source and f"L_X control: {source}" not in notes:
-                notes.append(f"L_X control: {source}")
-        frame = rows_k[["image_id", "cluster_id", "log10_m500c"]].copy()
-        frame["fold"] = k
+        batch, fold_ctl, fold_notes, frame = fold
+        batches.append(batch)
+        _add_control_batches(ctl, fold_ctl)
+        notes += [note for note in dict.fromkeys(fold_notes) if note not in notes]
         rows.append(frame)
-        del predictor
     if not batches:
         raise DiagnosticsError("the folds given have no test images; check the dataset's splits")
     per_image = pd.concat(rows, ignore_index=True)
-    settings = {"step_size": step_size, "step_rule": COUNT_SPACE.describe()["step_rule"],
-                "input_step_size": input_step_size, "n_iter": n_iter, "ring_dimming": ring_dimming,
-                "outlier_r500c": outlier_r500c, "offcentre_r500c": offcentre_r500c,
-                "n_clusters_per_fold": n_clusters_per_fold, "seed": seed, "pixel_arcsec": pixel_arcsec,
-                "n_boot": n_boot, "controls": list(controls),
-                "occlusion_modes": {"annulus": "mean of r_core..1.5 r_core",
-                                    "background": "median beyond 1.5 R500c"},
-                "core_ratio_statistic": "median over images of sensitivity share / photon share"}
+    settings = _settings_record(step_size, input_step_size, n_iter, ring_dimming, outlier_r500c, offcentre_r500c,
+                                n_clusters_per_fold, seed, pixel_arcsec, n_boot, controls)
     summary = summarise(per_image, batches, settings, outlier_r500c, offcentre_r500c)
     summary["notes"] = _notes(summary, ctl) + notes
     summary["controls"] = {name: control_summary(per_image, b, settings, _CONTROL_WHAT[name])
@@ -1135,12 +1103,103 @@ def run_diagnostics(
         summary.update(compare_with_null(per_image, batches, ctl["null"], summary["core_radius_r500c"],
                                          n_boot, seed))
     if write:
-        plot_dir = Path(plot_dir) if plot_dir is not None else Path(out_dir) / "diagnostics"
-        plot_dir.mkdir(parents=True, exist_ok=True)
-        example = _example_images(batches, summary)
-        summary["plots"] = plot_diagnostics(summary, plot_dir, example=example)
-        write_text(plot_dir / "diagnostics.json", json.dumps(summary, indent=1, allow_nan=False))
+        _write_plots_and_json(summary, batches, plot_dir, out_dir)
     return summary
+
+
+def _checked_controls(controls: Iterable[str]) -> tuple[str, ...]:
+    controls = tuple(controls)
+    unknown = [c for c in controls if c not in CONTROLS]
+    if unknown:
+        raise DiagnosticsError(f"unknown controls {unknown}; choose from {', '.join(CONTROLS)}")
+    return controls
+
+
+def _checked_fold_choice(folds: Iterable[int], n_clusters_per_fold: int) -> list[int]:
+    folds = [int(k) for k in folds]
+    if not folds:
+        raise DiagnosticsError("no folds given; pass folds=range(10) or a subset")
+    if n_clusters_per_fold < 1:
+        raise DiagnosticsError("n_clusters_per_fold must be at least 1")
+    return folds
+
+
+def _diagnose_fold(ds, catalog: pd.DataFrame, k: int, out_dir, load_predictor: Callable, controls: tuple,
+                   ctl: dict, kw: dict, n_clusters: int, lx_train_images: int, seed: int):
+    """Fold ``k``'s model and its controls on the fold's diagnosed images.
+
+    Returns None when the fold has no test images, else the model's batch, the controls'
+    batches as ``(name, batch)`` in the order of ``controls`` (batch None: the control
+    cannot run on this model), the notes in the order met and the per-image frame. A
+    control skipped in ``ctl`` (None) or earlier in this fold is not diagnosed again. The
+    fold's model is released on return, before the next fold's is loaded.
+    """
+    idx, rows_k, counts, r500c_pix = _fold_images(ds, catalog, k, n_clusters, seed)
+    if idx.size == 0:
+        return None
+    predictor = load_predictor(out_dir, k)
+    batch = diagnose_predictor(predictor, counts, _aux_for(predictor, ds, idx), r500c_pix, **kw)
+    notes = [_SANDBOX_NOTE] if getattr(predictor, "sandboxed", False) else []
+    space = batch.get("input_space", input_space_of(predictor))
+    skipped = {name for name, b in ctl.items() if b is None}
+    control_batches = []
+    for name in controls:
+        other, source = _control_predictor(name, predictor, space, ds, catalog, k, out_dir, lx_train_images,
+                                           seed)
+        if other is None:
+            skipped.add(name)
+            control_batches.append((name, None))
+            continue
+        if name not in skipped:
+            control_batches.append((name, diagnose_predictor(other, counts, _aux_for(other, ds, idx), r500c_pix,
+                                                             input_space=space, **kw)))
+        if source:
+            notes.append(f"L_X control: {source}")
+    frame = rows_k[["image_id", "cluster_id", "log10_m500c"]].copy()
+    frame["fold"] = k
+    return batch, control_batches, notes, frame
+
+
+def _control_predictor(name: str, predictor, space: InputSpace, ds, catalog: pd.DataFrame, k: int, out_dir,
+                       lx_train_images: int, seed: int):
+    """Control ``name``'s predictor for fold ``k`` (None: it cannot run on this model) and
+    where it came from (None: nothing to note)."""
+    if name == "null":
+        return NullLogPredictor(space), None
+    if name == "random_weights":
+        return random_weights_predictor(predictor, seed + k), None
+    return _lx_control(ds, catalog, k, out_dir, lx_train_images, seed + k)
+
+
+def _add_control_batches(ctl: dict, fold_ctl: list[tuple]) -> None:
+    # A control skipped on one fold stays skipped: a partial control would not match the model.
+    for name, batch in fold_ctl:
+        if batch is None:
+            ctl[name] = None
+        else:
+            ctl[name].append(batch)
+
+
+def _settings_record(step_size, input_step_size, n_iter, ring_dimming, outlier_r500c, offcentre_r500c,
+                     n_clusters_per_fold, seed, pixel_arcsec, n_boot, controls) -> dict:
+    return {"step_size": step_size, "step_rule": COUNT_SPACE.describe()["step_rule"],
+            "input_step_size": input_step_size, "n_iter": n_iter, "ring_dimming": ring_dimming,
+            "outlier_r500c": outlier_r500c, "offcentre_r500c": offcentre_r500c,
+            "n_clusters_per_fold": n_clusters_per_fold, "seed": seed, "pixel_arcsec": pixel_arcsec,
+            "n_boot": n_boot, "controls": list(controls),
+            "occlusion_modes": {"annulus": "mean of r_core..1.5 r_core",
+                                "background": "median beyond 1.5 R500c"},
+            "core_ratio_statistic": "median over images of sensitivity share / photon share"}
+
+
+def _write_plots_and_json(summary: dict, batches: list[dict], plot_dir, out_dir) -> None:
+    """Write the plots and ``diagnostics.json`` to ``plot_dir`` (default ``out_dir/diagnostics``);
+    adds ``plots`` to the summary."""
+    plot_dir = Path(plot_dir) if plot_dir is not None else Path(out_dir) / "diagnostics"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    example = _example_images(batches, summary)
+    summary["plots"] = plot_diagnostics(summary, plot_dir, example=example)
+    write_text(plot_dir / "diagnostics.json", json.dumps(summary, indent=1, allow_nan=False))
 
 
 _SANDBOX_NOTE = ("code entry: the model never left its sandbox; its predictions and gradients "
@@ -1231,62 +1290,84 @@ def plot_diagnostics(summary: dict, plot_dir, example=None) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     plot_dir = Path(plot_dir)
     plots = {}
     rc = _centres(summary["r_edges_r500c"])
     core = summary["core_radius_r500c"]
-
-    def finish(fig, ax, name):
-        for c in (0.15, 0.2):
-            ax.axvline(c, color="0.6", ls=":", lw=1)
-        ax.set_xlabel("R / R500c")
-        _save(fig, plot_dir / name)
-        plt.close(fig)
-        plots[name.rsplit(".", 1)[0]] = name
-
     if "deepdream" in summary:
-        fig, ax = plt.subplots(figsize=(5.5, 3.6))
-        for (key, st), color in zip(summary["deepdream"].items(), ("C0", "C3", "C2", "C4")):
-            m, s = _arr(st["mean"]), _arr(st["std"])
-            ax.plot(rc, m, "o-", color=color, label=f"{key} (mean +- std)")
-            ax.fill_between(rc, m - s, m + s, color=color, alpha=0.2)
-        peaks = _arr(summary.get("deepdream_peak_r500c", []))
-        if summary["outliers"]:
-            xs = [o["peak_r500c"] for o in summary["outliers"] if o["peak_r500c"] is not None]
-            ax.plot(xs, np.zeros(len(xs)), "kx", ms=8, label=f"{len(summary['outliers'])} flagged (peak R)")
-        elif peaks.size:
-            ax.plot(peaks, np.zeros(peaks.size), "|", color="0.3", ms=10, label="peak of change")
-        ax.axhline(0, color="k", lw=0.5)
-        ax.set_ylabel("dN / N")
-        ax.set_title(f"DeepDream ascent in {summary.get('deepdream_space', 'counts')} "
-                     f"({summary['n_images']} test images)", fontsize=9)
-        ax.legend(fontsize=8)
-        finish(fig, ax, "deepdream_profile.png")
+        plots["deepdream_profile"] = _plot_deepdream_profile(summary, rc, plot_dir)
+        plots["saliency_profile"] = _plot_saliency_profile(summary, rc, plot_dir)
+    plots["sensitivity_share"] = _plot_sensitivity_share(summary, core, plot_dir)
+    plots["occlusion"] = _plot_occlusion(summary, plot_dir)
+    if example is not None:
+        plots["deepdream_example"] = _plot_example_change(example, plot_dir)
+    return plots
 
-        fig, ax = plt.subplots(figsize=(5.5, 3.6))
-        st = summary["saliency_profile"]
-        m, lo, hi = _arr(st["median"]), _arr(st["p16"]), _arr(st["p84"])
-        ax.plot(rc, m, "o-", color="C1", label="median, 16-84%")
-        ax.fill_between(rc, lo, hi, color="C1", alpha=0.25)
-        ax.set_ylabel("|d log10 M / d N| / image mean")
-        ax.set_title("Saliency")
-        ax.legend(fontsize=8)
-        finish(fig, ax, "saliency_profile.png")
+
+def _finish_radial(fig, ax, plot_dir: Path, name: str) -> str:
+    """Mark the core radii, label R and save a radial plot; returns its file name."""
+    import matplotlib.pyplot as plt
+
+    for c in (0.15, 0.2):
+        ax.axvline(c, color="0.6", ls=":", lw=1)
+    ax.set_xlabel("R / R500c")
+    _save(fig, plot_dir / name)
+    plt.close(fig)
+    return name
+
+
+def _plot_deepdream_profile(summary: dict, rc: np.ndarray, plot_dir: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for (key, st), color in zip(summary["deepdream"].items(), ("C0", "C3", "C2", "C4")):
+        m, s = _arr(st["mean"]), _arr(st["std"])
+        ax.plot(rc, m, "o-", color=color, label=f"{key} (mean +- std)")
+        ax.fill_between(rc, m - s, m + s, color=color, alpha=0.2)
+    peaks = _arr(summary.get("deepdream_peak_r500c", []))
+    if summary["outliers"]:
+        xs = [o["peak_r500c"] for o in summary["outliers"] if o["peak_r500c"] is not None]
+        ax.plot(xs, np.zeros(len(xs)), "kx", ms=8, label=f"{len(summary['outliers'])} flagged (peak R)")
+    elif peaks.size:
+        ax.plot(peaks, np.zeros(peaks.size), "|", color="0.3", ms=10, label="peak of change")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_ylabel("dN / N")
+    ax.set_title(f"DeepDream ascent in {summary.get('deepdream_space', 'counts')} "
+                 f"({summary['n_images']} test images)", fontsize=9)
+    ax.legend(fontsize=8)
+    return _finish_radial(fig, ax, plot_dir, "deepdream_profile.png")
+
+
+def _plot_saliency_profile(summary: dict, rc: np.ndarray, plot_dir: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    st = summary["saliency_profile"]
+    m, lo, hi = _arr(st["median"]), _arr(st["p16"]), _arr(st["p84"])
+    ax.plot(rc, m, "o-", color="C1", label="median, 16-84%")
+    ax.fill_between(rc, lo, hi, color="C1", alpha=0.25)
+    ax.set_ylabel("|d log10 M / d N| / image mean")
+    ax.set_title("Saliency")
+    ax.legend(fontsize=8)
+    return _finish_radial(fig, ax, plot_dir, "saliency_profile.png")
+
+
+def _cumulative_share(summary: dict, key: str) -> np.ndarray:
+    """Share inside R at each ring's outer edge (0 at R = 0)."""
+    return np.concatenate([[0.0], np.nancumsum(_arr(summary[key]["mean"]))])
+
+
+def _plot_sensitivity_share(summary: dict, core: float, plot_dir: Path) -> str:
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     ring_edges = _arr(summary["ring_edges_r500c"])
     ring_edges[~np.isfinite(ring_edges)] = max(2.0, np.nanmax(ring_edges[np.isfinite(ring_edges)]) * 1.3)
-    # Share inside R at each ring's outer edge (0 at R = 0).
-    def cumulative(key):
-        return np.concatenate([[0.0], np.nancumsum(_arr(summary[key]["mean"]))])
-
-    ax.plot(ring_edges, cumulative("ring_photon_share"), "o-", color="k", ms=3, label="photons")
-    ax.plot(ring_edges, cumulative("ring_sensitivity_share"), "s-", color="C2", ms=3,
+    ax.plot(ring_edges, _cumulative_share(summary, "ring_photon_share"), "o-", color="k", ms=3, label="photons")
+    ax.plot(ring_edges, _cumulative_share(summary, "ring_sensitivity_share"), "s-", color="C2", ms=3,
             label="sensitivity (ring dimming)")
     if "ring_gradient_share" in summary:
-        ax.plot(ring_edges, cumulative("ring_gradient_share"), "^-", color="C0", ms=3,
+        ax.plot(ring_edges, _cumulative_share(summary, "ring_gradient_share"), "^-", color="C0", ms=3,
                 label="sensitivity (|grad x input|)")
     ratio = summary["core_sensitivity"]
     ax.set_title(f"Cumulative share; core ratio = {ratio if ratio is None else f'{ratio:.2f}'} "
@@ -1294,7 +1375,11 @@ def plot_diagnostics(summary: dict, plot_dir, example=None) -> dict:
     ax.set_ylabel("share inside R")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=8)
-    finish(fig, ax, "sensitivity_share.png")
+    return _finish_radial(fig, ax, plot_dir, "sensitivity_share.png")
+
+
+def _plot_occlusion(summary: dict, plot_dir: Path) -> str:
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     true_m = _arr(summary["images"]["log10_m500c"])
@@ -1307,18 +1392,20 @@ def plot_diagnostics(summary: dict, plot_dir, example=None) -> dict:
     ax.set_title("Occlusion of the core")
     ax.legend(fontsize=7)
     _save(fig, plot_dir / "occlusion.png")
-    plots["occlusion"] = "occlusion.png"
+    return "occlusion.png"
 
-    if example is not None:
-        image_id, change = example
-        fig, ax = plt.subplots(figsize=(4.2, 3.6))
-        lim = float(np.max(np.abs(change))) or 1.0
-        im = ax.imshow(change, origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
-        fig.colorbar(im, ax=ax, label="photons added")
-        ax.set_title(f"Change after ascent: {image_id}", fontsize=9)
-        _save(fig, plot_dir / "deepdream_example.png", right=0.84)
-        plots["deepdream_example"] = "deepdream_example.png"
-    return plots
+
+def _plot_example_change(example, plot_dir: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    image_id, change = example
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    lim = float(np.max(np.abs(change))) or 1.0
+    im = ax.imshow(change, origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
+    fig.colorbar(im, ax=ax, label="photons added")
+    ax.set_title(f"Change after ascent: {image_id}", fontsize=9)
+    _save(fig, plot_dir / "deepdream_example.png", right=0.84)
+    return "deepdream_example.png"
 
 
 def entry_summary(summary: dict, max_outliers: int = 20) -> dict:
