@@ -1033,7 +1033,8 @@ def run_diagnostics(
     Parameters
     ----------
     out_dir : path
-        The harness's output folder of the entry (``out_dir/seed_0/fold_k/``: the default loader diagnoses seed 0).
+        The harness's output folder of the entry (``out_dir/seed_0/fold_k/``: the default
+        loader diagnoses seed 0).
     dataset : ClusterMassDataset or path
     n_clusters_per_fold : int
         Test clusters per fold (spread evenly in mass, one view each).
