@@ -259,10 +259,44 @@ def _prediction_problems(df, catalog: pd.DataFrame, card: dict | None):
     """(problems, cleaned DataFrame or None)."""
     if not isinstance(df, pd.DataFrame):
         return [f"predictions must be a table (DataFrame), got {type(df).__name__}"], None
-    problems = []
     cols = [str(c) for c in df.columns]
+    # The rows of a table of the wrong shape would only add noise to its report.
+    problems = _column_problems(cols) or _size_problems(df)
+    if problems:
+        return problems, None
+    df = df.reset_index(drop=True)
+    df.columns = cols
+
+    ids, null_id = _image_ids(df["image_id"])
+    problems += _null_id_problems(null_id)
+    labels = _row_labels(ids, null_id)
+    seeds, bad_seed = _seed_values(df)
+    problems += _bad_seed_problems(df, bad_seed, labels)
+    uniq_seeds = sorted(set(seeds[~bad_seed].tolist()))
+    problems += _seed_count_problems(uniq_seeds)
+    value_problems, vals = _value_problems(df["log10_m500c_pred"], labels)
+    problems += value_problems
+    unc_problems, unc_values = _uncertainty_problems(df, labels)
+    problems += unc_problems
+
+    cat_index = pd.Index(catalog["image_id"].astype(str).to_numpy())
+    known = cat_index.get_indexer(ids) >= 0
+    problems += _unknown_id_problems(ids, ~known & ~null_id)
+    for s in uniq_seeds[:MAX_SEEDS]:
+        sid = pd.Series(ids[(seeds == s) & ~bad_seed & known])
+        problems += _duplicate_problems(s, sid) + _uncovered_problems(s, sid, cat_index)
+    problems += _card_count_problems(card, len(cat_index))
+    if problems:
+        return problems, None
+    return [], _clean_predictions(ids, seeds, vals, unc_values, cat_index)
+
+
+def _column_problems(cols: list[str]) -> list[str]:
+    """Duplicate, missing and unexpected column names."""
+    problems = []
     if len(set(cols)) != len(cols):
-        problems.append(f"duplicate column names: {sorted({c for c in cols if cols.count(c) > 1})}")
+        dup = sorted({c for c in cols if cols.count(c) > 1})
+        problems.append(f"duplicate column names: {dup}")
     missing = [c for c in PRED_COLUMNS if c not in cols]
     if missing:
         problems.append(f"missing column(s) {missing}; got {cols[:20]}")
@@ -270,99 +304,151 @@ def _prediction_problems(df, catalog: pd.DataFrame, card: dict | None):
     if extra:
         problems.append(f"unexpected column(s) {_head(extra)}; allowed: "
                         f"{list(PRED_COLUMNS + OPTIONAL_COLUMNS)}")
-    if missing or problems:
-        return problems, None
+    return problems
+
+
+def _size_problems(df: pd.DataFrame) -> list[str]:
     if len(df) == 0:
-        return ["the predictions table has no rows"], None
+        return ["the predictions table has no rows"]
     if len(df) > MAX_ROWS:
-        return [f"more than {MAX_ROWS} rows"], None
-    df = df.reset_index(drop=True)
-    df.columns = cols
+        return [f"more than {MAX_ROWS} rows"]
+    return []
 
-    ids_raw = df["image_id"]
-    null_id = ids_raw.isna().to_numpy() | (ids_raw.astype(str).str.strip() == "").to_numpy()
-    if null_id.any():
-        problems.append(f"{int(null_id.sum())} row(s) without an image_id (rows "
-                        f"{_head(np.flatnonzero(null_id) + 1)})")
-    ids = ids_raw.astype(str).str.strip().to_numpy(dtype=object)
-    labels = np.where(null_id, [f"row {i + 1}" for i in range(len(df))], ids) \
-        if null_id.any() else ids
 
-    # Seeds.
-    if "seed" in df.columns:
-        raw = df["seed"]
-        if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_complex_dtype(raw):
-            seeds = np.full(len(df), np.nan)
-        else:
-            seeds = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
-        bad = ~np.isfinite(seeds) | (seeds < 0) | (seeds != np.round(seeds)) | (seeds > 2**31)
-        if bad.any():
-            problems.append(f"{int(bad.sum())} row(s) whose seed is not an integer >= 0: "
-                            + _head(f"{labels[i]} ({raw.iloc[i]!r})" for i in np.flatnonzero(bad)))
-        seeds = np.where(bad, -1, seeds).astype(np.int64)
-    else:
-        seeds, bad = np.zeros(len(df), dtype=np.int64), np.zeros(len(df), bool)
-    uniq_seeds = sorted(set(seeds[~bad].tolist()))
-    if len(uniq_seeds) > MAX_SEEDS:
-        problems.append(f"{len(uniq_seeds)} seeds; at most {MAX_SEEDS} are accepted")
+def _image_ids(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(ids as stripped text; mask of the rows without one)."""
+    null_id = raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy()
+    return raw.astype(str).str.strip().to_numpy(dtype=object), null_id
 
-    # Values.
-    raw = df["log10_m500c_pred"]
+
+def _null_id_problems(null_id: np.ndarray) -> list[str]:
+    if not null_id.any():
+        return []
+    return [f"{int(null_id.sum())} row(s) without an image_id (rows "
+            f"{_head(np.flatnonzero(null_id) + 1)})"]
+
+
+def _row_labels(ids: np.ndarray, null_id: np.ndarray) -> np.ndarray:
+    """How problems name each row: its image id, or its 1-based row number if it has none."""
+    if not null_id.any():
+        return ids
+    return np.where(null_id, [f"row {i + 1}" for i in range(len(ids))], ids)
+
+
+def _seed_values(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds as int64, -1 where bad; mask of the bad ones). No seed column means seed 0."""
+    if "seed" not in df.columns:
+        return np.zeros(len(df), dtype=np.int64), np.zeros(len(df), bool)
+    seeds = _floats(df["seed"])
+    bad = ~np.isfinite(seeds) | (seeds < 0) | (seeds != np.round(seeds)) | (seeds > 2**31)
+    return np.where(bad, -1, seeds).astype(np.int64), bad
+
+
+def _bad_seed_problems(df: pd.DataFrame, bad: np.ndarray, labels) -> list[str]:
+    if not bad.any():
+        return []
+    raw = df["seed"]
+    return [f"{int(bad.sum())} row(s) whose seed is not an integer >= 0: "
+            + _head(f"{labels[i]} ({raw.iloc[i]!r})" for i in np.flatnonzero(bad))]
+
+
+def _seed_count_problems(uniq_seeds: list) -> list[str]:
+    if len(uniq_seeds) <= MAX_SEEDS:
+        return []
+    return [f"{len(uniq_seeds)} seeds; at most {MAX_SEEDS} are accepted"]
+
+
+def _value_problems(raw: pd.Series, labels) -> tuple[list[str], np.ndarray]:
+    """Problems of the predicted values, and the values as floats."""
     vals, nonnum = _numbers(raw)
-    if nonnum.any():
-        problems.append(f"{int(nonnum.sum())} prediction(s) not a number: "
-                        + _head(f"{labels[i]} ({str(raw.iloc[i])[:20]!r})"
-                                for i in np.flatnonzero(nonnum)))
+    return (_not_number_problems(raw, nonnum, labels)
+            + _not_finite_problems(vals, nonnum, labels) + _range_problems(vals, labels)), vals
+
+
+def _not_number_problems(raw: pd.Series, nonnum: np.ndarray, labels) -> list[str]:
+    if not nonnum.any():
+        return []
+    return [f"{int(nonnum.sum())} prediction(s) not a number: "
+            + _head(f"{labels[i]} ({str(raw.iloc[i])[:20]!r})" for i in np.flatnonzero(nonnum))]
+
+
+def _not_finite_problems(vals: np.ndarray, nonnum: np.ndarray, labels) -> list[str]:
+    # Text was reported as such: only blanks and explicit nan/inf are counted here.
     nonfinite = ~np.isfinite(vals) & ~nonnum
-    if nonfinite.any():
-        problems.append(f"{int(nonfinite.sum())} prediction(s) missing or not finite "
-                        f"(NaN/inf): {_head(labels[nonfinite])}")
+    if not nonfinite.any():
+        return []
+    return [f"{int(nonfinite.sum())} prediction(s) missing or not finite "
+            f"(NaN/inf): {_head(labels[nonfinite])}"]
+
+
+def _range_problems(vals: np.ndarray, labels) -> list[str]:
     lo, hi = LOG10_M_RANGE
     with np.errstate(invalid="ignore"):
         out_range = np.isfinite(vals) & ((vals < lo) | (vals > hi))
-    if out_range.any():
-        problems.append(f"{int(out_range.sum())} prediction(s) outside the plausible range "
-                        f"[{lo}, {hi}] of log10(M500c/Msun) (mass in Msun, log10?): "
-                        + _head(f"{labels[i]} ({vals[i]:.4g})" for i in np.flatnonzero(out_range)))
+    if not out_range.any():
+        return []
+    # A mass in Msun instead of its log10 is the usual cause: the message says so.
+    return [f"{int(out_range.sum())} prediction(s) outside the plausible range "
+            f"[{lo}, {hi}] of log10(M500c/Msun) (mass in Msun, log10?): "
+            + _head(f"{labels[i]} ({vals[i]:.4g})" for i in np.flatnonzero(out_range))]
 
-    unc_problems, unc_values = _uncertainty_problems(df, labels)
-    problems += unc_problems
 
-    # Coverage per seed.
-    cat_ids = catalog["image_id"].astype(str).to_numpy()
-    cat_index = pd.Index(cat_ids)
-    known = cat_index.get_indexer(ids) >= 0
-    unknown = ~known & ~null_id
-    if unknown.any():
-        problems.append(f"{int(unknown.sum())} row(s) with an image_id not in the catalog "
-                        f"of this dataset: {_head(pd.unique(ids[unknown]))}")
-    for s in uniq_seeds[:MAX_SEEDS]:
-        sel = (seeds == s) & ~bad
-        sid = pd.Series(ids[sel & known])
-        dup = sid[sid.duplicated()].unique()
-        if len(dup):
-            problems.append(f"seed {s}: {len(dup)} image(s) predicted more than once: "
-                            f"{_head(dup)}")
-        present = cat_index.isin(sid)
-        if not present.all():
-            problems.append(f"seed {s}: {int((~present).sum())} of {len(cat_ids)} catalog "
-                            f"images without a prediction: {_head(cat_ids[~present])}")
-    if card is not None and card.get("n_images") not in (None, len(cat_ids)):
-        problems.append(f"the catalog has {len(cat_ids)} images but the dataset card says "
-                        f"{card.get('n_images')}: the dataset is inconsistent (`make data`)")
-    if problems:
-        return problems, None
+def _unknown_id_problems(ids: np.ndarray, unknown: np.ndarray) -> list[str]:
+    if not unknown.any():
+        return []
+    return [f"{int(unknown.sum())} row(s) with an image_id not in the catalog "
+            f"of this dataset: {_head(pd.unique(ids[unknown]))}"]
+
+
+def _duplicate_problems(seed: int, sid: pd.Series) -> list[str]:
+    dup = sid[sid.duplicated()].unique()
+    if not len(dup):
+        return []
+    return [f"seed {seed}: {len(dup)} image(s) predicted more than once: {_head(dup)}"]
+
+
+def _uncovered_problems(seed: int, sid: pd.Series, cat_index: pd.Index) -> list[str]:
+    """Catalog images without a prediction of this seed (scores need every image)."""
+    present = cat_index.isin(sid)
+    if present.all():
+        return []
+    return [f"seed {seed}: {int((~present).sum())} of {len(cat_index)} catalog "
+            f"images without a prediction: {_head(cat_index[~present])}"]
+
+
+def _card_count_problems(card: dict | None, n_images: int) -> list[str]:
+    """A catalog that disagrees with its card: the dataset, not the submission, is broken."""
+    if card is None or card.get("n_images") in (None, n_images):
+        return []
+    return [f"the catalog has {n_images} images but the dataset card says "
+            f"{card.get('n_images')}: the dataset is inconsistent (`make data`)"]
+
+
+def _clean_predictions(ids, seeds, vals, unc_values: dict, cat_index: pd.Index) -> pd.DataFrame:
+    """The validated table, sorted by seed then catalog order."""
     clean = pd.DataFrame({"image_id": ids.astype(str), "seed": seeds,
                           "log10_m500c_pred": vals, **unc_values})
     order = np.lexsort((cat_index.get_indexer(clean["image_id"]), clean["seed"].to_numpy()))
-    return [], clean.iloc[order].reset_index(drop=True)
+    return clean.iloc[order].reset_index(drop=True)
+
+
+def _not_real(raw: pd.Series) -> bool:
+    """Booleans and complex numbers: to_numeric would read True as 1 and drop an imaginary part."""
+    return pd.api.types.is_bool_dtype(raw) or pd.api.types.is_complex_dtype(raw)
+
+
+def _floats(raw: pd.Series) -> np.ndarray:
+    """The values as floats, NaN where not a real number."""
+    if _not_real(raw):
+        return np.full(len(raw), np.nan)
+    return pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
 
 
 def _numbers(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(values as floats, NaN where not a number; mask of text that is not a number)."""
-    if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_complex_dtype(raw):
-        return np.full(len(raw), np.nan), np.ones(len(raw), bool)
-    vals = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+    vals = _floats(raw)
+    if _not_real(raw):
+        return vals, np.ones(len(raw), bool)
     rs = raw.astype(str).str.strip().str.lower()
     # to_numeric gives NaN for text; an explicit nan/inf is "non-finite", not "text".
     nonnum = (np.isnan(vals) & ~raw.isna().to_numpy()
@@ -461,93 +547,120 @@ def _is_url(v) -> bool:
 def _metadata_problems(meta, card: dict) -> tuple[list[str], dict | None]:
     if not isinstance(meta, dict):
         return [f"metadata must be an object (key: value), got {type(meta).__name__}"], None
-    problems = []
-    unknown = [str(k) for k in meta if k not in METADATA_FIELDS]
-    if unknown:
-        problems.append(f"unknown metadata field(s) {_head(unknown)}; allowed: "
-                        f"{list(METADATA_FIELDS)}")
-    missing = [k for k, (req, _) in METADATA_FIELDS.items() if req and k not in meta]
-    if missing:
-        problems.append(f"missing metadata field(s) {missing}")
+    problems = _unknown_field_problems(meta) + _missing_field_problems(meta)
     out = {}
-
-    def text(key, max_len, allow_empty=False):
-        v = meta.get(key)
-        if not isinstance(v, str) or (not allow_empty and not v.strip()) or len(v) > max_len:
-            problems.append(f"'{key}' must be a {'' if allow_empty else 'non-empty '}string of "
-                            f"at most {max_len} characters, got {str(v)[:40]!r}")
-        else:
-            out[key] = v.strip()
-
-    if "name" in meta:
-        text("name", 100)
-    if "authors" in meta:
-        a = meta["authors"]
-        a = [a] if isinstance(a, str) else a
-        if (not isinstance(a, list) or not a or len(a) > 100
-                or not all(isinstance(x, str) and 0 < len(x.strip()) <= 200 for x in a)):
-            problems.append("'authors' must be a non-empty list of names (strings)")
-        else:
-            out["authors"] = [x.strip() for x in a]
-    for key in ("code_url", "paper_url"):
+    for key, check in _field_checks(card).items():
         if key in meta:
-            v = meta[key]
-            if v is None or v == "":
-                out[key] = None
-            elif not _is_url(v) or len(v) > 500:
-                problems.append(f"'{key}' must be an http(s) URL or null, got {str(v)[:60]!r}")
+            problem, value = check(meta[key])
+            if problem is None:
+                out[key] = value
             else:
-                out[key] = v
-    if "n_parameters" in meta:
-        v = meta["n_parameters"]
-        if v is None:
-            out["n_parameters"] = None
-        elif isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            problems.append(f"'n_parameters' must be an integer >= 0 or null, got {v!r}")
-        else:
-            out["n_parameters"] = int(v)
-    if "hardware" in meta:
-        text("hardware", 200, allow_empty=True)
-    if "seeds" in meta:
-        v = meta["seeds"]
-        if (not isinstance(v, list) or not v or len(v) > MAX_SEEDS
-                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in v)
-                or len(set(v)) != len(v)):
-            problems.append(f"'seeds' must be a non-empty list of distinct integers >= 0 "
-                            f"(at most {MAX_SEEDS}), got {str(v)[:60]}")
-        else:
-            out["seeds"] = sorted(v)
-    if "external_data" in meta:
-        if not isinstance(meta["external_data"], bool):
-            problems.append(f"'external_data' must be true or false, got "
-                            f"{meta['external_data']!r}")
-        else:
-            out["external_data"] = meta["external_data"]
-    if "dataset_version" in meta:
-        v = meta["dataset_version"]
-        if str(v) != str(card.get("version")):
-            problems.append(f"'dataset_version' is {str(v)[:40]!r} but this dataset is version "
-                            f"{card.get('version')!r}: predictions made on another dataset "
-                            "version cannot be scored")
-        else:
-            out["dataset_version"] = str(v)
-    if "splits_sha256" in meta:
-        v = meta["splits_sha256"]
-        if v != card.get("splits_sha256"):
-            problems.append(f"'splits_sha256' is {str(v)[:70]!r} but the dataset's splits have "
-                            f"{card.get('splits_sha256')}: use the shipped splits.json")
-        else:
-            out["splits_sha256"] = v
-    if "slug" in meta:
-        v = meta["slug"]
-        if not isinstance(v, str) or not re.match(SLUG_PATTERN, v):
-            problems.append(f"'slug' must match {SLUG_PATTERN}, got {str(v)[:40]!r}")
-        else:
-            out["slug"] = v
-    for key in ("description", "notes", "contact"):
-        if key in meta:
-            text(key, 2000 if key != "contact" else 200, allow_empty=True)
+                problems.append(problem)
     return problems, (None if problems else out)
+
+
+def _unknown_field_problems(meta: dict) -> list[str]:
+    unknown = [str(k) for k in meta if k not in METADATA_FIELDS]
+    if not unknown:
+        return []
+    return [f"unknown metadata field(s) {_head(unknown)}; allowed: {list(METADATA_FIELDS)}"]
+
+
+def _missing_field_problems(meta: dict) -> list[str]:
+    missing = [k for k, (req, _) in METADATA_FIELDS.items() if req and k not in meta]
+    return [f"missing metadata field(s) {missing}"] if missing else []
+
+
+def _field_checks(card: dict) -> dict:
+    """Metadata field -> check of its value, giving (problem or None, normalised value).
+
+    In the order the problems are reported and the normalised fields are stored.
+    """
+    return {
+        "name": lambda v: _text_field("name", v, 100),
+        "authors": _authors_field,
+        "code_url": lambda v: _url_field("code_url", v),
+        "paper_url": lambda v: _url_field("paper_url", v),
+        "n_parameters": _n_parameters_field,
+        "hardware": lambda v: _text_field("hardware", v, 200, allow_empty=True),
+        "seeds": _seeds_field,
+        "external_data": _external_data_field,
+        "dataset_version": lambda v: _dataset_version_field(v, card),
+        "splits_sha256": lambda v: _splits_sha256_field(v, card),
+        "slug": _slug_field,
+        "description": lambda v: _text_field("description", v, 2000, allow_empty=True),
+        "notes": lambda v: _text_field("notes", v, 2000, allow_empty=True),
+        "contact": lambda v: _text_field("contact", v, 200, allow_empty=True),
+    }
+
+
+def _text_field(key: str, v, max_len: int, allow_empty: bool = False):
+    if not isinstance(v, str) or (not allow_empty and not v.strip()) or len(v) > max_len:
+        return (f"'{key}' must be a {'' if allow_empty else 'non-empty '}string of "
+                f"at most {max_len} characters, got {str(v)[:40]!r}"), None
+    return None, v.strip()
+
+
+def _authors_field(v):
+    a = [v] if isinstance(v, str) else v  # one author may be given as a plain string
+    if (not isinstance(a, list) or not a or len(a) > 100
+            or not all(isinstance(x, str) and 0 < len(x.strip()) <= 200 for x in a)):
+        return "'authors' must be a non-empty list of names (strings)", None
+    return None, [x.strip() for x in a]
+
+
+def _url_field(key: str, v):
+    if v is None or v == "":
+        return None, None
+    # Shown as a link on the leaderboard: only plain http(s), no quotes or markup.
+    if not _is_url(v) or len(v) > 500:
+        return f"'{key}' must be an http(s) URL or null, got {str(v)[:60]!r}", None
+    return None, v
+
+
+def _n_parameters_field(v):
+    if v is None:
+        return None, None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:  # bool is an int subclass
+        return f"'n_parameters' must be an integer >= 0 or null, got {v!r}", None
+    return None, int(v)
+
+
+def _seeds_field(v):
+    if (not isinstance(v, list) or not v or len(v) > MAX_SEEDS
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in v)
+            or len(set(v)) != len(v)):
+        return (f"'seeds' must be a non-empty list of distinct integers >= 0 "
+                f"(at most {MAX_SEEDS}), got {str(v)[:60]}"), None
+    return None, sorted(v)
+
+
+def _external_data_field(v):
+    if not isinstance(v, bool):
+        return f"'external_data' must be true or false, got {v!r}", None
+    return None, v
+
+
+def _dataset_version_field(v, card: dict):
+    if str(v) != str(card.get("version")):
+        return (f"'dataset_version' is {str(v)[:40]!r} but this dataset is version "
+                f"{card.get('version')!r}: predictions made on another dataset "
+                "version cannot be scored"), None
+    return None, str(v)
+
+
+def _splits_sha256_field(v, card: dict):
+    # Out-of-fold predictions made with other folds are not comparable.
+    if v != card.get("splits_sha256"):
+        return (f"'splits_sha256' is {str(v)[:70]!r} but the dataset's splits have "
+                f"{card.get('splits_sha256')}: use the shipped splits.json"), None
+    return None, v
+
+
+def _slug_field(v):
+    if not isinstance(v, str) or not re.match(SLUG_PATTERN, v):
+        return f"'slug' must match {SLUG_PATTERN}, got {str(v)[:40]!r}", None
+    return None, v
 
 
 def validate_metadata(meta, card: dict) -> dict:
