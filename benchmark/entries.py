@@ -37,7 +37,7 @@ import pandas as pd
 from benchmark import HARNESS_VERSION
 from benchmark.core.errors import EntryError, format_problems
 from benchmark.core.io import write_json, write_text
-from benchmark.submission import UNCERTAINTY_COLUMNS
+from benchmark.submission import SLUG_PATTERN, UNCERTAINTY_COLUMNS
 
 __all__ = [
     "Entry",
@@ -62,7 +62,6 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 MAX_ENTRY_BYTES = 8 * 2**20
 

@@ -54,7 +54,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from benchmark.core.errors import DatasetError, SubmissionError, format_problems
+from benchmark.core.errors import DatasetError, SubmissionError, format_problems, head_list
 from benchmark.core.io import json_safe
 # The prediction columns are defined once, with the submission format (a sibling this module
 # may import: the layers contract lists them as non-independent); re-exported here.
@@ -552,12 +552,12 @@ def uncertainty_problems(mu: np.ndarray, sigma: np.ndarray, ids) -> list[str]:
     bad_mu = ~np.isfinite(mu)
     if bad_mu.any():
         problems.append(f"{int(bad_mu.sum())} non-finite predictive centre(s): "
-                        f"{_head(ids[bad_mu])}")
+                        f"{head_list(ids[bad_mu])}")
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(sigma) | (sigma <= 0)
     if bad.any():
         problems.append(f"{int(bad.sum())} sigma(s) not finite and > 0 (dex): "
-                        f"{_head(ids[bad])}")
+                        f"{head_list(ids[bad])}")
     return problems
 
 
@@ -592,7 +592,7 @@ def predictive_gaussians(pred: pd.DataFrame, catalog: pd.DataFrame) -> dict | No
             cross &= np.isfinite(np.stack(values)).all(axis=0)
             if cross.any():
                 problems.append(f"seed {seed}: {int(cross.sum())} image(s) whose quantiles "
-                                f"are not q16 < q50 < q84: {_head(ids[cross])}")
+                                f"are not q16 < q50 < q84: {head_list(ids[cross])}")
             mu, sigma = gaussian_from_quantiles(*values)
         else:
             mu, sigma = values
@@ -785,14 +785,14 @@ def residuals(pred: pd.DataFrame, catalog: pd.DataFrame, image_ids=None) -> dict
     ids = cat_ids if image_ids is None else np.asarray(image_ids, dtype=object)
     cat_pos = pd.Index(cat_ids).get_indexer(ids)
     if (cat_pos < 0).any():
-        raise SubmissionError(f"image ids not in the catalog: {_head(ids[cat_pos < 0])}")
+        raise SubmissionError(f"image ids not in the catalog: {head_list(ids[cat_pos < 0])}")
     truth = catalog["log10_m500c"].to_numpy(dtype=float)[cat_pos]
     aligned, problems = _aligned_by_seed(pred, ids, ("log10_m500c_pred",))
     out = {}
     for seed, ((values,), present) in aligned.items():
         bad = ids[~np.isfinite(values) & present]
         if len(bad):
-            problems.append(f"seed {seed}: {len(bad)} non-finite prediction(s): {_head(bad)}")
+            problems.append(f"seed {seed}: {len(bad)} non-finite prediction(s): {head_list(bad)}")
         out[seed] = values - truth
     _raise_problems("predictions", problems)
     return out
@@ -831,18 +831,18 @@ def _aligned_by_seed(pred: pd.DataFrame, ids: np.ndarray, columns) -> tuple[dict
         dup = pd.unique(pid[pd.Series(pid).duplicated().to_numpy()])
         if len(dup):
             problems.append(f"seed {seed}: {len(dup)} image(s) predicted more than once: "
-                            f"{_head(dup)}")
+                            f"{head_list(dup)}")
         if (pos < 0).any():
             unknown = sorted({str(v) for v in pid[pos < 0]})
             problems.append(f"seed {seed}: {len(unknown)} image id(s) not among the images "
-                            f"scored: {_head(unknown)}")
+                            f"scored: {head_list(unknown)}")
         known = pos >= 0
         present = np.zeros(len(ids), bool)
         present[pos[known]] = True
         if not present.all():
             miss = ids[~present]
             problems.append(f"seed {seed}: {len(miss)} image(s) without a prediction: "
-                            f"{_head(miss)}")
+                            f"{head_list(miss)}")
         arrays = []
         for v in values:
             a = np.full(len(ids), np.nan)
@@ -859,10 +859,6 @@ def _raise_problems(what: str, problems: list[str]) -> None:
             "Validate first with benchmark.submission.validate_predictions; nothing was scored."))
 
 
-def _head(items, n: int = 10) -> str:
-    items = list(items)
-    s = ", ".join(str(i) for i in items[:n])
-    return s + (f", ... and {len(items) - n} more" if len(items) > n else "")
 
 
 def _bin_edges(values: np.ndarray, n_bins: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.core.errors import SubmissionError, format_problems
+from benchmark.core.errors import SubmissionError, format_problems, head_list
 
 __all__ = [
     "EXPECTED_FORMAT",
@@ -50,7 +50,6 @@ MAX_PREDICTIONS_BYTES = 64 * 2**20
 MAX_METADATA_BYTES = 256 * 2**10
 MAX_ROWS = 1_000_000
 MAX_SEEDS = 20
-N_SHOWN = 10
 
 _PRED_SUFFIXES = (".csv", ".parquet", ".pq")
 _META_SUFFIXES = (".json", ".yaml", ".yml")
@@ -120,10 +119,6 @@ def format_help() -> str:
     return EXPECTED_FORMAT
 
 
-def _head(items, n: int = N_SHOWN) -> str:
-    items = list(items)
-    s = ", ".join(str(i) for i in items[:n])
-    return s + (f", ... and {len(items) - n} more" if len(items) > n else "")
 
 
 def _raise(problems: list[str], what: str = "submission") -> None:
@@ -302,7 +297,7 @@ def _column_problems(cols: list[str]) -> list[str]:
         problems.append(f"missing column(s) {missing}; got {cols[:20]}")
     extra = [c for c in cols if c not in PRED_COLUMNS + OPTIONAL_COLUMNS]
     if extra:
-        problems.append(f"unexpected column(s) {_head(extra)}; allowed: "
+        problems.append(f"unexpected column(s) {head_list(extra)}; allowed: "
                         f"{list(PRED_COLUMNS + OPTIONAL_COLUMNS)}")
     return problems
 
@@ -325,7 +320,7 @@ def _null_id_problems(null_id: np.ndarray) -> list[str]:
     if not null_id.any():
         return []
     return [f"{int(null_id.sum())} row(s) without an image_id (rows "
-            f"{_head(np.flatnonzero(null_id) + 1)})"]
+            f"{head_list(np.flatnonzero(null_id) + 1)})"]
 
 
 def _row_labels(ids: np.ndarray, null_id: np.ndarray) -> np.ndarray:
@@ -349,7 +344,7 @@ def _bad_seed_problems(df: pd.DataFrame, bad: np.ndarray, labels) -> list[str]:
         return []
     raw = df["seed"]
     return [f"{int(bad.sum())} row(s) whose seed is not an integer >= 0: "
-            + _head(f"{labels[i]} ({raw.iloc[i]!r})" for i in np.flatnonzero(bad))]
+            + head_list(f"{labels[i]} ({raw.iloc[i]!r})" for i in np.flatnonzero(bad))]
 
 
 def _seed_count_problems(uniq_seeds: list) -> list[str]:
@@ -369,7 +364,7 @@ def _not_number_problems(raw: pd.Series, nonnum: np.ndarray, labels) -> list[str
     if not nonnum.any():
         return []
     return [f"{int(nonnum.sum())} prediction(s) not a number: "
-            + _head(f"{labels[i]} ({str(raw.iloc[i])[:20]!r})" for i in np.flatnonzero(nonnum))]
+            + head_list(f"{labels[i]} ({str(raw.iloc[i])[:20]!r})" for i in np.flatnonzero(nonnum))]
 
 
 def _not_finite_problems(vals: np.ndarray, nonnum: np.ndarray, labels) -> list[str]:
@@ -378,7 +373,7 @@ def _not_finite_problems(vals: np.ndarray, nonnum: np.ndarray, labels) -> list[s
     if not nonfinite.any():
         return []
     return [f"{int(nonfinite.sum())} prediction(s) missing or not finite "
-            f"(NaN/inf): {_head(labels[nonfinite])}"]
+            f"(NaN/inf): {head_list(labels[nonfinite])}"]
 
 
 def _range_problems(vals: np.ndarray, labels) -> list[str]:
@@ -390,21 +385,21 @@ def _range_problems(vals: np.ndarray, labels) -> list[str]:
     # A mass in Msun instead of its log10 is the usual cause: the message says so.
     return [f"{int(out_range.sum())} prediction(s) outside the plausible range "
             f"[{lo}, {hi}] of log10(M500c/Msun) (mass in Msun, log10?): "
-            + _head(f"{labels[i]} ({vals[i]:.4g})" for i in np.flatnonzero(out_range))]
+            + head_list(f"{labels[i]} ({vals[i]:.4g})" for i in np.flatnonzero(out_range))]
 
 
 def _unknown_id_problems(ids: np.ndarray, unknown: np.ndarray) -> list[str]:
     if not unknown.any():
         return []
     return [f"{int(unknown.sum())} row(s) with an image_id not in the catalog "
-            f"of this dataset: {_head(pd.unique(ids[unknown]))}"]
+            f"of this dataset: {head_list(pd.unique(ids[unknown]))}"]
 
 
 def _duplicate_problems(seed: int, sid: pd.Series) -> list[str]:
     dup = sid[sid.duplicated()].unique()
     if not len(dup):
         return []
-    return [f"seed {seed}: {len(dup)} image(s) predicted more than once: {_head(dup)}"]
+    return [f"seed {seed}: {len(dup)} image(s) predicted more than once: {head_list(dup)}"]
 
 
 def _uncovered_problems(seed: int, sid: pd.Series, cat_index: pd.Index) -> list[str]:
@@ -413,7 +408,7 @@ def _uncovered_problems(seed: int, sid: pd.Series, cat_index: pd.Index) -> list[
     if present.all():
         return []
     return [f"seed {seed}: {int((~present).sum())} of {len(cat_index)} catalog "
-            f"images without a prediction: {_head(cat_index[~present])}"]
+            f"images without a prediction: {head_list(cat_index[~present])}"]
 
 
 def _card_count_problems(card: dict | None, n_images: int) -> list[str]:
@@ -475,7 +470,7 @@ def _sigma_problems(sigma: np.ndarray, labels) -> list[str]:
         return []
     return [f"{int(bad.sum())} {SIGMA_COLUMN} value(s) not in (0, {MAX_SIGMA_DEX}] dex (the "
             "width of the predictive Gaussian must be positive): "
-            + _head(f"{labels[i]} ({sigma[i]:.4g})" for i in np.flatnonzero(bad))]
+            + head_list(f"{labels[i]} ({sigma[i]:.4g})" for i in np.flatnonzero(bad))]
 
 
 def _quantile_problems(q: np.ndarray, labels) -> list[str]:
@@ -484,13 +479,13 @@ def _quantile_problems(q: np.ndarray, labels) -> list[str]:
     cross = finite & ~((q[0] < q[1]) & (q[1] < q[2]))
     if cross.any():
         problems.append(f"{int(cross.sum())} image(s) whose quantiles cross (need q16 < q50 "
-                        "< q84): " + _head(f"{labels[i]} ({q[0, i]:.4g}, {q[1, i]:.4g}, "
+                        "< q84): " + head_list(f"{labels[i]} ({q[0, i]:.4g}, {q[1, i]:.4g}, "
                                            f"{q[2, i]:.4g})" for i in np.flatnonzero(cross)))
     lo, hi = LOG10_M_RANGE
     outside = finite & ((q < lo) | (q > hi)).any(axis=0)
     if outside.any():
         problems.append(f"{int(outside.sum())} image(s) with a quantile outside the plausible "
-                        f"range [{lo}, {hi}] of log10(M500c/Msun): {_head(labels[outside])}")
+                        f"range [{lo}, {hi}] of log10(M500c/Msun): {head_list(labels[outside])}")
     return problems
 
 
@@ -506,7 +501,7 @@ def _uncertainty_problems(df: pd.DataFrame, labels) -> tuple[list[str], dict]:
         bad = ~np.isfinite(vals)
         if bad.any():
             problems.append(f"{int(bad.sum())} {col} value(s) missing, not a number or not "
-                            f"finite: {_head(labels[bad])}")
+                            f"finite: {head_list(labels[bad])}")
         values[col] = vals
     if SIGMA_COLUMN in values:
         problems += _sigma_problems(values[SIGMA_COLUMN], labels)
@@ -563,7 +558,7 @@ def _unknown_field_problems(meta: dict) -> list[str]:
     unknown = [str(k) for k in meta if k not in METADATA_FIELDS]
     if not unknown:
         return []
-    return [f"unknown metadata field(s) {_head(unknown)}; allowed: {list(METADATA_FIELDS)}"]
+    return [f"unknown metadata field(s) {head_list(unknown)}; allowed: {list(METADATA_FIELDS)}"]
 
 
 def _missing_field_problems(meta: dict) -> list[str]:

@@ -58,3 +58,11 @@ def format_problems(header: str, problems: list[str], fix: str | None = None) ->
     if fix:
         lines.append(fix)
     return "\n".join(lines)
+
+
+def head_list(items, n: int = 10) -> str:
+    """The first ``n`` items joined by commas, then how many more: problems name a few
+    offenders, never thousands of ids."""
+    items = list(items)
+    shown = ", ".join(str(i) for i in items[:n])
+    return shown + (f", ... and {len(items) - n} more" if len(items) > n else "")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.core.errors import SplitsError, format_problems
+from benchmark.core.errors import SplitsError, format_problems, head_list
 
 __all__ = [
     "Splits",
@@ -109,7 +109,7 @@ class Splits:
         missing = sorted({int(c) for c in np.unique(ids)} - set(self.folds))
         if missing:
             raise SplitsError(
-                f"{len(missing)} cluster(s) not in the splits: {_head(missing)}; the splits "
+                f"{len(missing)} cluster(s) not in the splits: {head_list(missing)}; the splits "
                 "file does not belong to this catalog"
             )
         keys = np.fromiter(self.folds.keys(), dtype=np.int64, count=len(self.folds))
@@ -202,7 +202,7 @@ class Splits:
                 continue
             folds[cid] = val
         if bad_keys:
-            problems.append(f"cluster ids must be integers: {_head(bad_keys)}")
+            problems.append(f"cluster ids must be integers: {head_list(bad_keys)}")
         for name in ("n_folds", "seed", "validation_offset"):
             if name in obj and not _is_int(obj[name]):
                 problems.append(f"'{name}' must be an integer, got {obj[name]!r}")
@@ -217,10 +217,6 @@ def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-def _head(items, n: int = 10) -> str:
-    items = list(items)
-    shown = ", ".join(str(i) for i in items[:n])
-    return shown + (f", ... and {len(items) - n} more" if len(items) > n else "")
 
 
 def _check_fields(folds: dict, n_folds, validation_offset) -> list[str]:
@@ -233,7 +229,7 @@ def _check_fields(folds: dict, n_folds, validation_offset) -> list[str]:
                         f"got {validation_offset!r}")
     bad = [c for c, f in folds.items() if not _is_int(f) or not 0 <= f < n_folds]
     if bad:
-        problems.append(f"folds must be integers in 0..{n_folds - 1}; bad clusters: {_head(bad)}")
+        problems.append(f"folds must be integers in 0..{n_folds - 1}; bad clusters: {head_list(bad)}")
     if not folds:
         problems.append("no clusters in the splits")
     return problems
@@ -379,7 +375,7 @@ def check_splits(splits: Splits, catalog) -> None:
     unknown = sorted(set(np.unique(cids).tolist()) - set(splits.folds))
     if unknown:
         problems.append(f"{len(unknown)} catalog cluster(s) missing from the splits: "
-                        f"{_head(unknown)}")
+                        f"{head_list(unknown)}")
     elif "fold" in catalog.columns:
         fold_col = catalog["fold"].to_numpy()
         expect = splits.folds_of(cids)
@@ -387,7 +383,7 @@ def check_splits(splits: Splits, catalog) -> None:
         if len(bad):
             ids = catalog["image_id"].to_numpy()[bad] if "image_id" in catalog.columns else bad
             problems.append(f"{len(bad)} catalog row(s) whose 'fold' disagrees with splits.json: "
-                            f"{_head(ids)}")
+                            f"{head_list(ids)}")
     if problems:
         raise SplitsError(format_problems("catalog and splits disagree", problems,
                                           "Re-fetch or regenerate the dataset (`make data`)."))
