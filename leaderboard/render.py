@@ -361,6 +361,15 @@ def _page(title: str, body: str, root: str) -> str:
     )
 
 
+def _figure_html(svg: str, caption: str) -> str:
+    return f"<figure>{svg}<figcaption>{esc(caption)}</figcaption></figure>"
+
+
+def _figure_grid(figs: list[tuple[str, str]]) -> str:
+    """(svg, caption) figures side by side."""
+    return '<div class="figs">' + "".join(_figure_html(svg, cap) for svg, cap in figs) + "</div>"
+
+
 def _pdf_overlay_figure(board: list[LoadedEntry]) -> tuple[str, str] | None:
     """The study's figure for the whole board: every entry's error PDF (unit area) with its
     best-fit Gaussian (dashed, same colour), in ranking order, oracles marked."""
@@ -399,6 +408,24 @@ def _pdf_overlay_figure(board: list[LoadedEntry]) -> tuple[str, str] | None:
 
 
 def _index_html(rows: list[dict], dataset_info: dict, figure: tuple[str, str] | None = None) -> str:
+    """The index page: the ranked table, what its columns mean, the board's error PDFs."""
+    ths = _index_header()
+    trs = [_index_row(i, r) for i, r in _ranked(rows)]
+    info = " · ".join(f"{esc(k)}: {esc(v if k != 'splits_sha256' else str(v)[:12])}"
+                      for k, v in dataset_info.items() if v is not None)
+    body = (
+        "<h1>clustermass leaderboard</h1>"
+        f'<p class="muted">{info}</p>'
+        f'<table class="sortable" id="leaderboard"><thead><tr>{ths}</tr></thead><tbody>{"".join(trs)}</tbody></table>'
+        + _index_notes()
+    )
+    if figure:
+        body += "<h2>Error PDFs</h2>" + _figure_html(figure[0], figure[1])
+    return _page("clustermass leaderboard", body, "")
+
+
+def _index_header() -> str:
+    """The index table's <th> cells: each names its sort type and key for sort.js."""
     head = [("#", "number", "rank"), ("Entry", "text", "name"), ("Scatter (Gauss, ln10 σ)", "number", "scatter"),
             ("Hidden", "number", "hidden"), ("Worst shift (ratio)", "number", "shift"),
             ("Bias (dex)", "number", "bias"), ("Fold scatter mean ± std", "number", "fold"),
@@ -406,60 +433,78 @@ def _index_html(rows: list[dict], dataset_info: dict, figure: tuple[str, str] | 
             ("Core sensitivity (occlusion; gradient)", "number", "core"),
             *((h, "number", k) for k, (h, _) in UNCERTAINTY_STATS.items()),
             ("Dataset", "text", "dataset"), ("Date", "text", "date")]
-    ths = "".join(f'<th data-type="{t}" data-key="{k}" class="{"text" if t == "text" else ""}">{esc(h)}</th>'
-                  for h, t, k in head)
-    trs = []
-    for i, r in _ranked(rows):
-        ci = r["scatter_ci_frac"]
-        ci_txt = f' <span class="muted">[{_pct(ci[0])}, {_pct(ci[1])}]</span>' if ci else ""
-        fold = ("" if r["fold_mean_frac"] is None else
-                f"{_pct(r['fold_mean_frac'])} ± {_pct(r['fold_std_frac'])}")
-        best = "" if r["best_fold"] is None else f"{_pct(r['best_fold'][1])} <span class=\"muted\">(fold {r['best_fold'][0]})</span>"
-        worst = "" if r["worst_fold"] is None else f"{_pct(r['worst_fold'][1])} <span class=\"muted\">(fold {r['worst_fold'][0]})</span>"
-        core = "" if r["core_ratio"] is None else f"{r['core_ratio']:.2f} <span class=\"muted\">({esc(r['core_method'])})</span>"
-        if r.get("core_gradient") is not None:
-            core += f' <span class="muted">· gradient {r["core_gradient"]:.2f}</span>'
-        stale = ' <span class="badge warn">other dataset version</span>' if r["stale"] else ""
-        kind = f' <span class="badge">{esc(r["kind"])}</span>' if r.get("kind") else ""
-        if r.get("trusted"):
-            kind += ' <span class="badge" title="trained by the harness">trusted</span>'
-        if r.get("oracle"):
-            kind += " " + ORACLE_BADGE
+    return "".join(f'<th data-type="{t}" data-key="{k}" class="{"text" if t == "text" else ""}">{esc(h)}</th>'
+                   for h, t, k in head)
 
-        def ds(v):
-            return "" if v is None else esc(f"{v:.6g}")
 
-        bias_txt = "" if r["bias_dex"] is None else f"{r['bias_dex']:+.3f}"
-        hidden_txt, hidden_sort = _hidden_text(r.get("hidden"))
-        shifted = r.get("worst_shift")
-        shift_txt = ("" if shifted is None else
-                     f'{esc(_ratio_text(shifted[0], shifted[2]))} '
-                     f'<span class="muted">({esc(shifted[1])})</span>')
+def _index_row(i, r: dict) -> str:
+    """One <tr> of the index: each cell's text, and in data-sort the raw value sort.js orders by."""
+    ci = r["scatter_ci_frac"]
+    ci_txt = f' <span class="muted">[{_pct(ci[0])}, {_pct(ci[1])}]</span>' if ci else ""
+    fold = ("" if r["fold_mean_frac"] is None else
+            f"{_pct(r['fold_mean_frac'])} ± {_pct(r['fold_std_frac'])}")
+    best, worst = _fold_extreme_html(r["best_fold"]), _fold_extreme_html(r["worst_fold"])
+    core = _core_cell_html(r)
+    stale = ' <span class="badge warn">other dataset version</span>' if r["stale"] else ""
+    kind = _kind_badges(r)
+    bias_txt = "" if r["bias_dex"] is None else f"{r['bias_dex']:+.3f}"
+    hidden_txt, hidden_sort = _hidden_text(r.get("hidden"))
+    shifted = r.get("worst_shift")
+    shift_txt = ("" if shifted is None else
+                 f'{esc(_ratio_text(shifted[0], shifted[2]))} '
+                 f'<span class="muted">({esc(shifted[1])})</span>')
+    return (
+        "<tr>"
+        f'<td data-sort="{i}">{_rank_text(i, r)}</td>'
+        f'<td class="text" data-sort="{esc(r["name"])}"><a href="entries/{esc(r["slug"])}.html">{esc(r["name"])}</a>{kind}</td>'
+        f'<td data-sort="{_sort_value(r["scatter_frac"])}">{_pct(r["scatter_frac"])}{ci_txt}</td>'
+        f'<td data-sort="{_sort_value(hidden_sort)}">{esc(hidden_txt)}</td>'
+        f'<td data-sort="{_sort_value(shifted[0] if shifted else None)}">{shift_txt}</td>'
+        f'<td data-sort="{_sort_value(r["bias_dex"])}">{bias_txt}</td>'
+        f'<td data-sort="{_sort_value(r["fold_mean_frac"])}">{fold}</td>'
+        f'<td data-sort="{_sort_value(r["best_fold"][1] if r["best_fold"] else None)}">{best}</td>'
+        f'<td data-sort="{_sort_value(r["worst_fold"][1] if r["worst_fold"] else None)}">{worst}</td>'
+        f'<td data-sort="{_sort_value(r["core_ratio"])}">{core}</td>'
+        + "".join(f'<td data-sort="{_sort_value(r.get(k))}">{_unc_text(k, r.get(k))}</td>'
+                  for k in UNCERTAINTY_STATS) +
+        f'<td class="text" data-sort="{esc(r["dataset_version"] or "")}">{esc(r["dataset_version"] or "")}{stale}</td>'
+        f'<td class="text" data-sort="{esc(r["date"] or "")}">{esc(r["date"] or "")}</td>'
+        "</tr>"
+    )
 
-        trs.append(
-            "<tr>"
-            f'<td data-sort="{i}">{_rank_text(i, r)}</td>'
-            f'<td class="text" data-sort="{esc(r["name"])}"><a href="entries/{esc(r["slug"])}.html">{esc(r["name"])}</a>{kind}</td>'
-            f'<td data-sort="{ds(r["scatter_frac"])}">{_pct(r["scatter_frac"])}{ci_txt}</td>'
-            f'<td data-sort="{ds(hidden_sort)}">{esc(hidden_txt)}</td>'
-            f'<td data-sort="{ds(shifted[0] if shifted else None)}">{shift_txt}</td>'
-            f'<td data-sort="{ds(r["bias_dex"])}">{bias_txt}</td>'
-            f'<td data-sort="{ds(r["fold_mean_frac"])}">{fold}</td>'
-            f'<td data-sort="{ds(r["best_fold"][1] if r["best_fold"] else None)}">{best}</td>'
-            f'<td data-sort="{ds(r["worst_fold"][1] if r["worst_fold"] else None)}">{worst}</td>'
-            f'<td data-sort="{ds(r["core_ratio"])}">{core}</td>'
-            + "".join(f'<td data-sort="{ds(r.get(k))}">{_unc_text(k, r.get(k))}</td>'
-                      for k in UNCERTAINTY_STATS) +
-            f'<td class="text" data-sort="{esc(r["dataset_version"] or "")}">{esc(r["dataset_version"] or "")}{stale}</td>'
-            f'<td class="text" data-sort="{esc(r["date"] or "")}">{esc(r["date"] or "")}</td>'
-            "</tr>"
-        )
-    info = " · ".join(f"{esc(k)}: {esc(v if k != 'splits_sha256' else str(v)[:12])}"
-                      for k, v in dataset_info.items() if v is not None)
-    body = (
-        "<h1>clustermass leaderboard</h1>"
-        f'<p class="muted">{info}</p>'
-        f'<table class="sortable" id="leaderboard"><thead><tr>{ths}</tr></thead><tbody>{"".join(trs)}</tbody></table>'
+
+def _sort_value(v) -> str:
+    """A number as a data-sort attribute (empty for none)."""
+    return "" if v is None else esc(f"{v:.6g}")
+
+
+def _fold_extreme_html(fold: tuple[int, float] | None) -> str:
+    """A best or worst fold: its scatter, then which fold."""
+    return "" if fold is None else f"{_pct(fold[1])} <span class=\"muted\">(fold {fold[0]})</span>"
+
+
+def _core_cell_html(r: dict) -> str:
+    """The core-sensitivity cell: the ranked ratio with its method, the gradient beside."""
+    core = ("" if r["core_ratio"] is None else
+            f"{r['core_ratio']:.2f} <span class=\"muted\">({esc(r['core_method'])})</span>")
+    if r.get("core_gradient") is not None:
+        core += f' <span class="muted">· gradient {r["core_gradient"]:.2f}</span>'
+    return core
+
+
+def _kind_badges(r: dict) -> str:
+    """Badges after an entry's name: its kind, trusted, oracle."""
+    kind = f' <span class="badge">{esc(r["kind"])}</span>' if r.get("kind") else ""
+    if r.get("trusted"):
+        kind += ' <span class="badge" title="trained by the harness">trusted</span>'
+    if r.get("oracle"):
+        kind += " " + ORACLE_BADGE
+    return kind
+
+
+def _index_notes() -> str:
+    """The paragraph under the index table: what each column means."""
+    return (
         '<p class="muted">Scatter: σ of the best-fit Gaussian to ε = log10 M_pred − log10 M_true over all images '
         "(out of fold), as a fractional mass scatter ln(10)·σ; brackets: 68% bootstrap interval over clusters. "
         "Bias: mean ε. Fold columns: the same scatter per test fold (a best fold never stands alone). "
@@ -470,9 +515,6 @@ def _index_html(rows: list[dict], dataset_info: dict, figure: tuple[str, str] | 
         "floor: they sort with every column but take no rank. "
         "Click a column header to sort.</p>"
     )
-    if figure:
-        body += f'<h2>Error PDFs</h2><figure>{figure[0]}<figcaption>{esc(figure[1])}</figcaption></figure>'
-    return _page("clustermass leaderboard", body, "")
 
 
 def _ranked(rows: list[dict]) -> list[tuple[int, dict]]:
@@ -501,90 +543,127 @@ def _nums(values) -> np.ndarray:
 
 def _figures(score: Score, df: pd.DataFrame | None) -> list[tuple[str, str]]:
     """(svg, caption) of the entry's figures, from its score and per-image errors."""
-    figs = []
-    pdf = score.section("pdf")
+    figs = (_error_pdf_figure(score.section("pdf")), _pred_vs_true_figure(df), _fold_scatter_figure(score),
+            _mass_bins_figure(score), _physical_state_figure(score))
+    return [f for f in figs if f]
+
+
+def _error_pdf_figure(pdf: Mapping) -> tuple[str, str] | None:
+    """The entry's error histogram with its best-fit Gaussian (the study's figure)."""
     edges, counts = _nums(pdf.get("bin_edges_dex") or []), _nums(pdf.get("counts") or [])
     gauss = pdf.get("gauss") or {}
     amp, mu, sig = (_num(gauss.get(k)) for k in ("amplitude", "mu_dex", "sigma_dex"))
-    if len(edges) > 1 and len(counts) == len(edges) - 1:
-        top = max(np.nanmax(counts), amp or 0) * 1.15 or 1
-        ax = Axes((edges[0], edges[-1]), (0, top), title="Error PDF", ylabel="images per bin",
-                  xlabel="ε = log10 M_pred − log10 M_true (dex)")
-        ax.step_hist(edges, counts, COLORS[0], label=f"all images (seed {pdf.get('seed', 0)})")
-        if None not in (amp, mu, sig) and sig > 0:
-            xs = np.linspace(edges[0], edges[-1], 200)
-            ax.line(xs, amp * np.exp(-0.5 * ((xs - mu) / sig) ** 2), COLORS[1],
-                    label=f"Gaussian: μ={mu:+.3f}, σ={sig:.3f} dex")
-            cap = f"Error PDF with its best-fit Gaussian: scatter ln(10)σ = {100 * LN10 * sig:.1f}%."
-        else:
-            cap = "Error PDF (too few images for a Gaussian fit)."
-        ax.vline(0)
-        figs.append((ax.to_svg(), cap))
+    if not (len(edges) > 1 and len(counts) == len(edges) - 1):
+        return None
+    top = max(np.nanmax(counts), amp or 0) * 1.15 or 1
+    ax = Axes((edges[0], edges[-1]), (0, top), title="Error PDF", ylabel="images per bin",
+              xlabel="ε = log10 M_pred − log10 M_true (dex)")
+    ax.step_hist(edges, counts, COLORS[0], label=f"all images (seed {pdf.get('seed', 0)})")
+    if None not in (amp, mu, sig) and sig > 0:
+        xs = np.linspace(edges[0], edges[-1], 200)
+        ax.line(xs, amp * np.exp(-0.5 * ((xs - mu) / sig) ** 2), COLORS[1],
+                label=f"Gaussian: μ={mu:+.3f}, σ={sig:.3f} dex")
+        cap = f"Error PDF with its best-fit Gaussian: scatter ln(10)σ = {100 * LN10 * sig:.1f}%."
+    else:
+        cap = "Error PDF (too few images for a Gaussian fit)."
+    ax.vline(0)
+    return ax.to_svg(), cap
 
-    if df is not None and len(df):
-        t, p = df["log10_m500c"].to_numpy(float), df["log10_m500c_pred"].to_numpy(float)
-        lo = float(np.floor(min(t.min(), np.percentile(p, 0.5)) * 10) / 10)
-        hi = float(np.ceil(max(t.max(), np.percentile(p, 99.5)) * 10) / 10)
-        ax = Axes((lo, hi), (lo, hi), title="Predicted vs true", xlabel="true log10 M500c",
-                  ylabel="predicted log10 M500c")
-        ax.density(t, p, bins=50)
-        ax.line([lo, hi], [lo, hi], "#d62728", 1, "4,3")
-        figs.append((ax.to_svg(), f"{len(df)} images, shaded by density (log scale); dashed: 1:1."))
 
+def _pred_vs_true_figure(df: pd.DataFrame | None) -> tuple[str, str] | None:
+    """Predicted against true mass of every image, as a density."""
+    if df is None or not len(df):
+        return None
+    t, p = df["log10_m500c"].to_numpy(float), df["log10_m500c_pred"].to_numpy(float)
+    # Half a percent of wild predictions at either end must not squash the plot.
+    lo = float(np.floor(min(t.min(), np.percentile(p, 0.5)) * 10) / 10)
+    hi = float(np.ceil(max(t.max(), np.percentile(p, 99.5)) * 10) / 10)
+    ax = Axes((lo, hi), (lo, hi), title="Predicted vs true", xlabel="true log10 M500c",
+              ylabel="predicted log10 M500c")
+    ax.density(t, p, bins=50)
+    ax.line([lo, hi], [lo, hi], "#d62728", 1, "4,3")
+    return ax.to_svg(), f"{len(df)} images, shaded by density (log scale); dashed: 1:1."
+
+
+def _fold_scatter_figure(score: Score) -> tuple[str, str] | None:
+    """One bar per test fold with the mean over folds: a best fold never stands alone."""
     rows = score.fold_rows
-    if rows:
-        folds = [int(r["fold"]) for r in rows]
-        key, what = "scatter_gauss_frac", "Gaussian-fit scatter (ln10 σ)"
-        if not np.isfinite(_nums([r.get(key) for r in rows])).any():
-            # Folds too small for a Gaussian fit: show the standard deviation instead.
-            key, what = "scatter_std_frac", "standard deviation (ln10 σ_std)"
-        vals = 100 * _nums([r.get(key) for r in rows])
-        top = np.nanmax(vals) * 1.25 if np.isfinite(vals).any() else 1.0
-        ax = Axes((-0.7, len(folds) - 0.3), (0, top), title="Scatter per test fold", xlabel="test fold",
-                  ylabel="scatter (%)")
-        ax.bars(range(len(folds)), vals, 0.7, COLORS[0],
-                labels=[f"fold {k}: {v:.1f}%" for k, v in zip(folds, vals)])
-        summary = _obj(score.section("fold_summary"), key)
-        mean, std = _num(summary.get("mean")), _num(summary.get("std"))
-        if mean is not None:
-            ax.hline(100 * mean, COLORS[1])
-            ax.note(f"mean {100 * mean:.1f}%" + ("" if std is None else f" ± {100 * std:.1f}%"))
-        figs.append((ax.to_svg(xticks=list(range(len(folds))), xticklabels=[str(k) for k in folds]),
-                     f"{what} of each test fold; line: mean over folds."))
+    if not rows:
+        return None
+    folds = [int(r["fold"]) for r in rows]
+    key, what = _fold_scatter_key(rows)
+    vals = 100 * _nums([r.get(key) for r in rows])
+    top = np.nanmax(vals) * 1.25 if np.isfinite(vals).any() else 1.0
+    ax = Axes((-0.7, len(folds) - 0.3), (0, top), title="Scatter per test fold", xlabel="test fold",
+              ylabel="scatter (%)")
+    ax.bars(range(len(folds)), vals, 0.7, COLORS[0],
+            labels=[f"fold {k}: {v:.1f}%" for k, v in zip(folds, vals)])
+    summary = _obj(score.section("fold_summary"), key)
+    mean, std = _num(summary.get("mean")), _num(summary.get("std"))
+    if mean is not None:
+        ax.hline(100 * mean, COLORS[1])
+        ax.note(f"mean {100 * mean:.1f}%" + ("" if std is None else f" ± {100 * std:.1f}%"))
+    return (ax.to_svg(xticks=list(range(len(folds))), xticklabels=[str(k) for k in folds]),
+            f"{what} of each test fold; line: mean over folds.")
 
+
+def _fold_scatter_key(rows: list[Mapping]) -> tuple[str, str]:
+    """(per-fold statistic, its description) the fold figure shows."""
+    if not np.isfinite(_nums([r.get("scatter_gauss_frac") for r in rows])).any():
+        # Folds too small for a Gaussian fit: show the standard deviation instead.
+        return "scatter_std_frac", "standard deviation (ln10 σ_std)"
+    return "scatter_gauss_frac", "Gaussian-fit scatter (ln10 σ)"
+
+
+def _mass_bins_figure(score: Score) -> tuple[str, str] | None:
+    """Mean error and Gaussian scatter in bins of true mass."""
     bins = [b for b in (score.section("mass_bins").get("bins") or []) if isinstance(b, dict)]
-    if bins:
-        c = _nums([b.get("center") for b in bins])
-        bias = _nums([b.get("bias_mean_dex") for b in bins])
-        sig = _nums([b.get("sigma_gauss_dex") for b in bins])
-        span = np.nanmax(np.abs(bias) + np.nan_to_num(sig)) if np.isfinite(bias).any() else 0.1
-        span = span if span > 0 else 0.1
-        ax = Axes((_num(bins[0].get("lo")) or c[0] - 0.1, _num(bins[-1].get("hi")) or c[-1] + 0.1),
-                  (-1.3 * span, 1.3 * span), title="Bias and scatter by mass", xlabel="true log10 M500c",
-                  ylabel="ε (dex)")
-        ax.hline(0)
-        ax.errorbar(c, bias, sig, COLORS[0], label="mean ε ± Gaussian σ")
-        figs.append((ax.to_svg(), "Mass bins (quantiles of the true mass): mean ε, bar: Gaussian-fit scatter."))
+    if not bins:
+        return None
+    c = _nums([b.get("center") for b in bins])
+    bias = _nums([b.get("bias_mean_dex") for b in bins])
+    sig = _nums([b.get("sigma_gauss_dex") for b in bins])
+    span = _residual_span(bias, sig)
+    ax = Axes((_num(bins[0].get("lo")) or c[0] - 0.1, _num(bins[-1].get("hi")) or c[-1] + 0.1),
+              (-1.3 * span, 1.3 * span), title="Bias and scatter by mass", xlabel="true log10 M500c",
+              ylabel="ε (dex)")
+    ax.hline(0)
+    ax.errorbar(c, bias, sig, COLORS[0], label="mean ε ± Gaussian σ")
+    return ax.to_svg(), "Mass bins (quantiles of the true mass): mean ε, bar: Gaussian-fit scatter."
 
+
+def _physical_state_figure(score: Score) -> tuple[str, str] | None:
+    """Mean error ± standard deviation of each cool-core and merger state."""
+    groups = _physical_state_groups(score)
+    if not groups:
+        return None
+    mean = _nums([g.get("bias_mean_dex") for _, g in groups])
+    sd = _nums([g.get("sigma_std_dex") for _, g in groups])
+    span = _residual_span(mean, sd)
+    ax = Axes((-0.6, len(groups) - 0.4), (-1.3 * span, 1.3 * span), title="Residuals by physical state",
+              ylabel="ε (dex)")
+    ax.hline(0)
+    ax.errorbar(range(len(groups)), mean, sd, COLORS[2])
+    labels = [f"{n} ({g.get('n_images', '?')})" for n, g in groups]
+    return (ax.to_svg(xticks=list(range(len(groups))), xticklabels=labels),
+            "Mean ε ± standard deviation, cool-core vs non-cool-core and merging vs relaxed.")
+
+
+def _physical_state_groups(score: Score) -> list[tuple[str, Mapping]]:
+    """(label, statistics) of each state the score has: non-CC, cool core, relaxed, merger."""
     groups = []
     for key, names in (("by_cool_core", ("non-CC", "cool core")), ("by_merger", ("relaxed", "merger"))):
         split = score.section(key)
         for val, name in enumerate(names):
             if isinstance(split.get(str(val)), dict):
                 groups.append((name, split[str(val)]))
-    if groups:
-        mean = _nums([g.get("bias_mean_dex") for _, g in groups])
-        sd = _nums([g.get("sigma_std_dex") for _, g in groups])
-        span = np.nanmax(np.abs(mean) + np.nan_to_num(sd)) if np.isfinite(mean).any() else 0.1
-        span = span if span > 0 else 0.1
-        ax = Axes((-0.6, len(groups) - 0.4), (-1.3 * span, 1.3 * span), title="Residuals by physical state",
-                  ylabel="ε (dex)")
-        ax.hline(0)
-        ax.errorbar(range(len(groups)), mean, sd, COLORS[2])
-        labels = [f"{n} ({g.get('n_images', '?')})" for n, g in groups]
-        figs.append((ax.to_svg(xticks=list(range(len(groups))), xticklabels=labels),
-                     "Mean ε ± standard deviation, cool-core vs non-cool-core and merging vs relaxed."))
-    return figs
+    return groups
+
+
+def _residual_span(mean: np.ndarray, spread: np.ndarray) -> float:
+    """Half the height of a residual plot: room for every mean ± spread, 0.1 dex when none is finite."""
+    span = np.nanmax(np.abs(mean) + np.nan_to_num(spread)) if np.isfinite(mean).any() else 0.1
+    return span if span > 0 else 0.1
 
 
 def _pit_figure(pit_hist) -> tuple[str, str] | None:
@@ -641,8 +720,7 @@ def _uncertainty_html(score: Score) -> str:
             + " ".join(esc(t) for _, t in UNCERTAINTY_STATS.values()) + "</p>"
             f'<table class="sortable" id="uncertainty"><thead><tr><th class="text" data-type="text">images</th>'
             f"{heads}</tr></thead><tbody>{body}</tbody></table>"
-            + ('<div class="figs">' + "".join(f"<figure>{svg}<figcaption>{esc(cap)}</figcaption></figure>"
-                                              for svg, cap in figs) + "</div>" if figs else ""))
+            + (_figure_grid(figs) if figs else ""))
 
 
 def _fmt3(v) -> str:
@@ -806,12 +884,11 @@ def _shift_html(row: dict) -> str:
                         f'{esc(c.get("change") or "")}</td><td colspan="3" class="text">not '
                         f'scored: {esc(c.get("reason") or "")}</td></tr>')
             continue
-        ratio_sort = "" if c["ratio"] is None else esc(f"{c['ratio']:.6g}")
         body.append(
             f'<tr><td class="text">{esc(name)}</td><td class="text">{esc(c.get("change") or "")}'
             f'</td><td>{pm(c["scatter"], c["scatter_std"], _pct)}</td>'
             f'<td>{pm(c["bias"], c["bias_std"], lambda v: f"{v:+.3f}")}</td>'
-            f'<td data-sort="{ratio_sort}">{esc(_ratio_text(c["ratio"], c.get("ratio_ci")))}'
+            f'<td data-sort="{_sort_value(c["ratio"])}">{esc(_ratio_text(c["ratio"], c.get("ratio_ci")))}'
             '</td></tr>')
     return ('<h2>Shift track and hidden set</h2><table class="sortable" id="shift"><thead><tr>'
             '<th class="text" data-type="text">set</th><th class="text" data-type="text">what '
@@ -821,80 +898,116 @@ def _shift_html(row: dict) -> str:
 
 
 def _entry_html(le: LoadedEntry, row: dict, png_names: list[str]) -> str:
+    """An entry's page: metadata, metrics, per fold, uncertainty, test sets, figures, diagnostics."""
     score = le.entry.score
     name = row["name"]
     parts = [f'<p><a href="../index.html">← leaderboard</a></p><h1>{esc(name)}</h1>', _meta_html(le.entry)]
     if le.problems:
         parts.append('<p class="badge warn">' + esc("; ".join(le.problems)) + "</p>")
-    pooled = score.section("pooled")
-    if pooled:
-        ci = score.section("pooled_ci68")
-
-        def cell(key, frac_key=None):
-            v = _num(pooled.get(key))
-            if v is None:
-                return ""
-            txt = f"{v:+.4f} dex" if key.startswith("bias") else f"{v:.4f} dex"
-            if frac_key and _num(pooled.get(frac_key)) is not None:
-                txt += f" ({_pct(_num(pooled.get(frac_key)))})"
-            c = ci.get(frac_key or key)
-            if isinstance(c, list) and len(c) == 2 and None not in c:
-                txt += (f' <span class="muted">[68%: {_pct(c[0])}, {_pct(c[1])}]</span>' if frac_key else
-                        f' <span class="muted">[68%: {c[0]:+.4f}, {c[1]:+.4f}]</span>')
-            return txt
-
-        parts.append(
-            "<h2>Metrics</h2><table><tbody>"
-            f'<tr><th class="text">images / clusters / seeds</th><td>{esc(score.n_images)} / '
-            f'{esc(score.n_clusters)} / {len(score.seeds)}</td></tr>'
-            f'<tr><th class="text">bias, mean</th><td>{cell("bias_mean_dex")}</td></tr>'
-            f'<tr><th class="text">bias, median</th><td>{cell("bias_median_dex")}</td></tr>'
-            f'<tr><th class="text">scatter, Gaussian fit</th><td>{cell("sigma_gauss_dex", "scatter_gauss_frac")}</td></tr>'
-            f'<tr><th class="text">scatter, standard deviation</th><td>{cell("sigma_std_dex", "scatter_std_frac")}</td></tr>'
-            f'<tr><th class="text">scatter, robust (16-84%/2)</th><td>{cell("sigma_robust_dex", "scatter_robust_frac")}</td></tr>'
-            f'<tr><th class="text">outliers (|ε| &gt; 3σ)</th><td>{_pct(_num(pooled.get("outlier_frac")))}</td></tr>'
-            "</tbody></table>"
-        )
-    rows = score.fold_rows
-    if rows:
-        def b4(v):
-            v = _num(v)
-            return "" if v is None else f"{v:+.4f}"
-
-        body = "".join(
-            f"<tr><td>{esc(r.get('fold'))}</td><td>{esc(r.get('n_images'))}</td><td>{b4(r.get('bias_mean_dex'))}</td>"
-            f"<td>{_pct(_num(r.get('scatter_gauss_frac')))}</td><td>{_pct(_num(r.get('scatter_std_frac')))}</td></tr>"
-            for r in rows)
-        parts.append('<h2>Per fold</h2><table class="sortable" id="folds"><thead><tr>'
-                     '<th data-type="number">fold</th><th data-type="number">images</th>'
-                     '<th data-type="number">bias (dex)</th><th data-type="number">scatter (Gauss)</th>'
-                     '<th data-type="number">scatter (std)</th></tr></thead>'
-                     f"<tbody>{body}</tbody></table>")
+    parts += _metrics_parts(score)
+    parts += _folds_parts(score)
     parts.append(_uncertainty_html(score))
     parts.append(_shift_html(row))
     figs = _figures(score, le.errors)
     if figs:
-        parts.append('<h2>Figures</h2><div class="figs">' + "".join(
-            f"<figure>{svg}<figcaption>{esc(cap)}</figcaption></figure>" for svg, cap in figs) + "</div>")
-    diag = le.entry.diagnostics
-    if diag or png_names:
-        parts.append("<h2>Interpretation diagnostics</h2>")
-        if diag:
-            parts.append(_diag_core_html(diag, row))
-            dfigs = _diag_figures(diag)
-            if dfigs:
-                parts.append('<div class="figs">' + "".join(
-                    f"<figure>{svg}<figcaption>{esc(cap)}</figcaption></figure>" for svg, cap in dfigs) + "</div>")
-            outl = diag.get("outliers") or []
-            if outl:
-                items = "".join(f"<li>{esc(o.get('image_id'))} (fold {esc(o.get('fold'))}): "
-                                f"{esc('; '.join(map(str, o.get('reasons') or [])))}</li>" for o in outl[:50])
-                parts.append(f"<details><summary>{len(outl)} flagged image(s)</summary><ul>{items}</ul></details>")
-        if png_names:
-            parts.append('<div class="figs">' + "".join(
-                f'<figure><img class="diag" src="{esc(le.slug)}/{esc(n)}" alt="{esc(n)}"></figure>'
-                for n in png_names) + "</div>")
+        parts.append("<h2>Figures</h2>" + _figure_grid(figs))
+    parts += _diagnostics_parts(le, row, png_names)
     return _page(f"{name} · clustermass", "\n".join(parts), "../")
+
+
+def _metrics_parts(score: Score) -> list[str]:
+    """The pooled metrics table (none without pooled statistics)."""
+    pooled = score.section("pooled")
+    if not pooled:
+        return []
+    ci = score.section("pooled_ci68")
+
+    def cell(key, frac_key=None):
+        return _pooled_cell(pooled, ci, key, frac_key)
+
+    return [
+        "<h2>Metrics</h2><table><tbody>"
+        f'<tr><th class="text">images / clusters / seeds</th><td>{esc(score.n_images)} / '
+        f'{esc(score.n_clusters)} / {len(score.seeds)}</td></tr>'
+        f'<tr><th class="text">bias, mean</th><td>{cell("bias_mean_dex")}</td></tr>'
+        f'<tr><th class="text">bias, median</th><td>{cell("bias_median_dex")}</td></tr>'
+        f'<tr><th class="text">scatter, Gaussian fit</th><td>{cell("sigma_gauss_dex", "scatter_gauss_frac")}</td></tr>'
+        f'<tr><th class="text">scatter, standard deviation</th><td>{cell("sigma_std_dex", "scatter_std_frac")}</td></tr>'
+        f'<tr><th class="text">scatter, robust (16-84%/2)</th><td>{cell("sigma_robust_dex", "scatter_robust_frac")}</td></tr>'
+        f'<tr><th class="text">outliers (|ε| &gt; 3σ)</th><td>{_pct(_num(pooled.get("outlier_frac")))}</td></tr>'
+        "</tbody></table>"
+    ]
+
+
+def _pooled_cell(pooled: Mapping, ci: Mapping, key: str, frac_key: str | None = None) -> str:
+    """A pooled statistic in dex, its fractional scatter beside, then its 68% interval: the
+    interval of the fraction when there is one, else of the dex value."""
+    v = _num(pooled.get(key))
+    if v is None:
+        return ""
+    txt = f"{v:+.4f} dex" if key.startswith("bias") else f"{v:.4f} dex"
+    if frac_key and _num(pooled.get(frac_key)) is not None:
+        txt += f" ({_pct(_num(pooled.get(frac_key)))})"
+    c = ci.get(frac_key or key)
+    if isinstance(c, list) and len(c) == 2 and None not in c:
+        txt += (f' <span class="muted">[68%: {_pct(c[0])}, {_pct(c[1])}]</span>' if frac_key else
+                f' <span class="muted">[68%: {c[0]:+.4f}, {c[1]:+.4f}]</span>')
+    return txt
+
+
+def _folds_parts(score: Score) -> list[str]:
+    """The per-fold table (none without fold rows)."""
+    rows = score.fold_rows
+    if not rows:
+        return []
+    body = "".join(
+        f"<tr><td>{esc(r.get('fold'))}</td><td>{esc(r.get('n_images'))}</td><td>{_signed4(r.get('bias_mean_dex'))}</td>"
+        f"<td>{_pct(_num(r.get('scatter_gauss_frac')))}</td><td>{_pct(_num(r.get('scatter_std_frac')))}</td></tr>"
+        for r in rows)
+    return ['<h2>Per fold</h2><table class="sortable" id="folds"><thead><tr>'
+            '<th data-type="number">fold</th><th data-type="number">images</th>'
+            '<th data-type="number">bias (dex)</th><th data-type="number">scatter (Gauss)</th>'
+            '<th data-type="number">scatter (std)</th></tr></thead>'
+            f"<tbody>{body}</tbody></table>"]
+
+
+def _signed4(v) -> str:
+    v = _num(v)
+    return "" if v is None else f"{v:+.4f}"
+
+
+def _diagnostics_parts(le: LoadedEntry, row: dict, png_names: list[str]) -> list[str]:
+    """The interpretation diagnostics: the summary's numbers, figures and flagged images, then
+    the copied PNGs (none when the entry has neither)."""
+    diag = le.entry.diagnostics
+    if not (diag or png_names):
+        return []
+    parts = ["<h2>Interpretation diagnostics</h2>"]
+    if diag:
+        parts.append(_diag_core_html(diag, row))
+        dfigs = _diag_figures(diag)
+        if dfigs:
+            parts.append(_figure_grid(dfigs))
+        outl = diag.get("outliers") or []
+        if outl:
+            parts.append(_outliers_html(outl))
+    if png_names:
+        parts.append(_diag_pngs_html(le.slug, png_names))
+    return parts
+
+
+def _outliers_html(outl: list) -> str:
+    """The flagged images (the first 50) with why, folded away."""
+    items = "".join(f"<li>{esc(o.get('image_id'))} (fold {esc(o.get('fold'))}): "
+                    f"{esc('; '.join(map(str, o.get('reasons') or [])))}</li>" for o in outl[:50])
+    return f"<details><summary>{len(outl)} flagged image(s)</summary><ul>{items}</ul></details>"
+
+
+def _diag_pngs_html(slug: str, png_names: list[str]) -> str:
+    """The diagnostics PNGs copied beside the page (:func:`_copy_diag_pngs`)."""
+    return '<div class="figs">' + "".join(
+        f'<figure><img class="diag" src="{esc(slug)}/{esc(n)}" alt="{esc(n)}"></figure>'
+        for n in png_names) + "</div>"
 
 
 def _markdown(rows: list[dict], dataset_info: dict) -> str:
