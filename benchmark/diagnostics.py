@@ -483,84 +483,117 @@ def diagnose_predictor(
     dict of per-image arrays (numpy), keyed by diagnostic; ``deepdream_runs`` holds the
     ascent in the input space (``input``) and in counts (``counts``).
     """
+    counts = _checked_counts(counts)
+    aux = aux.reset_index(drop=True)
+    r = radius_r500c(counts.shape[1], r500c_pix)
+    edges = np.asarray(r_edges_r500c, dtype=float)
+    ring_edges = np.asarray(ring_edges_r500c, dtype=float)
+    core_r500c = tuple(float(c) for c in core_r500c)
+    res: dict = {"r_edges_r500c": edges, "ring_edges_r500c": ring_edges, "core_r500c": core_r500c}
+    res.update(_occlusion(predictor, counts, aux, r, ring_edges, core_r500c, ring_dimming))
+    res.update(_core_shares(counts, r, ring_edges, core_r500c, res["ring_sensitivity"]))
+    g0 = _gradient(predictor, counts, aux)
+    res["has_gradient"] = g0 is not None
+    if g0 is None:
+        return res
+    res["saliency_profile"] = _saliency_profile(g0, r, edges)
+    res.update(_gradient_x_input(counts, g0, r, ring_edges, core_r500c))
+    space = input_space if input_space is not None else input_space_of(predictor)
+    runs = _ascents(predictor, counts, aux, r, edges, ring_edges, g0, space, step_size, input_step_size, n_iter)
+    res.update(_deepdream_record(runs, space))
+    return res
+
+
+def _checked_counts(counts: np.ndarray) -> np.ndarray:
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 3 or counts.shape[1] != counts.shape[2]:
         raise DiagnosticsError(f"counts must have shape (N, npix, npix), got {counts.shape}")
     if np.any(counts < 0) or not np.all(np.isfinite(counts)):
         raise DiagnosticsError("counts must be finite and non-negative")
-    aux = aux.reset_index(drop=True)
-    n, npix = counts.shape[0], counts.shape[1]
-    r = radius_r500c(npix, r500c_pix)
-    edges = np.asarray(r_edges_r500c, dtype=float)
-    ring_edges = np.asarray(ring_edges_r500c, dtype=float)
-    core_r500c = tuple(float(c) for c in core_r500c)
-    res: dict = {"r_edges_r500c": edges, "ring_edges_r500c": ring_edges, "core_r500c": core_r500c}
+    return counts
 
-    # Model-agnostic part in one predict call: original, occluded cores, dimmed rings.
-    variants = [counts]
-    occl_keys = []
-    for rc in core_r500c:
-        for mode in ("annulus", "background"):
-            variants.append(occlude_core(counts, r, rc, mode))
-            occl_keys.append((rc, mode))
-    n_rings = len(ring_edges) - 1
+
+def _occlusion(predictor, counts, aux, r, ring_edges, core_r500c: tuple, ring_dimming: float) -> dict:
+    """(c) The original images, their occluded cores and their dimmed rings: predicted
+    log10 M and its changes."""
+    n, n_rings = counts.shape[0], len(ring_edges) - 1
+    occl_keys = [(rc, mode) for rc in core_r500c for mode in ("annulus", "background")]
+    variants = [counts] + [occlude_core(counts, r, rc, mode) for rc, mode in occl_keys]
     dimmed = _dim_rings(counts, r, ring_edges, ring_dimming)
+    # The model-agnostic part in one predict call: original, occluded cores, dimmed rings.
     batch = np.concatenate(variants + [dimmed])
     batch_aux = pd.concat([aux] * len(variants) + [_repeat_aux(aux, n_rings)], ignore_index=True)
     f_all = _predict(predictor, batch, batch_aux)
     f0 = f_all[:n]
-    res["log10m_pred"] = f0
-    res["occlusion"] = {
-        f"{mode}_{rc:g}": f_all[(k + 1) * n : (k + 2) * n] - f0 for k, (rc, mode) in enumerate(occl_keys)
-    }
     f_rings = f_all[len(variants) * n :].reshape(n, n_rings)
-    ring_sens = np.abs(f_rings - f0[:, None])
-    res["ring_sensitivity"] = ring_sens
+    return {
+        "log10m_pred": f0,
+        "occlusion": {f"{mode}_{rc:g}": f_all[(k + 1) * n : (k + 2) * n] - f0
+                      for k, (rc, mode) in enumerate(occl_keys)},
+        "ring_sensitivity": np.abs(f_rings - f0[:, None]),
+    }
+
+
+def _core_shares(counts, r, ring_edges, core_r500c: tuple, ring_sens: np.ndarray) -> dict:
+    """Photons per ring, and the shares of photons and of ring-dimming sensitivity inside
+    each core radius."""
     ring_photons = radial_sum(counts, r, ring_edges)
-    res["ring_photons"] = ring_photons
-
     total_photons = counts.sum(axis=(1, 2))
-    photon_share = {rc: _share_inside(counts, r, rc, total_photons) for rc in core_r500c}
-    res["photon_share_core"] = {f"{rc:g}": photon_share[rc] for rc in core_r500c}
-    occl_share = {}
-    for rc in core_r500c:
-        # Ring edges include the core radii, so the share is exact in ring units.
-        inside = ring_edges[1:] <= rc + 1e-9
-        tot = ring_sens.sum(axis=1)
-        occl_share[rc] = np.divide(ring_sens[:, inside].sum(axis=1), tot, out=np.full(n, np.nan), where=tot > 0)
-    res["occlusion_share_core"] = {f"{rc:g}": occl_share[rc] for rc in core_r500c}
+    return {
+        "ring_photons": ring_photons,
+        "photon_share_core": {f"{rc:g}": _share_inside(counts, r, rc, total_photons) for rc in core_r500c},
+        "occlusion_share_core": {f"{rc:g}": _ring_share_inside(ring_sens, ring_edges, rc) for rc in core_r500c},
+    }
 
-    g0 = _gradient(predictor, counts, aux)
-    res["has_gradient"] = g0 is not None
-    if g0 is None:
-        return res
 
-    # (b) saliency |df/dx| per radial bin, normalised per image to a mean of one.
+def _ring_share_inside(ring_values: np.ndarray, ring_edges: np.ndarray, rc: float) -> np.ndarray:
+    # Ring edges include the core radii, so the share is exact in ring units.
+    inside = ring_edges[1:] <= rc + 1e-9
+    tot = ring_values.sum(axis=1)
+    return np.divide(ring_values[:, inside].sum(axis=1), tot, out=np.full(len(tot), np.nan), where=tot > 0)
+
+
+def _saliency_profile(g0: np.ndarray, r: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """(b) Mean |df/dx| per radial bin, normalised per image to a mean of one."""
     abs_g = np.abs(g0)
     mean_abs = abs_g.mean(axis=(1, 2), keepdims=True)
     sal = np.divide(abs_g, mean_abs, out=np.zeros_like(abs_g), where=mean_abs > 0)
     npx = _bin_pixel_counts(r, edges)
-    res["saliency_profile"] = np.divide(radial_sum(sal, r, edges), npx, out=np.full(npx.shape, np.nan), where=npx > 0)
+    return np.divide(radial_sum(sal, r, edges), npx, out=np.full(npx.shape, np.nan), where=npx > 0)
+
+
+def _gradient_x_input(counts, g0, r, ring_edges, core_r500c: tuple) -> dict:
+    """(d) |df/dN * N|: its share inside each core radius and its sum per ring."""
     attribution = np.abs(g0 * counts)
     total_attr = attribution.sum(axis=(1, 2))
-    res["gradient_share_core"] = {f"{rc:g}": _share_inside(attribution, r, rc, total_attr) for rc in core_r500c}
-    res["attribution_rings"] = radial_sum(attribution, r, ring_edges)
+    return {
+        "gradient_share_core": {f"{rc:g}": _share_inside(attribution, r, rc, total_attr) for rc in core_r500c},
+        "attribution_rings": radial_sum(attribution, r, ring_edges),
+    }
 
-    # (a) DeepDream ascent in the model's input space, and in counts (the named variant).
-    space = input_space if input_space is not None else input_space_of(predictor)
+
+def _ascents(predictor, counts, aux, r, edges, ring_edges, g0, space: InputSpace, step_size: float,
+             input_step_size: float, n_iter: int) -> dict:
+    """(a) The DeepDream ascent in counts (the named variant), then in the model's input
+    space (the same run when that space is counts)."""
     runs = {"counts": _ascent(predictor, counts, aux, r, edges, ring_edges, g0, COUNT_SPACE, step_size, n_iter)}
     runs["input"] = (runs["counts"] if space == COUNT_SPACE else
                      _ascent(predictor, counts, aux, r, edges, ring_edges, g0, space, input_step_size, n_iter))
-    res["deepdream_runs"] = runs
-    res["input_space"] = space
+    return runs
+
+
+def _deepdream_record(runs: dict, space: InputSpace) -> dict:
     main = runs["input"]
     # Flat keys: the input-space run (what the summary and the entry show first).
-    res["deepdream_dn_over_n"] = main["dn_over_n"]  # (n_iter, N, B)
-    res["deepdream_log10m"] = main["log10m"]  # (n_iter, N)
-    res["deepdream_peak_r500c"] = main["peak_r500c"]
-    res["deepdream_centroid_r500c"] = main["centroid_r500c"]
-    res["deepdream_example_change"] = main["example_change"]
-    return res
+    return {
+        "deepdream_runs": runs,
+        "input_space": space,
+        "deepdream_dn_over_n": main["dn_over_n"],  # (n_iter, N, B)
+        "deepdream_log10m": main["log10m"],  # (n_iter, N)
+        "deepdream_peak_r500c": main["peak_r500c"],
+        "deepdream_centroid_r500c": main["centroid_r500c"],
+        "deepdream_example_change": main["example_change"],
+    }
 
 
 def _ascent(predictor, counts, aux, r, edges, ring_edges, g0, space: InputSpace, step_size: float,
@@ -649,16 +682,58 @@ def _median_ratio(num: np.ndarray, den: np.ndarray) -> float | None:
 
 def summarise(per_image: pd.DataFrame, batches: list[dict], settings: dict, outlier_r500c: float = 1.0,
               offcentre_r500c: float = OFFCENTRE_R500C) -> dict:
-    """Combine per-fold results into the JSON-serialisable summary (see run_diagnostics)."""
-    first = batches[0]
+    """Combine per-fold results into the JSON-serialisable summary (see run_diagnostics).
+
+    Parameters
+    ----------
+    per_image : DataFrame
+        One row per diagnosed image, in the order of the batches (image_id, cluster_id,
+        fold, log10_m500c).
+    batches : list of dict
+        :func:`diagnose_predictor` results, one per fold.
+    settings : dict
+        Recorded as the summary's ``settings``.
+    outlier_r500c, offcentre_r500c : float
+        Radii beyond which an ascent's largest change or centroid flags the image.
+
+    Returns
+    -------
+    dict
+        The summary without the controls, notes and plots :func:`run_diagnostics` adds.
+    """
     has_grad = all(b["has_gradient"] for b in batches)
-    cores = first["core_r500c"]
+    summary = _summary_header(per_image, batches[0], has_grad, settings)
+    summary.update(_core_sensitivity_summary(batches, has_grad))
+    summary.update(_ring_share_summary(batches))
+    summary["occlusion_delta_log10m"] = _occlusion_summary(batches)
+    outliers = []
+    if has_grad:
+        summary.update(_gradient_summary(batches))
+        peak, centroid = _cat(batches, "deepdream_peak_r500c"), _cat(batches, "deepdream_centroid_r500c")
+        outliers = _flag_outliers(per_image, peak, centroid, _cat(batches, "deepdream_log10m")[-1],
+                                  _cat(batches, "log10m_pred"), outlier_r500c, offcentre_r500c)
+        summary["deepdream_peak_r500c"] = json_safe(peak)
+        summary["deepdream_centroid_r500c"] = json_safe(centroid)
+    summary["outliers"] = outliers
+    summary["images"] = json_safe(per_image[["image_id", "cluster_id", "fold", "log10_m500c"]].to_dict("list"))
+    summary["log10m_pred"] = json_safe(_cat(batches, "log10m_pred"))
+    return summary
 
-    def cat(key, sub=None):
-        parts = [b[key] if sub is None else b[key][sub] for b in batches]
-        return np.concatenate(parts, axis=-1 if key in ("deepdream_log10m",) else 0)
 
-    summary: dict = {
+def _cat(batches: list[dict], key: str, sub: str | None = None) -> np.ndarray:
+    """``key`` (or ``key[sub]``) of every batch, joined along the image axis."""
+    parts = [b[key] if sub is None else b[key][sub] for b in batches]
+    return np.concatenate(parts, axis=-1 if key in ("deepdream_log10m",) else 0)
+
+
+def _row_shares(values: np.ndarray) -> np.ndarray:
+    """Each row divided by its sum (NaN where the sum is zero)."""
+    tot = values.sum(axis=1, keepdims=True)
+    return np.divide(values, tot, out=np.full(values.shape, np.nan), where=tot > 0)
+
+
+def _summary_header(per_image: pd.DataFrame, first: dict, has_grad: bool, settings: dict) -> dict:
+    return {
         "n_images": int(len(per_image)),
         "n_clusters": int(per_image["cluster_id"].nunique()),
         "folds": sorted(int(f) for f in per_image["fold"].unique()),
@@ -667,75 +742,77 @@ def summarise(per_image: pd.DataFrame, batches: list[dict], settings: dict, outl
         "r_edges_r500c": json_safe(first["r_edges_r500c"]),
         "ring_edges_r500c": json_safe(first["ring_edges_r500c"]),
     }
-    core_ratio = {}
-    for rc in cores:
-        key = f"{rc:g}"
-        photon = cat("photon_share_core", key)
-        occl = _median_ratio(cat("occlusion_share_core", key), photon)
-        grad = _median_ratio(cat("gradient_share_core", key), photon) if has_grad else None
-        core_ratio[key] = {
-            "photon_share_median": json_safe(np.nanmedian(photon)),
-            "occlusion": occl,
-            "gradient": grad,
-        }
-    head = core_ratio[f"{cores[0]:g}"]
-    summary["core_radius_r500c"] = cores[0]
+
+
+def _core_sensitivity_summary(batches: list[dict], has_grad: bool) -> dict:
+    cores = batches[0]["core_r500c"]
+    detail = {f"{rc:g}": _core_ratio(batches, f"{rc:g}", has_grad) for rc in cores}
+    head = detail[f"{cores[0]:g}"]
     # The entry schema's one number (benchmark.entries: diagnostics.core_sensitivity) is the
     # occlusion figure, the one every model has; the gradient figure stands beside it.
-    summary["core_sensitivity"] = head["occlusion"]
-    summary["core_sensitivity_method"] = "occlusion"
-    summary["core_sensitivity_gradient"] = head["gradient"]
-    summary["core_sensitivity_detail"] = core_ratio
+    return {
+        "core_radius_r500c": cores[0],
+        "core_sensitivity": head["occlusion"],
+        "core_sensitivity_method": "occlusion",
+        "core_sensitivity_gradient": head["gradient"],
+        "core_sensitivity_detail": detail,
+    }
 
-    ring_sens = cat("ring_sensitivity")
-    ring_tot = ring_sens.sum(axis=1, keepdims=True)
-    summary["ring_sensitivity_share"] = _profile_stats(
-        np.divide(ring_sens, ring_tot, out=np.full(ring_sens.shape, np.nan), where=ring_tot > 0)
-    )
-    ring_ph = cat("ring_photons")
-    summary["ring_photon_share"] = _profile_stats(ring_ph / ring_ph.sum(axis=1, keepdims=True))
 
+def _core_ratio(batches: list[dict], key: str, has_grad: bool) -> dict:
+    """Median photon share inside one core radius, and the median over images of each
+    method's sensitivity share / photon share there."""
+    photon = _cat(batches, "photon_share_core", key)
+    occl = _median_ratio(_cat(batches, "occlusion_share_core", key), photon)
+    grad = _median_ratio(_cat(batches, "gradient_share_core", key), photon) if has_grad else None
+    return {"photon_share_median": json_safe(np.nanmedian(photon)), "occlusion": occl, "gradient": grad}
+
+
+def _ring_share_summary(batches: list[dict]) -> dict:
+    ring_ph = _cat(batches, "ring_photons")
+    return {
+        "ring_sensitivity_share": _profile_stats(_row_shares(_cat(batches, "ring_sensitivity"))),
+        "ring_photon_share": _profile_stats(ring_ph / ring_ph.sum(axis=1, keepdims=True)),
+    }
+
+
+def _occlusion_summary(batches: list[dict]) -> dict:
+    """Change of the predicted log10 M for each core occlusion: mean, std, median, per image."""
     occl = {}
-    for key in first["occlusion"]:
-        d = cat("occlusion", key)
+    for key in batches[0]["occlusion"]:
+        d = _cat(batches, "occlusion", key)
         occl[key] = {"mean": json_safe(d.mean()), "std": json_safe(d.std()), "median": json_safe(np.median(d)),
                      "per_image": json_safe(d)}
-    summary["occlusion_delta_log10m"] = occl
+    return occl
 
-    outliers = []
-    if has_grad:
-        f0 = cat("log10m_pred")
-        variants = {}
-        for name in ("input", "counts"):
-            runs = [b["deepdream_runs"][name] for b in batches]
-            dd = np.concatenate([rn["dn_over_n"] for rn in runs], axis=1)  # (iter, N, B)
-            f_dd = np.concatenate([rn["log10m"] for rn in runs], axis=1)
-            variants[name] = {
-                "space": runs[0]["space"].describe(),
-                "step_size": runs[0]["step_size"],
-                "n_iter": int(dd.shape[0]),
-                "profile": {f"iter{i + 1}": _profile_stats(dd[i]) for i in range(dd.shape[0])},
-                "delta_log10m": {f"iter{i + 1}": json_safe(np.mean(f_dd[i] - f0)) for i in range(f_dd.shape[0])},
-            }
-        summary["deepdream_variants"] = variants
-        # The main profile: the ascent in the model's own input space.
-        summary["deepdream"] = variants["input"]["profile"]
-        summary["deepdream_delta_log10m"] = variants["input"]["delta_log10m"]
-        summary["deepdream_space"] = variants["input"]["space"]["name"]
-        summary["saliency_profile"] = _profile_stats(cat("saliency_profile"))
-        attr = cat("attribution_rings")
-        atot = attr.sum(axis=1, keepdims=True)
-        summary["ring_gradient_share"] = _profile_stats(
-            np.divide(attr, atot, out=np.full(attr.shape, np.nan), where=atot > 0)
-        )
-        outliers = _flag_outliers(per_image, cat("deepdream_peak_r500c"), cat("deepdream_centroid_r500c"),
-                                  cat("deepdream_log10m")[-1], f0, outlier_r500c, offcentre_r500c)
-        summary["deepdream_peak_r500c"] = json_safe(cat("deepdream_peak_r500c"))
-        summary["deepdream_centroid_r500c"] = json_safe(cat("deepdream_centroid_r500c"))
-    summary["outliers"] = outliers
-    summary["images"] = json_safe(per_image[["image_id", "cluster_id", "fold", "log10_m500c"]].to_dict("list"))
-    summary["log10m_pred"] = json_safe(cat("log10m_pred"))
-    return summary
+
+def _gradient_summary(batches: list[dict]) -> dict:
+    """The DeepDream variants, the saliency profile and the gradient x input ring shares."""
+    f0 = _cat(batches, "log10m_pred")
+    variants = {name: _deepdream_variant([b["deepdream_runs"][name] for b in batches], f0)
+                for name in ("input", "counts")}
+    # The main profile: the ascent in the model's own input space.
+    return {
+        "deepdream_variants": variants,
+        "deepdream": variants["input"]["profile"],
+        "deepdream_delta_log10m": variants["input"]["delta_log10m"],
+        "deepdream_space": variants["input"]["space"]["name"],
+        "saliency_profile": _profile_stats(_cat(batches, "saliency_profile")),
+        "ring_gradient_share": _profile_stats(_row_shares(_cat(batches, "attribution_rings"))),
+    }
+
+
+def _deepdream_variant(runs: list[dict], f0: np.ndarray) -> dict:
+    """One ascent's dN/N profiles and mean change of log10 M per iteration, over all batches."""
+    dd = np.concatenate([rn["dn_over_n"] for rn in runs], axis=1)  # (iter, N, B)
+    f_dd = np.concatenate([rn["log10m"] for rn in runs], axis=1)
+    return {
+        "space": runs[0]["space"].describe(),
+        "step_size": runs[0]["step_size"],
+        "n_iter": int(dd.shape[0]),
+        "profile": {f"iter{i + 1}": _profile_stats(dd[i]) for i in range(dd.shape[0])},
+        "delta_log10m": {f"iter{i + 1}": json_safe(np.mean(f_dd[i] - f0)) for i in range(f_dd.shape[0])},
+    }
 
 
 def _flag_outliers(per_image, peak, centroid, last, f0, outlier_r500c, offcentre_r500c) -> list[dict]:
