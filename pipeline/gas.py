@@ -439,8 +439,35 @@ def build_gas_grid(row, grid: GridSpec, rng: np.random.Generator) -> GasGrid:
     rot, axes = _rotation(row), _axes(row)
     rho0, t0 = _profile_normalisations(row)
     shp = _row_shape_params(row)
+    rho, kT, metal, icm_info = _main_halo_gas(row, c1d, rot, axes, r500, shp, rho0, t0)
+    n_sub, clump_mass_g = _add_subclumps(rho, kT, row, c1d, r500, m500_msun, fgas, vcell, rng)
+    mgas_target_g, r_norm, correction = _normalise_gas_mass(rho, row, grid, r500, m500_msun, fgas,
+                                                            shp, vcell)
+    comp_info = _add_companion(rho, kT, metal, row, c1d, r500, m500_msun, vcell)
+    np.maximum(kT, np.float32(KT_FLOOR_KEV), out=kT)
+    m_all = float(np.sum(rho, where=_sphere_mask_arrays(c1d, r500), dtype=np.float64)) * vcell / MSUN_G
+    meta = dict(
+        cluster_id=int(row.get("cluster_id", -1)), epoch=int(row.get("epoch", -1)),
+        mgas_r500_msun=m_all, mgas_main_r500_msun=mgas_target_g / MSUN_G,
+        mgas_target_msun=mgas_target_g / MSUN_G, norm_correction=correction,
+        clump_mass_msun=clump_mass_g * correction / MSUN_G, n_subclumps=n_sub,
+        rho0_gcm3=rho0 * correction, t0_kev=t0, x_h=X_H, normalised_within_kpc=r_norm,
+        r500_inside_box=bool(r_norm >= r500), population_version=int(row.get("population_version", 1)),
+        **comp_info, **icm_info,
+    )
+    return GasGrid(
+        density_gcm3=rho.astype(np.float32, copy=False), kt_kev=kT.astype(np.float32, copy=False),
+        metallicity_zsun=metal.astype(np.float32, copy=False), cell_kpc=cell,
+        box_kpc=float(grid.box_kpc), r500c_kpc=r500, redshift=float(row.get("redshift", np.nan)),
+        meta=meta,
+    )
 
-    # main halo: displaced (merger) centre, ellipsoidal radius in units of R500
+
+def _main_halo_gas(row, c1d, rot, axes, r500, shp, rho0,
+                   t0) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Density, temperature and metallicity cubes of the main halo, before the subclumps and
+    the mass normalisation, and what :func:`_icm_structure` records."""
+    # the merger displaces the gas core; the ellipsoidal radius is in units of R500
     off = float(row.get("core_offset_frac", 0.0) or 0.0) * r500
     centre = off * np.array([row.get(f"core_offset_dir_{a}", 0.0) or 0.0 for a in "xyz"], float)
     rho, kT, metal = _main_fields(c1d, c1d, c1d, centre, rot, axes, r500, shp, row)
@@ -449,8 +476,13 @@ def build_gas_grid(row, grid: GridSpec, rng: np.random.Generator) -> GasGrid:
     rho *= np.float32(rho0)
     kT *= np.float32(t0)
     icm_info = _icm_structure(rho, kT, c1d, centre, r500, row)
+    return rho, kT, metal, icm_info
 
-    # subclumps (part of the cluster's gas budget)
+
+def _add_subclumps(rho, kT, row, c1d, r500, m500_msun, fgas, vcell, rng) -> tuple[int, float]:
+    """Add the row's subclumps to ``rho`` and cool ``kT`` where they are, in place; returns
+    their number and the gas mass (g) they put on the grid.  They are part of the cluster's
+    gas budget (normalised with the main halo)."""
     n_sub = int(row.get("n_subclumps", 0) or 0)
     clump_mass_total_g = 0.0
     mu_args = dict(slope=float(row.get("subclump_slope", 1.9)),
@@ -473,19 +505,26 @@ def build_gas_grid(row, grid: GridSpec, rng: np.random.Generator) -> GasGrid:
         # mass-weighted mixing: clump gas at SUBCLUMP_T_RATIO of the local temperature
         kT[sl] *= 1.0 - np.float32(1.0 - SUBCLUMP_T_RATIO) * blob / tot
         rho[sl] = tot
+    return n_sub, clump_mass_total_g
 
-    # normalise main + clumps so that the grid gas mass inside the R500 sphere is f_gas M500;
-    # when R500 leaves the box (survey redshifts, nearby massive clusters) normalise inside the
-    # largest sphere the box holds to the 1D profile's share of f_gas M500 there
+
+def _normalise_gas_mass(rho, row, grid: GridSpec, r500, m500_msun, fgas, shp,
+                        vcell) -> tuple[float, float, float]:
+    """Scale ``rho`` (main halo + clumps) in place so that the grid gas mass inside the R500
+    sphere is f_gas M500; returns that mass (g), the radius normalised within (kpc) and the
+    factor applied.
+
+    When R500 leaves the box (survey redshifts, nearby massive clusters) the mass is
+    normalised inside the largest sphere the box holds, to the 1D profile's share of
+    f_gas M500 there.
+    """
+    cell = grid.cell_kpc
     mgas_target_g = fgas * m500_msun * MSUN_G
     r_norm = min(r500, 0.5 * float(grid.box_kpc) - cell)
     target_g = mgas_target_g
     if r_norm < r500:
-        xg = np.concatenate([[0.0], np.geomspace(1e-4, 1.0, 4000)])
-        d1 = np.sqrt(_density_shape_sq(xg**2, **shp)) * xg**2
-        cum = np.concatenate([[0.0], np.cumsum(0.5 * (d1[1:] + d1[:-1]) * np.diff(xg))])
-        target_g *= float(np.interp(r_norm / r500, xg, cum) / cum[-1])
-    inside = _sphere_mask_arrays(c1d, r_norm)
+        target_g *= _profile_mass_share(r_norm / r500, shp)
+    inside = _sphere_mask_arrays(grid.centres_kpc(), r_norm)
     m_grid_g = float(np.sum(rho, where=inside, dtype=np.float64)) * vcell
     if m_grid_g <= 0:
         raise ClusterMassError(
@@ -494,56 +533,61 @@ def build_gas_grid(row, grid: GridSpec, rng: np.random.Generator) -> GasGrid:
         )
     correction = target_g / m_grid_g
     rho *= np.float32(correction)
+    return mgas_target_g, r_norm, correction
 
-    # merger companion (extra gas: not part of the main cluster's M500c budget)
+
+def _profile_mass_share(x, shp) -> float:
+    """Share of the 1D profile's gas mass inside R500c that lies inside x R500c."""
+    xg = np.concatenate([[0.0], np.geomspace(1e-4, 1.0, 4000)])
+    d1 = np.sqrt(_density_shape_sq(xg**2, **shp)) * xg**2
+    cum = np.concatenate([[0.0], np.cumsum(0.5 * (d1[1:] + d1[:-1]) * np.diff(xg))])
+    return float(np.interp(x, xg, cum) / cum[-1])
+
+
+def _add_companion(rho, kT, metal, row, c1d, r500, m500_msun, vcell) -> dict:
+    """Add the merger companion's gas to the cubes, in place, and return what the GasGrid's
+    meta records of it (nothing outside mergers).  The companion is extra gas, not part of
+    the main cluster's M500c budget."""
     ratio = float(row.get("merger_ratio", 0.0) or 0.0)
-    comp_info = {}
-    if int(row.get("merger", 0)) and ratio >= 1.0:
-        r500_c = r500 * ratio ** (-1.0 / 3.0)
-        direction = np.array([row[f"merger_dir_{a}"] for a in "xyz"], float)
-        pos = float(row["merger_sep_frac"]) * r500 * direction
-        # gas of the companion inside its own R500 (f_gas M_comp); beyond COMPANION_TRUNC_FRAC
-        # R500_comp its atmosphere has been stripped by the main cluster's ICM
-        m_c_g = float(row["merger_gas_fraction"]) * m500_msun / ratio * MSUN_G
-        rc_c = COMPANION_RC_FRAC * r500_c
-        s = np.geomspace(1e-4, 1.0, 2000) * r500_c
-        prof = (1 + (s / rc_c) ** 2) ** (-1.5 * COMPANION_BETA) * (1 + (s / r500_c) ** 3) ** -0.5
-        s_t = np.geomspace(1e-4, COMPANION_TRUNC_FRAC, 2000) * r500_c
-        prof_t = (1 + (s_t / rc_c) ** 2) ** (-1.5 * COMPANION_BETA) * (1 + (s_t / r500_c) ** 3) ** -0.5
-        m_total_g = m_c_g * np.trapezoid(prof_t * s_t**2, s_t) / np.trapezoid(prof * s**2, s)
-        sl, blob = _add_blob(c1d, pos, rc_c, COMPANION_TRUNC_FRAC * r500_c, m_total_g,
-                             COMPANION_BETA, vcell, rs_kpc=r500_c)
-        if sl is not None:
-            xs = [(c1d[s_] - pos[k]) / r500_c for k, s_ in enumerate(sl)]
-            xc = np.sqrt(xs[0][:, None, None] ** 2 + xs[1][None, :, None] ** 2
-                         + xs[2][None, None, :] ** 2).astype(np.float32)
-            t_c = float(row["merger_t500_kev"]) * _companion_t0_factor()
-            t_comp = np.float32(t_c) * _temperature_shape(xc, np.float32(0.9), np.float32(0.045))
-            tot = rho[sl] + blob
-            w = blob / tot
-            kT[sl] = kT[sl] * (1 - w) + t_comp * w
-            metal[sl] = metal[sl] * (1 - w) + np.float32(COMPANION_METALLICITY) * w
-            rho[sl] = tot
-        comp_info = dict(companion_r500c_kpc=r500_c, companion_pos_kpc=pos.tolist(),
-                         companion_gas_mass_msun=m_c_g / MSUN_G)
+    if not (int(row.get("merger", 0)) and ratio >= 1.0):
+        return {}
+    r500_c = r500 * ratio ** (-1.0 / 3.0)
+    direction = np.array([row[f"merger_dir_{a}"] for a in "xyz"], float)
+    pos = float(row["merger_sep_frac"]) * r500 * direction
+    m_c_g = float(row["merger_gas_fraction"]) * m500_msun / ratio * MSUN_G
+    rc_c = COMPANION_RC_FRAC * r500_c
+    sl, blob = _add_blob(c1d, pos, rc_c, COMPANION_TRUNC_FRAC * r500_c,
+                         _stripped_companion_mass_g(m_c_g, rc_c, r500_c), COMPANION_BETA, vcell,
+                         rs_kpc=r500_c)
+    if sl is not None:
+        _mix_companion(rho, kT, metal, sl, blob, c1d, pos, r500_c, float(row["merger_t500_kev"]))
+    return dict(companion_r500c_kpc=r500_c, companion_pos_kpc=pos.tolist(),
+                companion_gas_mass_msun=m_c_g / MSUN_G)
 
-    np.maximum(kT, np.float32(KT_FLOOR_KEV), out=kT)
-    m_all = float(np.sum(rho, where=_sphere_mask_arrays(c1d, r500), dtype=np.float64)) * vcell / MSUN_G
-    meta = dict(
-        cluster_id=int(row.get("cluster_id", -1)), epoch=int(row.get("epoch", -1)),
-        mgas_r500_msun=m_all, mgas_main_r500_msun=mgas_target_g / MSUN_G,
-        mgas_target_msun=mgas_target_g / MSUN_G, norm_correction=correction,
-        clump_mass_msun=clump_mass_total_g * correction / MSUN_G, n_subclumps=n_sub,
-        rho0_gcm3=rho0 * correction, t0_kev=t0, x_h=X_H, normalised_within_kpc=r_norm,
-        r500_inside_box=bool(r_norm >= r500), population_version=int(row.get("population_version", 1)),
-        **comp_info, **icm_info,
-    )
-    return GasGrid(
-        density_gcm3=rho.astype(np.float32, copy=False), kt_kev=kT.astype(np.float32, copy=False),
-        metallicity_zsun=metal.astype(np.float32, copy=False), cell_kpc=cell,
-        box_kpc=float(grid.box_kpc), r500c_kpc=r500, redshift=float(row.get("redshift", np.nan)),
-        meta=meta,
-    )
+
+def _stripped_companion_mass_g(m_c_g, rc_c, r500_c) -> float:
+    """Gas mass (g) of a companion holding ``m_c_g`` inside its own R500 (f_gas M_comp) whose
+    atmosphere beyond COMPANION_TRUNC_FRAC R500_comp the main cluster's ICM has stripped."""
+    s = np.geomspace(1e-4, 1.0, 2000) * r500_c
+    prof = (1 + (s / rc_c) ** 2) ** (-1.5 * COMPANION_BETA) * (1 + (s / r500_c) ** 3) ** -0.5
+    s_t = np.geomspace(1e-4, COMPANION_TRUNC_FRAC, 2000) * r500_c
+    prof_t = (1 + (s_t / rc_c) ** 2) ** (-1.5 * COMPANION_BETA) * (1 + (s_t / r500_c) ** 3) ** -0.5
+    return m_c_g * np.trapezoid(prof_t * s_t**2, s_t) / np.trapezoid(prof * s**2, s)
+
+
+def _mix_companion(rho, kT, metal, sl, blob, c1d, pos, r500_c, t500_kev) -> None:
+    """Mix the companion's ``blob`` (its own non-cool-core temperature profile and
+    metallicity) into the cubes at ``sl``, mass-weighted, in place."""
+    xs = [(c1d[s_] - pos[k]) / r500_c for k, s_ in enumerate(sl)]
+    xc = np.sqrt(xs[0][:, None, None] ** 2 + xs[1][None, :, None] ** 2
+                 + xs[2][None, None, :] ** 2).astype(np.float32)
+    t_c = t500_kev * _companion_t0_factor()
+    t_comp = np.float32(t_c) * _temperature_shape(xc, np.float32(0.9), np.float32(0.045))
+    tot = rho[sl] + blob
+    w = blob / tot
+    kT[sl] = kT[sl] * (1 - w) + t_comp * w
+    metal[sl] = metal[sl] * (1 - w) + np.float32(COMPANION_METALLICITY) * w
+    rho[sl] = tot
 
 
 def _icm_structure(rho, kt, c1d, centre, r500, row) -> dict:

@@ -594,12 +594,44 @@ def _unit_vector(rng) -> np.ndarray:
 
 def _cluster_rows(cid: int, log10_m0: float, params: PopulationParams, master_seed: int,
                   z_obs: float) -> list[dict]:
-    """All epochs of one cluster, from its own random stream."""
+    """All epochs of one cluster, from its own random stream.
+
+    The order of the steps is the order of the stream's draws, which the published datasets
+    depend on: history, states, per-cluster traits, companions, then epoch by epoch.
+    """
     rng = _rng(master_seed, _STREAM_CLUSTER, cid)
     n_ep = int(params.n_epochs)
-    m0 = 10.0**log10_m0
+    alpha, alpha_dev, z_ep, log10_m = _accretion_history(rng, log10_m0, n_ep, params)
+    cc, mg = _dynamical_states(rng, n_ep, params, master_seed, cid)
+    traits = _cluster_traits(rng, params)
+    companions = _merger_companions(rng, mg, params)
+    rows = []
+    for ep in range(n_ep):
+        m = 10.0 ** log10_m[ep]
+        is_cc, is_mg = bool(cc[ep]), bool(mg[ep])
+        fgas_dev, fgas, t_dev, t500 = _gas_and_temperature(rng, m, alpha_dev, traits, params, z_obs)
+        row = dict(
+            cluster_id=cid, epoch=ep, z_epoch=float(z_ep[ep]), redshift=float(z_obs),
+            log10_m500c=float(log10_m[ep]), r500c_kpc=float(r500c_kpc(m, z_obs)),
+            t500_kev=t500, gas_fraction=fgas, cool_core=int(is_cc), merger=int(is_mg),
+            mah_alpha=float(alpha),
+            **({"mah_alpha_dev": float(alpha_dev)} if params.v2 else {}),  # standard normal
+            **_density_profile(rng, m, is_cc, alpha_dev, traits, params),
+            **_temperature_metals_shape(rng, is_cc, traits, params),
+        )
+        row.update(_merger_columns(rng, companions[ep] if is_mg else None, m, t_dev, fgas_dev,
+                                   params, z_obs))
+        row.update(_subclump_columns(rng, m, params))
+        rows.append(row)
+    return rows
 
-    # mass-accretion history (Wechsler et al. 2002), epoch 0 latest
+
+def _accretion_history(rng, log10_m0: float, n_ep: int,
+                       params: PopulationParams) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Mass-accretion history (Wechsler et al. 2002), epoch 0 latest: the accretion rate
+    ``alpha``, its standard-normal deviate, the redshift offset of each epoch and log10 M500c
+    at each epoch."""
+    m0 = 10.0**log10_m0
     alpha = params.mah_alpha_median * (m0 / 1e14) ** params.mah_alpha_mass_slope
     alpha_dev = rng.normal()  # formation-time diversity, standard normal
     alpha *= 10.0 ** (params.mah_alpha_scatter_dex * alpha_dev)
@@ -607,26 +639,41 @@ def _cluster_rows(cid: int, log10_m0: float, params: PopulationParams, master_se
     jitter = np.concatenate([[0.0], np.cumsum(rng.normal(0, params.mah_jitter_dex, n_ep - 1))])
     log10_m = log10_m0 - alpha * z_ep / np.log(10.0) + jitter
     log10_m = np.minimum.accumulate(log10_m)  # accretion: never heavier in the past
+    return alpha, alpha_dev, z_ep, log10_m
 
-    # dynamical states: Markov chains in chronological order (earliest epoch first)
+
+def _dynamical_states(rng, n_ep: int, params: PopulationParams, master_seed: int,
+                      cid: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cool-core and merger state of each epoch (epoch 0 latest)."""
+    # Markov chains run in chronological order (earliest epoch first)
     cc = _markov_chain(rng, n_ep, cc_chain_fraction(params), params.cc_persistence)[::-1]
     mg = _markov_chain(rng, n_ep, params.merger_fraction, params.merger_persistence)[::-1]
     if params.v2 and params.cc_merger_anticorrelation:
+        # from a stream of its own: the cluster stream's later draws stay those of version 1
         cc = _disrupt_cool_cores(cc, mg, params, _rng(master_seed, _STREAM_V2, cid))
+    return cc, mg
 
-    # per-cluster shape and orientation (kept over epochs, small per-epoch wobble)
+
+def _cluster_traits(rng, params: PopulationParams) -> dict:
+    """Per-cluster shape and orientation, and the persistent parts of the core-radius,
+    metallicity, gas-fraction and temperature scatters (kept over the epochs, each epoch
+    adding its own small part)."""
     quat = rng.normal(size=4)
     quat /= np.linalg.norm(quat)  # uniform on SO(3)
     q1_c = params.axis_q1_mean + params.axis_scatter * rng.normal()
     q2_c = params.axis_q2_mean + params.axis_scatter * rng.normal()
-    rc_c = params.rc_scatter_dex * rng.normal()  # persistent part of the core-radius scatter
+    rc_c = params.rc_scatter_dex * rng.normal()
     z_out_c = params.z_outer_mean + params.z_outer_scatter * rng.normal()
-    fgas_c = rng.normal()  # persistent part of the gas-fraction scatter
+    fgas_c = rng.normal()
     t_c = rng.normal()
+    return dict(quat=quat, q1=q1_c, q2=q2_c, rc=rc_c, z_outer=z_out_c, fgas=fgas_c, t=t_c)
 
-    # one companion per run of consecutive merger epochs, falling in with time
+
+def _merger_companions(rng, mg: np.ndarray, params: PopulationParams) -> dict:
+    """epoch -> (mass ratio, separation, direction) of the companion: one per run of
+    consecutive merger epochs, falling in with time."""
     comp = {}
-    e = n_ep - 1
+    e = len(mg) - 1
     while e >= 0:
         if mg[e]:
             run = [e]
@@ -640,84 +687,100 @@ def _cluster_rows(cid: int, log10_m0: float, params: PopulationParams, master_se
             for ep, sep in zip(run, seps):
                 comp[ep] = (ratio, sep, direction)
         e -= 1
+    return comp
 
-    rows = []
-    for ep in range(n_ep):
-        m = 10.0 ** log10_m[ep]
-        r500 = float(r500c_kpc(m, z_obs))
-        # gas fraction and T scatter: 70% persistent per cluster, 30% fresh per epoch
-        fgas_dev = np.sqrt(0.7) * fgas_c + np.sqrt(0.3) * rng.normal()
-        if params.v2 and params.fgas_structured:
-            rho = params.fgas_formation_corr
-            fgas_dev = rho * alpha_dev + np.sqrt(1.0 - rho**2) * fgas_dev
-        fgas_dev = fgas_scatter_ln(m, params) * fgas_dev
-        fgas = float(fgas_mean(m, params) * np.exp(fgas_dev))
-        t_dev = params.t_scatter_ln * (np.sqrt(0.7) * t_c + np.sqrt(0.3) * rng.normal())
-        t500 = float(t500_mean_kev(m, z_obs, params) * np.exp(t_dev))
-        rc_dev = np.sqrt(0.5) * rc_c + np.sqrt(0.5) * params.rc_scatter_dex * rng.normal()
-        rc_frac = params.rc_frac_median * (m / 3e14) ** params.rc_mass_slope * 10.0**rc_dev
-        is_cc = bool(cc[ep])
-        cc_dex = rng.uniform(*params.cc_contrast_dex_range)
-        is_mg = bool(mg[ep])
-        row = dict(
-            cluster_id=cid, epoch=ep, z_epoch=float(z_ep[ep]), redshift=float(z_obs),
-            log10_m500c=float(log10_m[ep]), r500c_kpc=r500,
-            t500_kev=t500, gas_fraction=fgas, cool_core=int(is_cc), merger=int(is_mg),
-            mah_alpha=float(alpha),
-            **({"mah_alpha_dev": float(alpha_dev)} if params.v2 else {}),  # standard normal
-            rc_frac=float(rc_frac),
-            beta=float(params.beta_mean * (m / 3e14) ** params.beta_mass_slope
-                       + params.beta_scatter * rng.normal()),
-            rs_frac=float(params.rs_frac * 10.0 ** (params.rs_scatter_dex * _outer_deviate(
-                rng.normal(), -alpha_dev, params.rs_accretion_corr, params))),
-            eps=float(max(0.5, params.eps_mean + params.eps_scatter * _outer_deviate(
-                rng.normal(), alpha_dev, params.eps_accretion_corr, params))),
-            cc_contrast_dex=float(cc_dex) if is_cc else 0.0,
-            # the compact core scales with the smooth core: its luminosity boost depends on the
-            # contrast, not on the core-radius scatter (else a 1-dex tail of total L_X)
-            cc_rc2_frac=float(params.cc_rc2_frac * 10.0 ** (params.cc_rc2_contrast_slope * (cc_dex - 1.0))
-                              * rc_frac / params.rc_frac_median),
-            t_min_frac=float(rng.uniform(*(params.cc_tmin_range if is_cc else params.ncc_tmin_range))),
-            t_rcool_frac=float(params.tcool_rcool_frac),
-            z_outer=float(np.clip(z_out_c + 0.02 * rng.normal(), 0.1, 0.6)),
-            z_center=float(rng.uniform(*(params.z_center_cc_range if is_cc else params.z_center_ncc_range))),
-            z_core_frac=float(params.z_core_frac),
-            axis_q1=float(np.clip(q1_c + 0.02 * rng.normal(), params.axis_min, 1.0)),
-            axis_q2=float(np.clip(q2_c + 0.02 * rng.normal(), params.axis_min, 1.0)),
-            quat_w=float(quat[0]), quat_x=float(quat[1]), quat_y=float(quat[2]), quat_z=float(quat[3]),
+
+def _gas_and_temperature(rng, m, alpha_dev: float, traits: dict, params: PopulationParams,
+                         z_obs: float) -> tuple[float, float, float, float]:
+    """(gas-fraction deviate, gas fraction, ln T deviate, T500 in keV) of one epoch; the
+    deviates also set the companion's."""
+    # 70% of the scatter persistent per cluster, 30% fresh per epoch
+    fgas_dev = np.sqrt(0.7) * traits["fgas"] + np.sqrt(0.3) * rng.normal()
+    if params.v2 and params.fgas_structured:
+        rho = params.fgas_formation_corr
+        fgas_dev = rho * alpha_dev + np.sqrt(1.0 - rho**2) * fgas_dev
+    fgas_dev = fgas_scatter_ln(m, params) * fgas_dev
+    fgas = float(fgas_mean(m, params) * np.exp(fgas_dev))
+    t_dev = params.t_scatter_ln * (np.sqrt(0.7) * traits["t"] + np.sqrt(0.3) * rng.normal())
+    t500 = float(t500_mean_kev(m, z_obs, params) * np.exp(t_dev))
+    return fgas_dev, fgas, t_dev, t500
+
+
+def _density_profile(rng, m, is_cc: bool, alpha_dev: float, traits: dict,
+                     params: PopulationParams) -> dict:
+    """Density-profile columns of one epoch: core radius, slopes and the compact core."""
+    rc_dev = np.sqrt(0.5) * traits["rc"] + np.sqrt(0.5) * params.rc_scatter_dex * rng.normal()
+    rc_frac = params.rc_frac_median * (m / 3e14) ** params.rc_mass_slope * 10.0**rc_dev
+    # drawn cool core or not, so that the later draws do not depend on the state
+    cc_dex = rng.uniform(*params.cc_contrast_dex_range)
+    return dict(
+        rc_frac=float(rc_frac),
+        beta=float(params.beta_mean * (m / 3e14) ** params.beta_mass_slope
+                   + params.beta_scatter * rng.normal()),
+        rs_frac=float(params.rs_frac * 10.0 ** (params.rs_scatter_dex * _outer_deviate(
+            rng.normal(), -alpha_dev, params.rs_accretion_corr, params))),
+        eps=float(max(0.5, params.eps_mean + params.eps_scatter * _outer_deviate(
+            rng.normal(), alpha_dev, params.eps_accretion_corr, params))),
+        cc_contrast_dex=float(cc_dex) if is_cc else 0.0,
+        # the compact core scales with the smooth core: its luminosity boost depends on the
+        # contrast, not on the core-radius scatter (else a 1-dex tail of total L_X)
+        cc_rc2_frac=float(params.cc_rc2_frac * 10.0 ** (params.cc_rc2_contrast_slope * (cc_dex - 1.0))
+                          * rc_frac / params.rc_frac_median),
+    )
+
+
+def _temperature_metals_shape(rng, is_cc: bool, traits: dict, params: PopulationParams) -> dict:
+    """Temperature-dip, metallicity, axis-ratio and orientation columns of one epoch."""
+    quat = traits["quat"]
+    return dict(
+        t_min_frac=float(rng.uniform(*(params.cc_tmin_range if is_cc else params.ncc_tmin_range))),
+        t_rcool_frac=float(params.tcool_rcool_frac),
+        z_outer=float(np.clip(traits["z_outer"] + 0.02 * rng.normal(), 0.1, 0.6)),
+        z_center=float(rng.uniform(*(params.z_center_cc_range if is_cc else params.z_center_ncc_range))),
+        z_core_frac=float(params.z_core_frac),
+        axis_q1=float(np.clip(traits["q1"] + 0.02 * rng.normal(), params.axis_min, 1.0)),
+        axis_q2=float(np.clip(traits["q2"] + 0.02 * rng.normal(), params.axis_min, 1.0)),
+        quat_w=float(quat[0]), quat_x=float(quat[1]), quat_y=float(quat[2]), quat_z=float(quat[3]),
+    )
+
+
+def _merger_columns(rng, companion: tuple | None, m, t_dev: float, fgas_dev: float,
+                    params: PopulationParams, z_obs: float) -> dict:
+    """Companion and disturbed-core columns of one epoch; ``companion`` is
+    :func:`_merger_companions`' entry, None outside mergers (zeros, no core boost)."""
+    if companion is None:
+        return dict(
+            merger_ratio=0.0, merger_sep_frac=0.0, merger_t500_kev=0.0,
+            merger_gas_fraction=0.0, merger_dir_x=0.0, merger_dir_y=0.0,
+            merger_dir_z=0.0, core_offset_frac=0.0, core_offset_dir_x=0.0,
+            core_offset_dir_y=0.0, core_offset_dir_z=0.0, rc_boost=1.0,
         )
-        if is_mg:
-            ratio, sep, direction = comp[ep]
-            off_dir = _unit_vector(rng)
-            m_comp = m / ratio
-            row.update(
-                merger_ratio=float(ratio), merger_sep_frac=float(sep),
-                merger_t500_kev=float(t500_mean_kev(m_comp, z_obs, params) * np.exp(t_dev)),
-                merger_gas_fraction=float(fgas_mean(m_comp, params) * np.exp(fgas_dev)),
-                merger_dir_x=float(direction[0]), merger_dir_y=float(direction[1]),
-                merger_dir_z=float(direction[2]),
-                core_offset_frac=float(rng.uniform(*params.merger_core_offset_range)),
-                core_offset_dir_x=float(off_dir[0]), core_offset_dir_y=float(off_dir[1]),
-                core_offset_dir_z=float(off_dir[2]),
-                rc_boost=float(rng.uniform(*params.merger_rc_boost_range)),
-            )
-        else:
-            row.update(
-                merger_ratio=0.0, merger_sep_frac=0.0, merger_t500_kev=0.0,
-                merger_gas_fraction=0.0, merger_dir_x=0.0, merger_dir_y=0.0,
-                merger_dir_z=0.0, core_offset_frac=0.0, core_offset_dir_x=0.0,
-                core_offset_dir_y=0.0, core_offset_dir_z=0.0, rc_boost=1.0,
-            )
-        # subclumps: Poisson count from the integrated subhalo mass function
-        mu_lo, mu_hi = params.shmf_mu_range
-        s = params.shmf_slope
-        n_mean = params.shmf_norm * (mu_lo ** (1 - s) - mu_hi ** (1 - s)) / (s - 1)
-        n_mean *= (m / 1e14) ** params.subclump_mass_trend
-        row["n_subclumps"] = int(rng.poisson(n_mean))
-        row.update(subclump_slope=float(s), subclump_mu_min=float(mu_lo), subclump_mu_max=float(mu_hi),
-                   subclump_retained=float(params.subclump_gas_retained))
-        rows.append(row)
-    return rows
+    ratio, sep, direction = companion
+    off_dir = _unit_vector(rng)
+    m_comp = m / ratio
+    return dict(
+        merger_ratio=float(ratio), merger_sep_frac=float(sep),
+        merger_t500_kev=float(t500_mean_kev(m_comp, z_obs, params) * np.exp(t_dev)),
+        merger_gas_fraction=float(fgas_mean(m_comp, params) * np.exp(fgas_dev)),
+        merger_dir_x=float(direction[0]), merger_dir_y=float(direction[1]),
+        merger_dir_z=float(direction[2]),
+        core_offset_frac=float(rng.uniform(*params.merger_core_offset_range)),
+        core_offset_dir_x=float(off_dir[0]), core_offset_dir_y=float(off_dir[1]),
+        core_offset_dir_z=float(off_dir[2]),
+        rc_boost=float(rng.uniform(*params.merger_rc_boost_range)),
+    )
+
+
+def _subclump_columns(rng, m, params: PopulationParams) -> dict:
+    """Subclump count, Poisson from the integrated subhalo mass function, and the clump mass
+    function the gas model draws their masses from."""
+    mu_lo, mu_hi = params.shmf_mu_range
+    s = params.shmf_slope
+    n_mean = params.shmf_norm * (mu_lo ** (1 - s) - mu_hi ** (1 - s)) / (s - 1)
+    n_mean *= (m / 1e14) ** params.subclump_mass_trend
+    return dict(n_subclumps=int(rng.poisson(n_mean)), subclump_slope=float(s),
+                subclump_mu_min=float(mu_lo), subclump_mu_max=float(mu_hi),
+                subclump_retained=float(params.subclump_gas_retained))
 
 
 def _core_floor_contrast(row: dict, params: PopulationParams, boost: float = 1.0) -> float:
