@@ -18,7 +18,10 @@ Three ingredients, each behind its own :class:`pipeline.population.PopulationPar
   (128^3 grids, 2026-12-02) the field multiplies the smooth model's C (ellipticity,
   subclumps, companions: median 1.15) by a median 1.11, giving a median C = 1.36 (16-84%:
   1.24-2.09; relaxed epochs 1.30, mergers 2.04, their companion's gas in the shell); at
-  0.5 R500c 1.12 and at 0.2 R500c 1.05.  The temperature response -0.5
+  0.5 R500c 1.12 and at 0.2 R500c 1.05.  From population version 4 the width is held at its
+  2 R500c value further out (``icm_sigma_hold_frac``): unbounded, as in versions 2 and 3, it
+  reached a clumping of ~33 and cells at thousands of keV at 5 R500c
+  (:data:`pipeline.population.ICM_SIGMA_HOLD_FRAC`).  The temperature response -0.5
   lies between isobaric (-1) and adiabatic (+2/3) perturbations, closer to the isobaric
   ones that dominate in the bulk ICM (Zhuravleva et al. 2013; Gaspari et al. 2014).  One
   field per cluster epoch, seeded by ``icm_seed`` (the epoch's gas stream with its own spawn
@@ -71,6 +74,9 @@ FIELD_MIN_WAVELENGTH_CELLS = 4
 MAX_CELL_COARSENING = FIELD_MIN_WAVELENGTH_CELLS // 2
 #: the spherical shell (R500c units) in which the clumping factor "at R500c" is measured
 CLUMPING_SHELL = (0.9, 1.1)
+#: shells (R500c) whose clumping the report measures: the calibration shell, and one at
+#: 2 R500c (~1.3 R200c) where the width is held from population version 4 on
+REPORT_SHELLS = {"r500": CLUMPING_SHELL, "2r500": (1.9, 2.1)}
 #: spawn-key suffixes of the epoch's gas stream: the field's white noise, the per-epoch draws
 _KEY_FIELD, _KEY_DRAWS = 1, 2
 
@@ -133,10 +139,13 @@ def _fluctuation_values(params, rng, merger: int, alpha_dev: float) -> dict:
     else:
         sigma500 = params.icm_sigma500_ln * (params.icm_merger_boost if merger else 1.0)
         sigma500 *= np.exp(params.icm_accretion_slope * alpha_dev + params.icm_sigma_scatter_ln * scatter)
-    return dict(icm_sigma500_ln=float(sigma500), icm_sigma_core_ln=float(params.icm_sigma_core_ln),
-                icm_radial_slope=float(params.icm_radial_slope),
-                icm_injection_kpc=float(params.icm_injection_kpc),
-                icm_t_response=float(params.icm_t_response))
+    values = dict(icm_sigma500_ln=float(sigma500), icm_sigma_core_ln=float(params.icm_sigma_core_ln),
+                  icm_radial_slope=float(params.icm_radial_slope),
+                  icm_injection_kpc=float(params.icm_injection_kpc),
+                  icm_t_response=float(params.icm_t_response))
+    if params.sigma_hold_frac is not None:  # version 4 on: versions 2-3 keep their columns
+        values["icm_sigma_hold_frac"] = params.sigma_hold_frac
+    return values
 
 
 def _unit(rng) -> np.ndarray:
@@ -244,9 +253,13 @@ def _radius2_frac(c1d, centre_kpc, r500_kpc) -> np.ndarray:
 
 
 def fluctuation_sigma2(x2, row) -> np.ndarray:
-    """Squared log-normal width s(r)^2 = s_core^2 + s_500^2 x^(2 eta) at x^2 = (r/R500c)^2."""
+    """Squared log-normal width s(r)^2 = s_core^2 + s_500^2 x^(2 eta) at x^2 = (r/R500c)^2,
+    held at its value at ``icm_sigma_hold_frac`` further out where the row has one."""
     s500, s_core = np.float32(row["icm_sigma500_ln"]), np.float32(row["icm_sigma_core_ln"])
     eta = float(row["icm_radial_slope"])
+    hold = row.get("icm_sigma_hold_frac")
+    if hold is not None and np.isfinite(hold):
+        x2 = np.minimum(x2, np.float32(float(hold) ** 2))
     shape = x2 if eta == 1.0 else x2 ** np.float32(eta)  # a power costs 10x a product
     return s_core * s_core + (s500 * s500) * shape
 
@@ -355,7 +368,7 @@ def icm_statistics(pop: pd.DataFrame, observation=None, n_sample: int = 12, npix
 
     ``sloshing_cool_core_fraction``: share of cool-core epochs with a sloshing front;
     ``clumping_r500_median`` (and ``_p16``, ``_p84``): the clumping factor in the
-    0.9-1.1 R500c shell of the gas grids of ``n_sample`` epochs evenly spaced in mass, built at
+    0.9-1.1 R500c shell, ``clumping_2r500_*`` in the 1.9-2.1 R500c shell, of the gas grids of ``n_sample`` epochs evenly spaced in mass, built at
     ``npix`` cells a side (64: the report's calibration grid).  Empty for populations
     without the columns (version 1).
     """
@@ -376,15 +389,20 @@ def _sample_clumping(pop, observation, n_sample, npix) -> dict:
     observation = Observation() if observation is None else observation
     order = pop["log10_m500c"].sort_values(kind="stable").index.to_numpy()
     picks = order[np.unique(np.linspace(0, len(order) - 1, min(n_sample, len(order))).round().astype(int))]
-    values = []
+    values = {name: [] for name in REPORT_SHELLS}
     for index in picks:
         row = pop.loc[index]
         grid = GridSpec(npix=npix).resolved(observation, float(row["redshift"]))
         gas = build_gas_grid(row, grid, np.random.default_rng(int(row["seed"])))
-        values.append(clumping_factor(gas))
-    values = np.array([v for v in values if np.isfinite(v)])
-    if not len(values):
-        return {}
-    return dict(clumping_r500_median=float(np.median(values)),
-                clumping_r500_p16=float(np.percentile(values, 16)),
-                clumping_r500_p84=float(np.percentile(values, 84)), clumping_n_epochs=int(len(values)))
+        for name, shell in REPORT_SHELLS.items():
+            values[name].append(clumping_factor(gas, shell))
+    out = {}
+    for name, shell_values in values.items():
+        finite = np.array([v for v in shell_values if np.isfinite(v)])
+        if len(finite):
+            out.update({f"clumping_{name}_median": float(np.median(finite)),
+                        f"clumping_{name}_p16": float(np.percentile(finite, 16)),
+                        f"clumping_{name}_p84": float(np.percentile(finite, 84))})
+    if "clumping_r500_median" in out:
+        out["clumping_n_epochs"] = int(np.isfinite(values["r500"]).sum())
+    return out

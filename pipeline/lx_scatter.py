@@ -54,7 +54,7 @@ unexplained             0.11            --              0.15         0.20
 ln L scatter at fixed M 0.235           0.252 (32^3)    0.333        0.291
 ======================  ==============  ==============  ===========  ===========
 
-At version 3 (the default: version 2 with the wider cool cores of
+At version 3 (version 2 with the wider cool cores of
 :data:`pipeline.population.CC_RC2_FRAC`) the core-excised shares are those of version 2 and
 the total's change: cool cores 0.59 of its variance, gas fraction 0.16, profile shape 0.14,
 ln L scatter 0.458 (``python -m pipeline.report --npix 64``, 2026-12-03).

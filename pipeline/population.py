@@ -15,8 +15,10 @@ depend on the order in which things are generated or on how many workers run.
 Versions: ``PopulationParams.version`` 1 is the population of the 0.1.0 datasets (byte for
 byte: version 2's draws come from their own seed stream and its fields are left out of what
 version 1 records); 2 adds the ingredients of :data:`REFERENCES_V2`, each behind its own
-switch (dataset version 0.2.0, :data:`DATASET_VERSIONS`); 3, the default, is version 2 with
-the cool cores recalibrated on observed L_X scatter (:data:`CC_RC2_FRAC`; dataset 0.3.0).
+switch (dataset version 0.2.0, :data:`DATASET_VERSIONS`); 3 is version 2 with the cool
+cores recalibrated on observed L_X scatter (:data:`CC_RC2_FRAC`; dataset 0.3.0); 4, the
+default, is version 3 with the ICM fluctuations' width held constant beyond 2 R500c
+(:data:`ICM_SIGMA_HOLD_FRAC`; dataset 0.4.0).
 
 Units: masses Msun, lengths physical kpc, temperatures keV, metallicities in solar units
 (Anders & Grevesse 1989 abundance table, as APEC uses by default), densities cm^-3.
@@ -36,15 +38,16 @@ from pipeline.observation import Observation
 __all__ = [
     "PopulationParams", "make_population", "REFERENCES", "VIEWS", "derive_seed", "gas_seed",
     "view_seed", "fgas_mean", "fgas_scatter_ln", "t500_mean_kev", "rotation_matrix",
-    "POPULATION_VERSIONS", "DATASET_VERSIONS", "REFERENCES_V2", "CC_RC2_FRAC",
+    "POPULATION_VERSIONS", "DATASET_VERSIONS", "REFERENCES_V2", "CC_RC2_FRAC", "ICM_SIGMA_HOLD_FRAC",
 ]
 
 #: population versions: 1 is the population of the published 0.1.0 datasets (reproduced byte
 #: for byte), 2 adds the ingredients listed in :data:`REFERENCES_V2` (dataset version 0.2.0),
-#: 3 is version 2 with the cool cores' compact component widened (:data:`CC_RC2_FRAC`).
-POPULATION_VERSIONS = (1, 2, 3)
+#: 3 is version 2 with the cool cores' compact component widened (:data:`CC_RC2_FRAC`), 4 is
+#: version 3 with the fluctuations' width bounded in the outskirts (:data:`ICM_SIGMA_HOLD_FRAC`).
+POPULATION_VERSIONS = (1, 2, 3, 4)
 #: the dataset version each population version makes (the dataset card's ``version``).
-DATASET_VERSIONS = {1: "0.1.0", 2: "0.2.0", 3: "0.3.0"}
+DATASET_VERSIONS = {1: "0.1.0", 2: "0.2.0", 3: "0.3.0", 4: "0.4.0"}
 #: Default radius of the cool core's compact density component (R500c, at a contrast of
 #: 1 dex) per population version.  At 0.04 the entropy and cooling-time floors of version 2
 #: left cool cores too faint: the total L_X scatter at fixed mass came out at 0.33 (ln), below
@@ -54,7 +57,17 @@ DATASET_VERSIONS = {1: "0.1.0", 2: "0.2.0", 3: "0.3.0"}
 #: t_cool < 7.7 Gyr, of strong cool cores: ~0.1-0.2 R500c, Hudson et al. 2010) brings both into range without moving any floor-bounded core observable
 #: (``python -m pipeline.report --npix 64``; chosen on the observables of
 #: :data:`pipeline.report.TARGETS` only, never on a model's score).
-CC_RC2_FRAC = {1: 0.04, 2: 0.04, 3: 0.06}
+CC_RC2_FRAC = {1: 0.04, 2: 0.04, 3: 0.06, 4: 0.06}
+#: Radius (R500c) beyond which the ICM fluctuations' log-normal width is held at its value
+#: there, per population version (absent: the width rises without bound).  Versions 2 and 3
+#: let s(r) = sqrt(s_core^2 + (s_500 r/R500c)^2) grow to s ~ 1.9 at 5 R500c (median; up to
+#: 5.1): a clumping factor exp(s^2) of ~33, cells at 1e-16 of the mean density (float32
+#: rounds some to 0) and, through the temperature response, at 26-12,600 keV.  Simulated
+#: clumping rises to ~1.5-3 around R200c-R200m, ~1.5-2.5 R500c (Nagai & Lau 2011; Vazza et
+#: al. 2013; Roncarelli et al. 2013), Eckert et al. (2015) measure sqrt(C) ~ 1.25 at R200c,
+#: and X-COP's temperature profiles fall smoothly to ~0.5 T500 there (Ghirardini et al.
+#: 2019): holding s at 2 R500c keeps the clumping at its ~1.8-2 there all the way out.
+ICM_SIGMA_HOLD_FRAC = {4: 2.0}
 
 #: projections of each epoch (image axes are the other two grid axes).
 VIEWS = ("x", "y", "z")
@@ -117,6 +130,9 @@ REFERENCES_V2 = [
     "Gaspari M. et al. 2014, A&A 569, A67 (density vs temperature fluctuations; isobaric-adiabatic mix)",
     "Nagai D., Lau E. 2011, ApJ 731, L10 (clumping factor of simulated clusters, rising with radius)",
     "Eckert D. et al. 2015, MNRAS 447, 2198 (measured gas clumping in cluster outskirts)",
+    "Vazza F. et al. 2013, MNRAS 429, 799; Roncarelli M. et al. 2013, MNRAS 432, 3030 (simulated "
+    "clumping ~1.5-3 near R200: the fluctuations' width held beyond 2 R500c at version 4)",
+    "Ghirardini V. et al. 2019, A&A 621, A41 (X-COP: temperature falling smoothly to ~0.5 T500 near R200)",
     "ZuHone J., Markevitch M., Johnson R. 2010, ApJ 717, 908 (sloshing cold fronts: spiral in cool cores)",
     "Ghizzardi S., Rossetti M., Molendi S. 2010, A&A 516, A32 (cold fronts in most cool cores)",
     "Markevitch M., Vikhlinin A. 2007, Phys. Rep. 443, 1 (cold fronts: density jump, pressure continuous)",
@@ -238,10 +254,10 @@ class PopulationParams:
     z_center_ncc_range: tuple = (0.3, 0.4)
     z_core_frac: float = 0.1  # radius of the central metallicity rise, R500c
 
-    # --- version 2 and on (population.version = 3, the default, is 2 with recalibrated cool
-    #     cores; 1 reproduces the 0.1.0 datasets and ignores everything in this block).  Each
-    #     ingredient has its own switch. ---
-    version: int = 3
+    # --- version 2 and on (population.version = 4, the default, is 2 with recalibrated cool
+    #     cores (3) and bounded outskirt fluctuations (4); 1 reproduces the 0.1.0 datasets and
+    #     ignores everything in this block).  Each ingredient has its own switch. ---
+    version: int = 4
     # relations calibrated on hydrostatic masses (Vikhlinin et al. 2009 M-T, Lovisari et al.
     # 2015 gas fractions) applied to true masses M = M_HSE / (1 - b) (Barnes et al. 2021:
     # b ~ 0.1-0.2); 0 turns it off
@@ -298,6 +314,9 @@ class PopulationParams:
     icm_sigma_scatter_ln: float = 0.15
     icm_injection_kpc: float = 400.0
     icm_t_response: float = -0.5  # isobaric -1, adiabatic +2/3 (Gaspari et al. 2014)
+    # the width is held at its value at this radius (R500c) further out (version 4 and on;
+    # None: the version's default, ICM_SIGMA_HOLD_FRAC)
+    icm_sigma_hold_frac: float | None = None
     # sloshing cold fronts in a share of cool cores (ZuHone et al. 2010; Ghizzardi et al. 2010)
     sloshing_fronts: bool = True
     sloshing_fraction: float = 0.6
@@ -319,6 +338,7 @@ class PopulationParams:
             object.__setattr__(self, "cc_rc2_frac", CC_RC2_FRAC.get(self.version, CC_RC2_FRAC[3]))
         elif not self.cc_rc2_frac > 0:
             problems.append(f"cc_rc2_frac = {self.cc_rc2_frac} must be > 0 (R500c)")
+        problems.extend(self._sigma_hold_problems())
         for name in (
             "cc_contrast_dex_range", "cc_tmin_range", "ncc_tmin_range", "merger_ratio_range",
             "merger_sep_range", "merger_core_offset_range", "merger_rc_boost_range",
@@ -356,8 +376,8 @@ class PopulationParams:
     def _version2_problems(self) -> list[str]:
         problems = []
         if self.version not in POPULATION_VERSIONS:
-            problems.append(f"version = {self.version!r} is unknown: use 1, 2 or 3 (datasets "
-                            "0.1.0, 0.2.0, 0.3.0)")
+            problems.append(f"version = {self.version!r} is unknown: use 1, 2, 3 or 4 (datasets "
+                            "0.1.0, 0.2.0, 0.3.0, 0.4.0)")
         for name in ("fgas_structured", "cc_floor", "cc_merger_anticorrelation", "halo_finder_m500c",
                      "sky_point_sources", "sky_diffuse", "sky_los_haloes"):
             if not isinstance(getattr(self, name), bool):
@@ -375,6 +395,28 @@ class PopulationParams:
                 problems.append(f"{name} = {getattr(self, name)} must be >= 0 (0 turns the floor off)")
         problems.extend(self._icm_problems())
         return problems
+
+    def _sigma_hold_problems(self) -> list[str]:
+        """Checks of an explicit icm_sigma_hold_frac (a field versions < 4 do not have)."""
+        if self.icm_sigma_hold_frac is None or self.version not in POPULATION_VERSIONS:
+            return []
+        if self.version < 4:
+            return [f"icm_sigma_hold_frac = {self.icm_sigma_hold_frac} needs population version 4 "
+                    f"(version {self.version} lets the width rise without bound): set version = 4 or "
+                    "leave it out"]
+        if not self.icm_sigma_hold_frac >= 1.0:
+            return [f"icm_sigma_hold_frac = {self.icm_sigma_hold_frac} must be >= 1 (R500c; the width "
+                    "is calibrated on the clumping at R500c)"]
+        return []
+
+    @property
+    def sigma_hold_frac(self) -> float | None:
+        """The radius (R500c) beyond which the fluctuations' width is held: the explicit value,
+        else the version's (:data:`ICM_SIGMA_HOLD_FRAC`); None, unbounded, before version 4.
+        Left unresolved in the field so that ``dataclasses.replace(params, version=3)`` works."""
+        if self.icm_sigma_hold_frac is not None:
+            return float(self.icm_sigma_hold_frac)
+        return ICM_SIGMA_HOLD_FRAC.get(self.version)
 
     def _icm_problems(self) -> list[str]:
         """Checks of the ICM-structure fields (:mod:`pipeline.icm`)."""
@@ -405,12 +447,18 @@ class PopulationParams:
 
         At version 1 the version-2 fields (:data:`V2_FIELDS`) are left out, so a version-1
         dataset records exactly what the 0.1.0 datasets did: same fingerprint, same cluster
-        files, byte for byte.  A card without ``version`` therefore means version 1.
+        files, byte for byte.  A card without ``version`` therefore means version 1.  Versions
+        1-3 likewise leave out the version-4 fields (:data:`V4_FIELDS`).
         """
         values = dataclasses.asdict(self)
         if not self.v2:
             for name in V2_FIELDS:
                 values.pop(name)
+        if self.version < 4:
+            for name in V4_FIELDS:
+                values.pop(name)
+        else:
+            values["icm_sigma_hold_frac"] = self.sigma_hold_frac
         return values
 
     @property
@@ -430,6 +478,9 @@ V2_FIELDS = (
     "sloshing_fronts", "sloshing_fraction", "sloshing_radius_range", "sloshing_jump_range",
     "outer_slope_accretion", "eps_accretion_corr", "rs_accretion_corr",
 )
+#: fields that exist from population version 4 on (left out of the records of versions 1-3,
+#: whose datasets stay byte for byte what they were)
+V4_FIELDS = ("icm_sigma_hold_frac",)
 
 
 # ---------------------------------------------------------------------------------------

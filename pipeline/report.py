@@ -130,6 +130,9 @@ OBSERVABLES = (
     Observable("merger_fraction", "merger fraction", 0.18, 0.32, "Fakhouri+ 2010"),
     Observable("clumping_r500_median", "clumping <rho^2>/<rho>^2 at 0.9-1.1 R500c (median of sampled epochs)",
                1.1, 1.5, "Nagai & Lau 2011; Eckert+ 2015"),
+    Observable("clumping_2r500_median", "clumping <rho^2>/<rho>^2 at 1.9-2.1 R500c (~1.3 R200c; median)",
+               1.2, 3.0, "Nagai & Lau 2011; Vazza+ 2013; Roncarelli+ 2013 (~1.5-3 near R200); "
+               "Eckert+ 2015 (sqrt C ~ 1.25 at R200c)"),
     Observable("sloshing_cool_core_fraction", "share of cool cores with sloshing cold fronts", 0.5, 0.7,
                "Ghizzardi+ 2010; ZuHone+ 2010"),
     # the sky of each view (pipeline.sky.sky_statistics); a 100 ks ACIS-I field is complete at 1e-15

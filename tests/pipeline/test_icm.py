@@ -3,6 +3,7 @@ sloshing fronts, outer slopes tied to accretion, their switches and the report's
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from benchmark.core.errors import ClusterMassError
@@ -111,6 +112,52 @@ def test_clumping_grows_with_disturbance(pop):
     assert stirred > calm + 0.05
 
 
+def _log_spread_in_shell(gas, smooth, shell):
+    """Standard deviation of ln(rho / rho_smooth) over the cells of a shell (R500c units)."""
+    c = gas.centres_kpc() / float(gas.r500c_kpc)
+    r = np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
+    sel = (r >= shell[0]) & (r < shell[1])
+    return float(np.log(gas.density_gcm3[sel] / smooth.density_gcm3[sel]).std())
+
+
+def test_version_4_holds_the_width_beyond_2_r500c_and_version_3_does_not(pop):
+    row = _median_row(pop, merger=0)
+    assert row["icm_sigma_hold_frac"] == 2.0  # the default population is version 4
+    x2 = np.array([1.0, 4.0, 9.0, 25.0], np.float32)
+    held = icm.fluctuation_sigma2(x2, row)
+    assert held[1] == held[2] == held[3] > held[0]
+    v3 = {key: value for key, value in row.items() if key != "icm_sigma_hold_frac"}
+    free = icm.fluctuation_sigma2(x2, v3)
+    np.testing.assert_array_equal(free[:2], held[:2])  # the same inside 2 R500c
+    assert free[3] > 5 * held[3]
+
+    # on the gas grid: the log-density spread stops growing at 2 R500c at version 4 only
+    calm = _calm(row, icm_sigma500_ln=0.6)
+    smooth = _build(dict(calm, icm_sigma500_ln=0.0, icm_sigma_core_ln=0.0))
+    bounded = _build(calm)
+    unbounded = _build({key: value for key, value in calm.items() if key != "icm_sigma_hold_frac"})
+    shells = (1.9, 2.1), (2.6, 2.9)
+    spread_v4 = [_log_spread_in_shell(bounded, smooth, shell) for shell in shells]
+    spread_v3 = [_log_spread_in_shell(unbounded, smooth, shell) for shell in shells]
+    assert spread_v4[1] == pytest.approx(spread_v4[0], rel=0.15)
+    assert spread_v3[1] > 1.2 * spread_v3[0]
+    assert float(bounded.kt_kev.max()) < float(unbounded.kt_kev.max())
+
+
+def test_versions_before_4_keep_their_records_and_columns():
+    v3 = PopulationParams(version=3)
+    assert v3.icm_sigma_hold_frac is None and "icm_sigma_hold_frac" not in v3.recorded()
+    assert PopulationParams().recorded()["icm_sigma_hold_frac"] == 2.0
+    pop3 = make_population(PopulationParams(n_clusters=4, n_epochs=2, version=3), SEED)
+    assert "icm_sigma_hold_frac" not in pop3.columns
+    pop4 = make_population(PopulationParams(n_clusters=4, n_epochs=2, icm_sigma_hold_frac=3.0), SEED)
+    assert (pop4["icm_sigma_hold_frac"] == 3.0).all()
+    # the hold is the only difference: every other column is version 3's
+    assert (pop4["population_version"] == 4).all()
+    pd.testing.assert_frame_equal(pop4.drop(columns=["icm_sigma_hold_frac", "population_version"]),
+                                  pop3.drop(columns="population_version"))
+
+
 def test_gas_mass_inside_r500_is_kept(pop):
     row = _median_row(pop, merger=0)
     gas = _build(row)
@@ -192,6 +239,8 @@ def test_switches_turn_each_ingredient_off():
     (dict(sloshing_fraction=1.5), "sloshing_fraction"),
     (dict(sloshing_jump_range=(0.8, 2.0)), "sloshing_jump_range"),
     (dict(icm_fluctuations="yes"), "icm_fluctuations"),
+    (dict(icm_sigma_hold_frac=0.5), "icm_sigma_hold_frac = 0.5 must be >= 1"),
+    (dict(icm_sigma_hold_frac=2.0, version=3), "icm_sigma_hold_frac = 2.0 needs population version 4"),
 ])
 def test_bad_icm_settings_get_one_clear_error(bad, match):
     with pytest.raises(ClusterMassError, match=match):

@@ -1,4 +1,4 @@
-"""Population versions 2 and 3 (datasets 0.2.0, 0.3.0): each ingredient against its switch,
+"""Population versions 2 and 3 (datasets 0.2.0, 0.3.0; version 4 in test_icm.py): each ingredient against its switch,
 version 3's recalibrated cool cores against version 2's, and version 1 reproducing the
 published 0.1.0 data byte for byte."""
 from __future__ import annotations
@@ -88,15 +88,16 @@ def test_version_1_ci_dataset_is_byte_identical_to_0_1_0(tmp_path):
 
 
 def test_dataset_version_follows_the_population_version():
-    assert load_preset("ci").population.version == 3
-    assert load_preset("ci").dataset.version == "0.3.0"
+    assert load_preset("ci").population.version == 4
+    assert load_preset("ci").dataset.version == "0.4.0"
+    assert load_preset("ci", population={"version": 3}).dataset.version == "0.3.0"
     assert load_preset("ci", population={"version": 2}).dataset.version == "0.2.0"
     assert load_preset("ci", dataset={"version": "9.9.9"}).dataset.version == "9.9.9"
 
 
 def test_bad_version_and_switches_get_one_clear_error():
-    with pytest.raises(ClusterMassError, match="version = 4 is unknown"):
-        PopulationParams(version=4)
+    with pytest.raises(ClusterMassError, match="version = 5 is unknown"):
+        PopulationParams(version=5)
     with pytest.raises(ClusterMassError, match="cc_rc2_frac = 0 must be > 0"):
         PopulationParams(cc_rc2_frac=0)
     with pytest.raises(ClusterMassError, match="hydrostatic_bias"):
@@ -232,7 +233,7 @@ def test_version_3_widens_the_cool_cores_and_nothing_else():
     assert PopulationParams(version=2, cc_rc2_frac=0.06) == dataclasses.replace(
         PopulationParams(), version=2)  # an explicit value overrides the version's
     v2 = make_population(PopulationParams(version=2, n_clusters=16, n_epochs=2), 7)
-    v3 = make_population(PopulationParams(n_clusters=16, n_epochs=2), 7)
+    v3 = make_population(PopulationParams(version=3, n_clusters=16, n_epochs=2), 7)
     assert (v3["population_version"] == 3).all() and (v2["population_version"] == 2).all()
     for col in ("log10_m500c", "gas_fraction", "cool_core", "merger", "rc_frac", "beta"):
         np.testing.assert_array_equal(v2[col].to_numpy(), v3[col].to_numpy())
