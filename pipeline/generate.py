@@ -423,7 +423,7 @@ def package_versions() -> dict[str, str]:
 
 def dataset_card(plan: Plan, catalog: pd.DataFrame, splits_sha256: str) -> dict:
     """The dataset card: what the dataset is, how it was made, and how to check it."""
-    from pipeline.population import REFERENCES, REFERENCES_V2
+    from pipeline.population import REFERENCES, REFERENCES_V2, REFERENCES_V4
 
     observation = plan.config.observation
     dataset = plan.config.dataset
@@ -476,7 +476,8 @@ def dataset_card(plan: Plan, catalog: pd.DataFrame, splits_sha256: str) -> dict:
         "splits_sha256": splits_sha256,
         "packages": package_versions(),
         # version 2's ingredients cite their own sources (population.REFERENCES_V2)
-        "references": list(REFERENCES) + (list(REFERENCES_V2) if plan.config.population.version >= 2 else []),
+        "references": (list(REFERENCES) + (list(REFERENCES_V2) if plan.config.population.version >= 2 else [])
+                       + (list(REFERENCES_V4) if plan.config.population.version >= 4 else [])),
         "units": {
             "log10_m500c": "log10(Msun)", "r500c_kpc": "kpc", "r500c_arcmin": "arcmin",
             "t500_kev": "keV", "lx_total_erg_s": "erg/s (0.5-2 keV rest frame)",

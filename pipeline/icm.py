@@ -368,8 +368,8 @@ def icm_statistics(pop: pd.DataFrame, observation=None, n_sample: int = 12, npix
 
     ``sloshing_cool_core_fraction``: share of cool-core epochs with a sloshing front;
     ``clumping_r500_median`` (and ``_p16``, ``_p84``): the clumping factor in the
-    0.9-1.1 R500c shell, ``clumping_2r500_*`` in the 1.9-2.1 R500c shell, of the gas grids of ``n_sample`` epochs evenly spaced in mass, built at
-    ``npix`` cells a side (64: the report's calibration grid).  Empty for populations
+    0.9-1.1 R500c shell, ``clumping_2r500_*`` in the 1.9-2.1 R500c shell, of the gas grids
+    of ``n_sample`` epochs evenly spaced in mass, built at ``npix`` cells a side (64: the report's calibration grid).  Empty for populations
     without the columns (version 1).
     """
     out: dict = {}

@@ -144,6 +144,15 @@ def test_the_card_records_the_numpy_kernels_that_rendered_it(serial_dataset):
     assert rendering_simd_level(card) == numpy_simd_level()  # what a release records
 
 
+def test_the_card_cites_what_its_population_version_adds(serial_dataset):
+    from pipeline.population import REFERENCES_V2, REFERENCES_V4
+
+    card = json.loads((serial_dataset / "dataset_card.json").read_text())
+    assert card["version"] == "0.4.0" and card["config"]["population"]["icm_sigma_hold_frac"] == 2.0
+    assert set(REFERENCES_V2 + REFERENCES_V4) <= set(card["references"])
+    assert not set(REFERENCES_V4) & set(REFERENCES_V2)  # version 3's cards keep their list
+
+
 def test_workers_of_two_cpu_families_are_named_and_recorded_as_such():
     assert simd_levels_note(["X86_V3"]) is None
     note = simd_levels_note(["AVX512_SPR", "X86_V3"])
