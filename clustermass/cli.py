@@ -84,14 +84,35 @@ def cmd_data(args) -> None:
     from pipeline.config import load_preset
     from benchmark.dataset.release import ensure_dataset
 
-    load_preset(args.preset)  # a bad preset fails here, before a dataset folder is created
+    config = load_preset(args.preset)  # a bad preset fails here, before a dataset folder is created
+    source = args.source or settings.current().make.get("DATASET_SOURCE")
+    if not source:
+        refuse_another_configuration(config, data_dir(args), args.preset)
 
-    ensure_dataset(
-        preset=args.preset,
-        path=data_dir(args),
-        source=args.source or settings.current().make.get("DATASET_SOURCE"),
-        workers=args.workers,
-    )
+    ensure_dataset(preset=args.preset, path=data_dir(args), source=source, workers=args.workers)
+
+
+def refuse_another_configuration(config, root: Path, preset: str) -> None:
+    """Stop ``make data`` from keeping, as if it were the preset's, a finished dataset made
+    from another configuration (e.g. an earlier population version after the default moved)."""
+    import json
+
+    from pipeline.generate import config_fingerprint
+
+    card_path = root / CARD_NAME
+    if not card_path.is_file():
+        return  # nothing yet, or an interrupted run: the generation resumes or starts it
+    card = json.loads(card_path.read_text())
+    recorded = card.get("fingerprint")
+    if not recorded or recorded == config_fingerprint(config):
+        return
+    name, version = Path(preset).stem, card.get("version", "?")
+    raise ClusterMassError(
+        f"{root} holds {card.get('name', 'a dataset')} version {version}, made from another "
+        f"configuration than preset {name} now gives (dataset version {config.dataset.version}). "
+        f"Move it away (`mv {root} {root}-{version}`) or remove it (`make clean-data PRESET={name}`), "
+        f"then run `make data PRESET={name}`; to keep using it, point PRESET at a preset file "
+        "with its configuration (its dataset_card.json records it).")
 
 
 def fold_groups(folds: list[int], jobs: int) -> list[list[int]]:

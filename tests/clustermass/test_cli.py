@@ -83,6 +83,29 @@ def test_data_with_unknown_preset_creates_nothing(capsys, tmp_path, monkeypatch)
     assert not any(tmp_path.iterdir())
 
 
+def test_data_refuses_a_dataset_made_from_another_configuration(capsys, tmp_path, monkeypatch):
+    # e.g. data/ci of population version 3 after the default moved to 4: named, not kept
+    from pipeline.config import load_preset
+    from pipeline.generate import config_fingerprint
+
+    monkeypatch.setenv("CLUSTERMASS_DATA", str(tmp_path))
+    old = load_preset("ci", population={"version": 3})
+    card = tmp_path / "ci" / "dataset_card.json"
+    card.parent.mkdir()
+    card.write_text(json.dumps({"name": "clustermass-ci", "version": "0.3.0",
+                                "fingerprint": config_fingerprint(old)}))
+    assert main(["data", "--preset", "ci"]) == 2
+    err = capsys.readouterr().err
+    assert "holds clustermass-ci version 0.3.0, made from another configuration" in err
+    assert "(dataset version 0.4.0)" in err and "make clean-data PRESET=ci" in err
+    assert sorted(p.name for p in card.parent.iterdir()) == ["dataset_card.json"]  # untouched
+
+    # the preset's own configuration passes the check (and meets the next one: not DataLad)
+    card.write_text(json.dumps({"fingerprint": config_fingerprint(load_preset("ci"))}))
+    assert main(["data", "--preset", "ci"]) == 2
+    assert "is not a DataLad dataset" in capsys.readouterr().err
+
+
 def test_fold_groups_deal_folds_round_robin():
     from clustermass.cli import fold_groups
 
